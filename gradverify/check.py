@@ -1,0 +1,246 @@
+"""Checking an implementation: one problem (``check_problem``) or a search (``check``).
+
+For one problem at one dtype the engine
+
+1. calls the implementation through the harness (copies in, time limit, validation);
+2. computes the exact reference (mpmath reverse mode, precision verified);
+3. runs the stable float baseline at the same dtype and takes its error per tensor;
+4. compares: a tensor passes when its normwise error is within ``factor`` times the
+   baseline's and it has no inf/NaN where the baseline has none;
+5. on a failure, checks the same network scaled into the interior (max |h| <= 1). Passing
+   there makes the verdict ``unstable``; failing there too makes it ``incorrect``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradverify.compare import (
+    DEFAULT_TOLERANCE_FACTOR,
+    elementwise_errors,
+    normwise_error,
+    tolerance,
+)
+from gradverify.diagnose import diagnose_gradients
+from gradverify.dtypes import significand_bits
+from gradverify.harness import DEFAULT_TIMEOUT, CallOutcome, call_backprop
+from gradverify.implementations import implementation_name, stable_backprop
+from gradverify.network import Problem
+from gradverify.reference import ReferenceGradients, reference_gradients
+from gradverify.results import CheckResult, ElementError, TensorComparison, Verdict
+
+__all__ = ["assert_gradients_match", "check", "check_problem"]
+
+INTERIOR_LIMIT = 1.0
+"""max |h| of the interior companion problem used to tell unstable from incorrect."""
+
+FULL_FD_MAX_PARAMETERS = 2_000
+"""Above this many parameters, "auto" finite differences fall back to the directional mode."""
+
+
+def _tensor_arrays(outcome: CallOutcome) -> list[np.ndarray]:
+    out = []
+    for w, b in zip(outcome.dweights, outcome.dbiases, strict=True):
+        out.extend((w, b))
+    return out
+
+
+def _finite_differences(problem: Problem, mode: Any) -> Any:
+    """Per-entry FD (value, error estimate, unreliable) as flat lists per tensor, or None."""
+    if mode is False or mode is None:
+        return None
+    if mode == "auto" and problem.spec.parameter_count > FULL_FD_MAX_PARAMETERS:
+        return None
+    from gradverify.finite_diff import finite_difference_gradients
+
+    fd = finite_difference_gradients(problem)
+    values, errors, unreliable = [], [], []
+    for i in range(problem.spec.depth):
+        values.extend((fd.dweights[i], fd.dbiases[i]))
+        errors.extend((fd.dweights_error[i], fd.dbiases_error[i]))
+        unreliable.extend((fd.dweights_unreliable[i], fd.dbiases_unreliable[i]))
+    return values, errors, unreliable
+
+
+def _compare(
+    problem: Problem,
+    outcome: CallOutcome,
+    reference: ReferenceGradients,
+    baseline: CallOutcome,
+    factor: float,
+    fd: Any,
+    worst: int,
+) -> tuple[list[TensorComparison], list[ElementError]]:
+    dtype = problem.dtype
+    values = _tensor_arrays(outcome)
+    base_values = _tensor_arrays(baseline) if baseline.ok else [None] * len(values)
+    tensors: list[TensorComparison] = []
+    elements: list[tuple[float, float, ElementError]] = []
+    for k, ((name, hi, lo, _), value, base) in enumerate(
+        zip(reference.tensors(), values, base_values, strict=True)
+    ):
+        errs = elementwise_errors(value, hi, lo, dtype)
+        if base is not None:
+            base_error = normwise_error(base, hi, lo)
+            base_finite = np.isfinite(np.asarray(base, dtype=np.float64))
+        else:
+            base_error, base_finite = 0.0, np.ones(hi.shape, bool)
+        blamed_nonfinite = int(np.count_nonzero(errs.nonfinite & base_finite))
+        err = normwise_error(np.where(errs.nonfinite & ~base_finite, hi, value), hi, lo)
+        tol = tolerance(base_error, dtype, factor)
+        fd_max = None
+        if fd is not None:
+            fd_vals, fd_errs, fd_bad = fd[0][k], fd[1][k], fd[2][k]
+            usable = ~fd_bad & (hi != 0)
+            if np.any(usable):
+                fd_max = float(np.max(np.abs(fd_vals[usable] - hi[usable]) / np.abs(hi[usable])))
+        tensors.append(TensorComparison(
+            name=name, layer=k // 2 + 1, kind="weight" if k % 2 == 0 else "bias",
+            shape=tuple(hi.shape), normwise_error=err,
+            max_relative_error=float(np.max(errs.relative, initial=0.0)),
+            max_ulps=float(np.max(errs.ulps, initial=0.0)),
+            max_bits=float(np.max(errs.bits, initial=0.0)),
+            nonfinite=blamed_nonfinite, baseline_error=base_error, tolerance=tol,
+            passed=bool(blamed_nonfinite == 0 and err <= tol), fd_max_error=fd_max,
+        ))
+        # candidates for the worst-elements list: the largest bits of error per tensor
+        flat_bits = errs.bits.ravel()
+        for j in np.argsort(-flat_bits, kind="stable")[:worst]:
+            if flat_bits[j] <= 0:
+                break
+            index = np.unravel_index(j, hi.shape)
+            fd_value = fd_error = None
+            if fd is not None and not fd[2][k][index]:
+                fd_value, fd_error = float(fd[0][k][index]), float(fd[1][k][index])
+            elements.append((float(flat_bits[j]), float(errs.relative[index]), ElementError(
+                tensor=name, index=tuple(int(i) for i in index),
+                value=float(np.asarray(value, dtype=np.float64)[index]),
+                reference=float(hi[index]), relative_error=float(errs.relative[index]),
+                ulps=float(errs.ulps[index]), bits=float(errs.bits[index]),
+                fd=fd_value, fd_error=fd_error,
+            )))
+    elements.sort(key=lambda e: (e[0], e[1]), reverse=True)
+    return tensors, [e[2] for e in elements[:worst]]
+
+
+def _error_result(name: str, problem: Problem, message: str, elapsed: float) -> CheckResult:
+    return CheckResult(
+        implementation=name, verdict=Verdict.ERROR, dtype=problem.dtype_name, spec=problem.spec,
+        saturation=problem.max_abs_logit(), message=f"{name} {message}", problem=problem,
+        elapsed=elapsed,
+    )
+
+
+def check_problem(
+    impl: Callable,
+    problem: Problem,
+    *,
+    name: str | None = None,
+    tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
+    finite_differences: bool | str = "auto",
+    worst: int = 5,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    repeat: int = 2,
+    classify: bool = True,
+    reference: ReferenceGradients | None = None,
+) -> CheckResult:
+    """Judge ``impl`` on one problem, at the problem's dtype.
+
+    Args:
+        impl: a backprop following the protocol.
+        problem: network, parameters and batch, already in the dtype under test.
+        name: the name shown in results (default: from the implementation).
+        tolerance_factor: how many times the stable baseline's error a tensor may have.
+        finite_differences: "auto" (full FD up to 2,000 parameters), True, or False.
+        worst: how many worst elements to report.
+        timeout: seconds per call of the implementation.
+        repeat: calls on the same input; differing answers make the verdict ``error``.
+        classify: on failure, check the interior companion to tell unstable from incorrect.
+        reference: a precomputed reference for this problem (to save time).
+
+    Raises:
+        gradverify.reference.ReferenceError: the exact reference does not exist here.
+    """
+    start = time.perf_counter()
+    name = name or implementation_name(impl)
+    outcome = call_backprop(impl, problem, timeout=timeout, repeat=repeat)
+    if not outcome.ok:
+        return _error_result(name, problem, outcome.error or "", time.perf_counter() - start)
+    reference = reference or reference_gradients(problem)
+    baseline = call_backprop(stable_backprop, problem, timeout=None)
+    fd = _finite_differences(problem, finite_differences)
+    tensors, worst_elements = _compare(problem, outcome, reference, baseline, tolerance_factor,
+                                       fd, worst)
+    saturation = problem.max_abs_logit()
+    result = CheckResult(
+        implementation=name, verdict=Verdict.PASS, dtype=problem.dtype_name, spec=problem.spec,
+        saturation=saturation, tensors=tensors, worst=worst_elements,
+        reference_precision=reference.precision, reference_backend=reference.backend,
+        problem=problem,
+    )
+    failed = result.failed_tensors()
+    if failed:
+        nonfinite = sum(t.nonfinite for t in failed)
+        interior = None
+        if saturation > INTERIOR_LIMIT * 1.01 and classify:
+            interior = check_problem(
+                impl, problem.desaturated(INTERIOR_LIMIT), name=name,
+                tolerance_factor=tolerance_factor, finite_differences=False, worst=worst,
+                timeout=timeout, repeat=1, classify=False,
+            )
+            result.interior_verdict = interior.verdict
+        what = f"{nonfinite} inf/NaN entries" if nonfinite else (
+            "gradients outside tolerance (" + ", ".join(t.name for t in failed) + ")")
+        if interior is not None and interior.verdict is Verdict.PASS:
+            result.verdict = Verdict.UNSTABLE
+            result.message = (
+                f"{what} at saturation (max |h| = {saturation:.4g}); the same network scaled to "
+                f"max |h| <= {INTERIOR_LIMIT:g} passes: numerically unstable, not a logic bug"
+            )
+        elif interior is not None and interior.verdict is Verdict.ERROR:
+            result.verdict = Verdict.ERROR
+            result.message = f"{what}; in the interior: {interior.message}"
+        elif nonfinite and interior is None:
+            result.verdict = Verdict.ERROR
+            result.message = (f"{name} returned {nonfinite} inf/NaN entries at ordinary values "
+                              f"(max |h| = {saturation:.4g}) where the exact gradient is finite")
+        else:
+            result.verdict = Verdict.INCORRECT
+            where = "at ordinary values" if interior is None else (
+                f"and also on the same network scaled to max |h| <= {INTERIOR_LIMIT:g}")
+            result.message = f"{what} {where}: a logic bug"
+        ref_arrays = [t[1] for t in reference.tensors()]
+        result.diagnosis = diagnose_gradients(
+            problem, tensors, _tensor_arrays(outcome), ref_arrays,
+            significand_bits(problem.dtype),
+        )
+    result.elapsed = time.perf_counter() - start
+    return result
+
+
+def check(impl: Callable, problem: Problem | None = None, **options: Any) -> Any:
+    """Check ``impl``: on ``problem`` if given (a CheckResult), else by a Hypothesis search.
+
+    Without a problem this runs :func:`gradverify.search.search` with ``options`` and returns
+    its SearchResult. Both results have ``.verdict`` and a readable ``str()``.
+    """
+    if problem is not None:
+        return check_problem(impl, problem, **options)
+    from gradverify.search import search
+
+    return search(impl, **options)
+
+
+def assert_gradients_match(impl: Callable, problem: Problem | None = None, **options: Any) -> Any:
+    """Like :func:`check`, but raise ``AssertionError`` with the readable report unless it passes.
+
+    The message names the worst elements (index, value, exact value, FD), not whole arrays.
+    """
+    result = check(impl, problem, **options)
+    if result.verdict is not Verdict.PASS:
+        raise AssertionError(str(result))
+    return result

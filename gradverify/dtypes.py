@@ -1,0 +1,98 @@
+"""The floating-point formats under test: names, lookup, unit roundoff and ULP spacing.
+
+float16, float32 and float64 come from numpy; bfloat16 comes from ``ml_dtypes`` when it is
+installed (``pip install gradverify[bfloat16]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "available_dtypes",
+    "dtype_name",
+    "resolve_dtype",
+    "significand_bits",
+    "ulp",
+    "unit_roundoff",
+]
+
+SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+
+
+def _bfloat16() -> np.dtype:
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ValueError(
+            "bfloat16 needs the ml_dtypes package: pip install 'gradverify[bfloat16]'"
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def resolve_dtype(dtype: str | np.dtype | type) -> np.dtype:
+    """Turn a name ('float32', 'bfloat16', ...) or a numpy dtype into a numpy dtype."""
+    if isinstance(dtype, str):
+        if dtype == "bfloat16":
+            return _bfloat16()
+        if dtype not in SUPPORTED_DTYPES:
+            raise ValueError(
+                f"unsupported dtype {dtype!r}; supported: {', '.join(SUPPORTED_DTYPES)}"
+            )
+        return np.dtype(dtype)
+    dt = np.dtype(dtype)
+    if dtype_name(dt) not in SUPPORTED_DTYPES:
+        raise ValueError(f"unsupported dtype {dt}; supported: {', '.join(SUPPORTED_DTYPES)}")
+    return dt
+
+
+def dtype_name(dtype: np.dtype | type | str) -> str:
+    """The canonical name of a dtype ('float16', 'bfloat16', 'float32', 'float64')."""
+    return np.dtype(dtype).name
+
+
+def available_dtypes() -> tuple[str, ...]:
+    """The supported dtypes that can be used here (bfloat16 only with ml_dtypes)."""
+    names = []
+    for name in SUPPORTED_DTYPES:
+        try:
+            resolve_dtype(name)
+        except ValueError:
+            continue
+        names.append(name)
+    return tuple(names)
+
+
+def significand_bits(dtype: str | np.dtype) -> int:
+    """Precision p including the implicit bit: 11, 8, 24, 53."""
+    return {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}[
+        dtype_name(resolve_dtype(dtype))
+    ]
+
+
+def unit_roundoff(dtype: str | np.dtype) -> float:
+    """u = 2**-p: the largest relative error of one correctly rounded operation."""
+    return 2.0 ** -significand_bits(dtype)
+
+
+def _min_exponent(dtype: str | np.dtype) -> int:
+    """Exponent e_min such that the smallest normal number is 2**e_min."""
+    return {"float16": -14, "bfloat16": -126, "float32": -126, "float64": -1022}[
+        dtype_name(resolve_dtype(dtype))
+    ]
+
+
+def ulp(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """The spacing of ``dtype`` at each of ``values`` (float64 in, float64 out).
+
+    It is 2**(e - p + 1) for |v| in [2**e, 2**(e+1)), floored at the subnormal spacing.
+    The ulp of 0 is the smallest subnormal.
+    """
+    v = np.abs(np.asarray(values, dtype=np.float64))
+    p = significand_bits(dtype)
+    emin = _min_exponent(dtype)
+    with np.errstate(all="ignore"):
+        _, e = np.frexp(v)  # v = m * 2**e, m in [0.5, 1)
+        exponent = np.maximum(e - 1, emin)
+        return np.ldexp(1.0, exponent - p + 1)

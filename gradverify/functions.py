@@ -1,0 +1,349 @@
+"""Activations and losses, each defined once: float form, mpmath form and kinks side by side.
+
+Float forms take and return numpy arrays and compute in the dtype they are given
+(so a float16 array is evaluated in float16 arithmetic as far as numpy allows).
+They are the numerically *stable* forms; the deliberately naive forms used by the
+built-in implementations live next to them, named as such.
+
+mpmath forms take a private ``mpmath`` context and one ``mpf``; they never touch
+the global ``mpmath.mp``. They are written so that no step cancels: for example
+``sigmoid'(h)`` is ``e/(1+e)**2`` with ``e = exp(-|h|)``, never ``s*(1-s)``.
+
+Conventions
+-----------
+* ``relu'(0) = 0`` (the subgradient convention of PyTorch and JAX). Its kink is at 0.
+* Losses are elementwise over ``y`` (shape ``(n_L, batch)``) and the network loss is the
+  **mean over all elements** of ``y``: ``J = sum(loss) / y.size``.
+* ``bce`` expects a sigmoid output layer; ``softmax_ce`` applies a softmax over the
+  output units of each sample (each column), so it expects an identity output layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "LOSSES",
+    "Activation",
+    "Loss",
+    "activation",
+    "loss_function",
+]
+
+Array = np.ndarray
+MPContext = Any  # an ``mpmath.MPContext``
+MPF = Any  # an ``mpf`` of that context
+
+
+# ---------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One activation function.
+
+    Attributes:
+        name: the name used in network specs and on the command line.
+        forward: stable float form, ``h -> act(h)``, elementwise, dtype-preserving.
+        derivative: stable float form of ``act'(h)``, elementwise, dtype-preserving.
+        mp_forward: ``(ctx, h) -> act(h)`` for one mpf, free of cancellation.
+        mp_derivative: ``(ctx, h) -> act'(h)`` for one mpf, free of cancellation.
+        kinks: the points where ``act`` is not differentiable.
+        saturates: whether ``act'(h) -> 0`` as ``|h|`` grows (sigmoid, tanh).
+    """
+
+    name: str
+    forward: Callable[[Array], Array]
+    derivative: Callable[[Array], Array]
+    mp_forward: Callable[[MPContext, MPF], MPF]
+    mp_derivative: Callable[[MPContext, MPF], MPF]
+    kinks: tuple[float, ...] = ()
+    saturates: bool = False
+
+
+def _one(h: Array) -> Array:
+    return np.ones_like(h)
+
+
+def _sigmoid(h: Array) -> Array:
+    # exp(-|h|) never overflows; both branches are then free of cancellation.
+    e = np.exp(-np.abs(h))
+    one = np.ones_like(e)
+    return np.where(h >= 0, one / (one + e), e / (one + e))
+
+
+def _sigmoid_derivative(h: Array) -> Array:
+    e = np.exp(-np.abs(h))
+    one = np.ones_like(e)
+    return e / ((one + e) * (one + e))
+
+
+def _tanh_derivative(h: Array) -> Array:
+    # 1/cosh(h)**2 keeps its relative accuracy where 1 - tanh(h)**2 cancels.
+    with np.errstate(over="ignore"):
+        c = np.cosh(h)
+        return np.ones_like(c) / (c * c)
+
+
+def _relu(h: Array) -> Array:
+    return np.maximum(h, np.zeros_like(h))
+
+
+def _relu_derivative(h: Array) -> Array:
+    return (h > 0).astype(h.dtype)
+
+
+def _softplus(h: Array) -> Array:
+    return np.maximum(h, np.zeros_like(h)) + np.log1p(np.exp(-np.abs(h)))
+
+
+def _mp_sigmoid(ctx: MPContext, h: MPF) -> MPF:
+    # Both branches keep full relative precision: no 1 - s is ever formed.
+    if h >= 0:
+        return 1 / (1 + ctx.exp(-h))
+    e = ctx.exp(h)
+    return e / (1 + e)
+
+
+def _mp_sigmoid_derivative(ctx: MPContext, h: MPF) -> MPF:
+    e = ctx.exp(-abs(h))
+    return e / (1 + e) ** 2
+
+
+def _mp_softplus(ctx: MPContext, h: MPF) -> MPF:
+    return max(h, ctx.zero) + ctx.log1p(ctx.exp(-abs(h)))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation(
+            name="sigmoid",
+            forward=_sigmoid,
+            derivative=_sigmoid_derivative,
+            mp_forward=_mp_sigmoid,
+            mp_derivative=_mp_sigmoid_derivative,
+            saturates=True,
+        ),
+        Activation(
+            name="tanh",
+            forward=np.tanh,
+            derivative=_tanh_derivative,
+            mp_forward=lambda ctx, h: ctx.tanh(h),
+            mp_derivative=lambda ctx, h: ctx.sech(h) ** 2,
+            saturates=True,
+        ),
+        Activation(
+            name="relu",
+            forward=_relu,
+            derivative=_relu_derivative,
+            mp_forward=lambda ctx, h: h if h > 0 else ctx.zero,
+            mp_derivative=lambda ctx, h: ctx.one if h > 0 else ctx.zero,
+            kinks=(0.0,),
+        ),
+        Activation(
+            name="softplus",
+            forward=_softplus,
+            derivative=_sigmoid,
+            mp_forward=_mp_softplus,
+            mp_derivative=_mp_sigmoid,
+        ),
+        Activation(
+            name="identity",
+            forward=lambda h: h,
+            derivative=_one,
+            mp_forward=lambda ctx, h: h,
+            mp_derivative=lambda ctx, h: ctx.one,
+        ),
+    )
+}
+
+
+def activation(name: str) -> Activation:
+    """Look up an activation by name, with a message that lists the known ones."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        known = ", ".join(ACTIVATIONS)
+        raise ValueError(f"unknown activation {name!r}; known activations: {known}") from None
+
+
+# ---------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One loss, elementwise over the outputs; the network loss is its mean.
+
+    All array arguments have shape ``(n_L, batch)``: ``h`` the output logits,
+    ``z = act_L(h)`` the outputs, ``y`` the labels.
+
+    Attributes:
+        name: the name used in network specs and on the command line.
+        output_activation: the output activation the loss requires, or None for any.
+        value: stable float per-element loss ``(h, z, y) -> loss`` (from logits where possible).
+        output_delta: stable float ``d loss / d h`` per element (the *fused* form).
+        mp_value: exact per-element loss for object arrays of mpf, ``(ctx, h, z, y)``.
+        mp_output_delta: exact ``d loss / d h`` for object arrays of mpf, ``(ctx, h, z, y)``.
+        naive_output_gradient: ``d loss / d z`` as textbooks write it, ``(z, y)``;
+            for ``bce`` this is ``(z - y) / (z (1 - z))``, which divides by zero at saturation.
+    """
+
+    name: str
+    output_activation: str | None
+    value: Callable[[Array, Array, Array], Array]
+    output_delta: Callable[[Array, Array, Array], Array]
+    mp_value: Callable[[MPContext, Array, Array, Array], Array]
+    mp_output_delta: Callable[[MPContext, Array, Array, Array], Array]
+    naive_output_gradient: Callable[[Array, Array], Array]
+
+
+def _elementwise(ctx: MPContext, fn: Callable[..., MPF], *arrays: Array) -> Array:
+    """Apply an mpf function elementwise to object arrays, returning an object array."""
+    return np.frompyfunc(lambda *v: fn(ctx, *v), len(arrays), 1)(*arrays)
+
+
+# --- binary cross-entropy on a sigmoid output -------------------------------
+
+
+def _bce_value(h: Array, z: Array, y: Array) -> Array:
+    # softplus(h) - y*h == -(y log s + (1-y) log(1-s)), without forming log(1-s).
+    return _softplus(h) - y * h
+
+
+def _bce_delta(h: Array, z: Array, y: Array) -> Array:
+    return _sigmoid(h) - y
+
+
+def _bce_naive_gradient(z: Array, y: Array) -> Array:
+    return (z - y) / (z * (1 - z))
+
+
+def _mp_bce_value(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
+    return _elementwise(ctx, lambda c, hv, yv: _mp_softplus(c, hv) - yv * hv, h, y)
+
+
+def _mp_bce_delta(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
+    return _elementwise(ctx, lambda c, hv, yv: _mp_sigmoid(c, hv) - yv, h, y)
+
+
+# --- mean squared error -----------------------------------------------------
+
+
+def _mse_value(h: Array, z: Array, y: Array) -> Array:
+    return (z - y) ** 2
+
+
+def _mse_naive_gradient(z: Array, y: Array) -> Array:
+    return 2 * (z - y)
+
+
+def _mp_mse_value(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
+    return _elementwise(ctx, lambda c, zv, yv: (zv - yv) ** 2, z, y)
+
+
+# mse has no fused form: d loss/dh = 2 (z - y) act'(h), formed by the network code.
+
+
+# --- softmax with cross-entropy (softmax over each column) ------------------
+
+
+def _log_softmax(h: Array) -> Array:
+    shifted = h - h.max(axis=0, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+
+
+def _softmax_ce_value(h: Array, z: Array, y: Array) -> Array:
+    return -y * _log_softmax(z)
+
+
+def _softmax_ce_delta(h: Array, z: Array, y: Array) -> Array:
+    p = np.exp(_log_softmax(z))
+    return p * y.sum(axis=0, keepdims=True) - y
+
+
+def _softmax_ce_naive_gradient(z: Array, y: Array) -> Array:
+    # With an identity output layer z = h, so the fused delta is also d loss/dz.
+    return _softmax_ce_delta(z, z, y)
+
+
+def _mp_log_softmax(ctx: MPContext, h: Array) -> Array:
+    out = np.empty(h.shape, dtype=object)
+    for j in range(h.shape[1]):
+        column = list(h[:, j])
+        top = max(column)
+        log_total = ctx.log(ctx.fsum(ctx.exp(v - top) for v in column))
+        for k, v in enumerate(column):
+            out[k, j] = v - top - log_total
+    return out
+
+
+def _mp_softmax_ce_value(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
+    return -y * _mp_log_softmax(ctx, z)
+
+
+def _mp_softmax_ce_delta(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
+    p = _elementwise(ctx, lambda c, v: c.exp(v), _mp_log_softmax(ctx, z))
+    totals = np.array([ctx.fsum(y[:, j]) for j in range(y.shape[1])], dtype=object)
+    return p * totals[None, :] - y
+
+
+def _unfused(*_: Any) -> Array:
+    raise NotImplementedError("this loss has no fused output delta")
+
+
+LOSSES: dict[str, Loss] = {
+    loss.name: loss
+    for loss in (
+        Loss(
+            name="bce",
+            output_activation="sigmoid",
+            value=_bce_value,
+            output_delta=_bce_delta,
+            mp_value=_mp_bce_value,
+            mp_output_delta=_mp_bce_delta,
+            naive_output_gradient=_bce_naive_gradient,
+        ),
+        Loss(
+            name="mse",
+            output_activation=None,
+            value=_mse_value,
+            output_delta=_unfused,
+            mp_value=_mp_mse_value,
+            mp_output_delta=_unfused,
+            naive_output_gradient=_mse_naive_gradient,
+        ),
+        Loss(
+            name="softmax_ce",
+            output_activation="identity",
+            value=_softmax_ce_value,
+            output_delta=_softmax_ce_delta,
+            mp_value=_mp_softmax_ce_value,
+            mp_output_delta=_mp_softmax_ce_delta,
+            naive_output_gradient=_softmax_ce_naive_gradient,
+        ),
+    )
+}
+
+
+def loss_function(name: str) -> Loss:
+    """Look up a loss by name, with a message that lists the known ones."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        known = ", ".join(LOSSES)
+        raise ValueError(f"unknown loss {name!r}; known losses: {known}") from None
+
+
+def has_fused_delta(loss: Loss) -> bool:
+    """Whether ``loss.output_delta`` gives ``d loss / d h`` directly (bce, softmax_ce)."""
+    return loss.output_delta is not _unfused

@@ -1,0 +1,201 @@
+"""Results as plain data: verdicts, per-tensor comparisons, worst elements.
+
+Everything here is JSON-serialisable through ``to_dict()`` and readable through ``str()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = ["CheckResult", "ElementError", "TensorComparison", "Verdict", "worst_verdict"]
+
+
+class Verdict(str, Enum):
+    """The four answers gradverify gives about an implementation."""
+
+    PASS = "pass"
+    INCORRECT = "incorrect"  # wrong at ordinary, unsaturated values: a logic bug
+    UNSTABLE = "unstable"  # right in the interior, wrong or non-finite only at saturation
+    ERROR = "error"  # raised, hung, or returned something malformed
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY = {Verdict.PASS: 0, Verdict.UNSTABLE: 1, Verdict.INCORRECT: 2, Verdict.ERROR: 3}
+
+
+def worst_verdict(verdicts: Any) -> Verdict:
+    """The most severe of ``verdicts`` (error > incorrect > unstable > pass); pass if empty."""
+    return max((Verdict(v) for v in verdicts), key=_SEVERITY.__getitem__, default=Verdict.PASS)
+
+
+def _num(x: float | None) -> float | None | str:
+    """JSON has no inf/NaN: encode them as strings."""
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def _fmt(x: float | None, spec: str = ".3g") -> str:
+    if x is None:
+        return "-"
+    return format(float(x), spec)
+
+
+@dataclass(frozen=True)
+class TensorComparison:
+    """How one gradient tensor (dW_i or db_i) compares with the exact reference.
+
+    Errors are dimensionless: relative errors, ULPs of the dtype under test, and bits
+    (``log2(1 + ulps)``, a non-finite value counting as the dtype's full width).
+    """
+
+    name: str
+    layer: int
+    kind: str  # "weight" or "bias"
+    shape: tuple[int, ...]
+    normwise_error: float  # ||a - r|| / ||r||
+    max_relative_error: float  # max_j |a_j - r_j| / |r_j|
+    max_ulps: float
+    max_bits: float
+    nonfinite: int  # entries that are inf/NaN while the reference is finite
+    baseline_error: float  # normwise error of the stable float baseline at this dtype
+    tolerance: float  # normwise tolerance derived from the baseline
+    passed: bool
+    fd_max_error: float | None = None  # max |FD - reference| / |reference| (second opinion)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "layer": self.layer, "kind": self.kind, "shape": list(self.shape),
+            "normwise_error": _num(self.normwise_error),
+            "max_relative_error": _num(self.max_relative_error),
+            "max_ulps": _num(self.max_ulps), "max_bits": _num(self.max_bits),
+            "nonfinite": self.nonfinite, "baseline_error": _num(self.baseline_error),
+            "tolerance": _num(self.tolerance), "passed": self.passed,
+            "fd_max_error": _num(self.fd_max_error),
+        }
+
+
+@dataclass(frozen=True)
+class ElementError:
+    """One gradient entry: implementation value, exact reference, FD second opinion."""
+
+    tensor: str
+    index: tuple[int, ...]
+    value: float
+    reference: float
+    relative_error: float
+    ulps: float
+    bits: float
+    fd: float | None = None
+    fd_error: float | None = None  # the FD error estimate (absolute)
+
+    def to_dict(self) -> dict:
+        return {
+            "tensor": self.tensor, "index": list(self.index), "value": _num(self.value),
+            "reference": _num(self.reference), "relative_error": _num(self.relative_error),
+            "ulps": _num(self.ulps), "bits": _num(self.bits), "fd": _num(self.fd),
+            "fd_error": _num(self.fd_error),
+        }
+
+    def describe(self) -> str:
+        where = f"{self.tensor}[{', '.join(map(str, self.index))}]"
+        fd = "" if self.fd is None else f", FD {self.fd:.6g} (+-{_fmt(self.fd_error, '.1g')})"
+        return (
+            f"{where}: got {self.value:.9g}, exact {self.reference:.9g}{fd}; "
+            f"rel. error {_fmt(self.relative_error)}, {_fmt(self.ulps, '.3g')} ulp, "
+            f"{_fmt(self.bits, '.1f')} bits"
+        )
+
+
+@dataclass
+class CheckResult:
+    """The verdict on one implementation for one problem at one dtype."""
+
+    implementation: str
+    verdict: Verdict
+    dtype: str
+    spec: Any  # NetworkSpec
+    saturation: float  # max |h| over all layers of the problem
+    tensors: list[TensorComparison] = field(default_factory=list)
+    worst: list[ElementError] = field(default_factory=list)
+    message: str = ""
+    diagnosis: list[str] = field(default_factory=list)
+    reference_precision: int | None = None
+    reference_backend: str | None = None
+    problem: Any = None  # the Problem, kept for reproduction
+    interior_verdict: Verdict | None = None  # verdict on the same network scaled to |h| <= 1
+    elapsed: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+    @property
+    def worst_bits(self) -> float:
+        return max((t.max_bits for t in self.tensors), default=0.0)
+
+    @property
+    def worst_normwise_error(self) -> float:
+        return max((t.normwise_error for t in self.tensors), default=0.0)
+
+    def failed_tensors(self) -> list[TensorComparison]:
+        return [t for t in self.tensors if not t.passed]
+
+    def to_dict(self) -> dict:
+        return {
+            "implementation": self.implementation,
+            "verdict": self.verdict.value,
+            "dtype": self.dtype,
+            "spec": self.spec.to_dict() if self.spec is not None else None,
+            "saturation": _num(self.saturation),
+            "message": self.message,
+            "diagnosis": list(self.diagnosis),
+            "tensors": [t.to_dict() for t in self.tensors],
+            "worst": [w.to_dict() for w in self.worst],
+            "reference": {"precision_bits": self.reference_precision,
+                          "mpmath_backend": self.reference_backend},
+            "interior_verdict": self.interior_verdict.value if self.interior_verdict else None,
+            "elapsed_seconds": self.elapsed,
+            "problem": (self.problem.to_dict()
+                        if self.problem is not None and self.problem.spec.parameter_count <= 10_000
+                        else None),
+        }
+
+    def __str__(self) -> str:
+        spec = self.spec.describe() if self.spec is not None else "?"
+        batch = f", batch {self.problem.batch_size}" if self.problem is not None else ""
+        lines = [
+            f"gradverify: {self.implementation} -> {self.verdict.value.upper()} "
+            f"({self.dtype}, network {spec}{batch}, max |h| = {self.saturation:.4g})"
+        ]
+        if self.message:
+            lines.append(f"  {self.message}")
+        for hint in self.diagnosis:
+            lines.append(f"  hint: {hint}")
+        if self.tensors:
+            lines.append("  tensor  normwise err  tolerance  max ulp    max bits  non-finite  ok")
+            for t in self.tensors:
+                lines.append(
+                    f"  {t.name:<7} {_fmt(t.normwise_error, '<12.3g')}  "
+                    f"{_fmt(t.tolerance, '<9.3g')}  {_fmt(t.max_ulps, '<9.3g')}  "
+                    f"{t.max_bits:<8.1f}  {t.nonfinite:<10d}  {'yes' if t.passed else 'NO'}"
+                )
+        if self.worst and self.verdict is not Verdict.PASS:
+            lines.append("  worst elements:")
+            lines.extend(f"    {w.describe()}" for w in self.worst)
+        if self.reference_precision:
+            lines.append(
+                f"  reference: mpmath reverse mode at {self.reference_precision} bits "
+                f"(backend {self.reference_backend})"
+            )
+        return "\n".join(lines)
