@@ -232,8 +232,16 @@ def _mp_bce_value(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
     return _elementwise(ctx, lambda c, hv, yv: _mp_softplus(c, hv) - yv * hv, h, y)
 
 
+def _mp_bce_delta_one(ctx: MPContext, h: MPF, y: MPF) -> MPF:
+    # sigmoid(h) - y without forming 1 - sigmoid(h): for h >= 0 it is (1 - y) - sigmoid(-h),
+    # so y = 1 at h = 700 gives -sigmoid(-700) ~ -e^-700 instead of cancelling to 0.
+    if h >= 0:
+        return (1 - y) - _mp_sigmoid(ctx, -h)
+    return _mp_sigmoid(ctx, h) - y
+
+
 def _mp_bce_delta(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
-    return _elementwise(ctx, lambda c, hv, yv: _mp_sigmoid(c, hv) - yv, h, y)
+    return _elementwise(ctx, _mp_bce_delta_one, h, y)
 
 
 # --- mean squared error -----------------------------------------------------
@@ -292,9 +300,16 @@ def _mp_softmax_ce_value(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
 
 
 def _mp_softmax_ce_delta(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
+    # p_k sum_j y_j - y_k == sum_{j != k} (y_j p_k - y_k p_j) since sum_j p_j = 1: this form
+    # never subtracts a p_k near 1 from a label 1, so saturated columns keep their tiny deltas.
     p = _elementwise(ctx, lambda c, v: c.exp(v), _mp_log_softmax(ctx, z))
-    totals = np.array([ctx.fsum(y[:, j]) for j in range(y.shape[1])], dtype=object)
-    return p * totals[None, :] - y
+    out = np.empty(p.shape, dtype=object)
+    rows = range(p.shape[0])
+    for col in range(p.shape[1]):
+        for k in rows:
+            out[k, col] = ctx.fsum(y[j, col] * p[k, col] - y[k, col] * p[j, col]
+                                   for j in rows if j != k)
+    return out
 
 
 def _unfused(*_: Any) -> Array:

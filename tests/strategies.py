@@ -1,0 +1,43 @@
+"""Problem builders and strategies used only by the tests (users get gradverify.strategies)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gradverify.network import NetworkSpec, Problem
+
+
+def random_problem(
+    widths: Sequence[int],
+    activations: Sequence[str],
+    loss: str = "bce",
+    *,
+    batch: int = 4,
+    dtype: str = "float64",
+    seed: int = 0,
+    scale: float = 1.0,
+    output_shift: float = 0.0,
+    soft_labels: bool = False,
+) -> Problem:
+    """A random problem: N(0, scale^2/fan_in) weights, small biases, N(0,1) inputs.
+
+    ``output_shift`` is added to the last bias, pushing the output logits toward saturation.
+    """
+    rng = np.random.default_rng(seed)
+    spec = NetworkSpec(tuple(widths), tuple(activations), loss)
+    depth = spec.depth
+    weights = [rng.standard_normal((widths[i + 1], widths[i])) * scale / np.sqrt(widths[i])
+               for i in range(depth)]
+    biases = [rng.standard_normal(widths[i + 1]) * 0.1 for i in range(depth)]
+    biases[-1] = biases[-1] + output_shift
+    x = rng.standard_normal((widths[0], batch))
+    if loss == "softmax_ce":
+        y = rng.random((widths[-1], batch))
+        y = y / y.sum(axis=0, keepdims=True)
+    elif soft_labels:
+        y = rng.random((widths[-1], batch))
+    else:
+        y = rng.integers(0, 2, (widths[-1], batch)).astype(float)
+    return Problem.from_arrays(spec, weights, biases, x, y, dtype)
