@@ -54,7 +54,7 @@ def name_factor(c: float, problem: Problem) -> str:
             if n == 1:
                 continue
             if abs(sign * c - n) <= 1e-6 * n:
-                return f"{prefix}{name} ({sign * n:g})" if name != "2" else f"{prefix}2"
+                return f"{prefix}{name} ({n:g})" if name != "2" else f"{prefix}2"
             if abs(sign * c - 1 / n) <= 1e-6 / n:
                 shown = f"1/{n}" if name == "2" else f"1/({name} = {n})"
                 return f"{prefix}{shown}"

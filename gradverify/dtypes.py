@@ -94,5 +94,5 @@ def ulp(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     emin = _min_exponent(dtype)
     with np.errstate(all="ignore"):
         _, e = np.frexp(v)  # v = m * 2**e, m in [0.5, 1)
-        exponent = np.maximum(e - 1, emin)
+        exponent = np.where(v == 0, emin, np.maximum(e - 1, emin))
         return np.ldexp(1.0, exponent - p + 1)

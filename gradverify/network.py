@@ -155,7 +155,8 @@ class Problem:
     ) -> Problem:
         """Build a problem, rounding every array to ``dtype`` (round to nearest)."""
         dt = resolve_dtype(dtype)
-        cast = [np.asarray(a, dtype=np.float64).astype(dt) for a in (*weights, *biases, x, y)]
+        with np.errstate(over="ignore"):  # overflow to inf is rejected by validation below
+            cast = [np.asarray(a, dtype=np.float64).astype(dt) for a in (*weights, *biases, x, y)]
         depth = spec.depth
         return cls(spec, tuple(cast[:depth]), tuple(cast[depth:2 * depth]), cast[-2], cast[-1],
                    label=label)
