@@ -166,13 +166,17 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+def _lookup(table: dict[str, Any], kind: str, plural: str, name: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(table)
+        raise ValueError(f"unknown {kind} {name!r}; known {plural}: {known}") from None
+
+
 def activation(name: str) -> Activation:
     """Look up an activation by name, with a message that lists the known ones."""
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        known = ", ".join(ACTIVATIONS)
-        raise ValueError(f"unknown activation {name!r}; known activations: {known}") from None
+    return _lookup(ACTIVATIONS, "activation", "activations", name)
 
 
 # ---------------------------------------------------------------------------
@@ -352,11 +356,7 @@ LOSSES: dict[str, Loss] = {
 
 def loss_function(name: str) -> Loss:
     """Look up a loss by name, with a message that lists the known ones."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        known = ", ".join(LOSSES)
-        raise ValueError(f"unknown loss {name!r}; known losses: {known}") from None
+    return _lookup(LOSSES, "loss", "losses", name)
 
 
 def has_fused_delta(loss: Loss) -> bool:
