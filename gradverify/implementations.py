@@ -165,6 +165,12 @@ OutputDelta = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``(h_L, z_L, y) -> dJ/dh_L`` (already divided by N)."""
 
 
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in the operands' dtype (ml_dtypes' bfloat16 ``@`` returns float32)."""
+    out = a @ b
+    return out if out.dtype == a.dtype else out.astype(a.dtype)
+
+
 def _backprop(
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray],
@@ -180,7 +186,7 @@ def _backprop(
     hs, zs = [], [x]
     with np.errstate(all="ignore"):
         for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
-            h = W @ zs[-1] + b[:, None]
+            h = _matmul(W, zs[-1]) + b[:, None]
             last = i == len(weights) - 1
             hs.append(h)
             zs.append(output_layer(h) if last else activation(activations[i]).forward(h))
@@ -188,10 +194,11 @@ def _backprop(
         dweights: list[np.ndarray] = [np.empty(0)] * len(weights)
         dbiases: list[np.ndarray] = [np.empty(0)] * len(weights)
         for i in reversed(range(len(weights))):
-            dweights[i] = delta @ zs[i].T
+            dweights[i] = _matmul(delta, zs[i].T)
             dbiases[i] = delta.sum(axis=1)
             if i > 0:
-                delta = (weights[i].T @ delta) * activation(activations[i - 1]).derivative(hs[i - 1])
+                slope = activation(activations[i - 1]).derivative(hs[i - 1])
+                delta = _matmul(weights[i].T, delta) * slope
     return dweights, dbiases
 
 
