@@ -1,0 +1,323 @@
+"""The options of gradverify, defined once for the command line, pytest and ``pyproject.toml``.
+
+Each :class:`Option` names its spelling on every surface: a ``gradverify`` command-line
+flag, a pytest flag, a pytest ini key and a ``[tool.gradverify]`` key. The CLI, the pytest
+plugin and the config loader all read :data:`OPTIONS`, so an option is added in one place.
+
+Precedence, first wins: command line, pytest ini (plugin only), ``[tool.gradverify]``,
+the default in the table.
+
+This module is imported by the pytest plugin at start-up, so it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = [
+    "FAIL_ON_CHOICES",
+    "LAYOUT_CHOICES",
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "add_cli_arguments",
+    "add_pytest_options",
+    "counts_as_failure",
+    "option_by_config_key",
+    "parse_name_list",
+    "values_from_pytest",
+    "resolve_settings",
+    "search_arguments",
+    "validate_names",
+]
+
+FAIL_ON_CHOICES: tuple[str, ...] = ("incorrect", "unstable")
+LAYOUT_CHOICES: tuple[str, ...] = ("columns", "rows")
+SUBCOMMANDS: tuple[str, ...] = ("check", "scan", "report")
+
+
+def parse_name_list(text: str) -> tuple[str, ...]:
+    """``"float32, float64"`` or ``"float32 float64"`` -> ``("float32", "float64")``."""
+    names = tuple(n for n in text.replace(",", " ").split() if n)
+    if not names:
+        raise ValueError("expected at least one name, e.g. float32,float64")
+    return names
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting and its spelling on each surface (``None``: not offered there).
+
+    ``kind`` is one of "names" (a list of names), "int", "float", "choice" or "path".
+    ``minimum`` bounds "int" and "float" values from below (inclusive).
+    """
+
+    dest: str
+    kind: str
+    default: Any
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    cli_flag: str | None = None
+    subcommands: tuple[str, ...] = SUBCOMMANDS
+    pytest_flag: str | None = None
+    ini_name: str | None = None
+    config_key: str | None = None
+
+    @property
+    def pytest_dest(self) -> str:
+        return f"gradverify_{self.dest}"
+
+    def parse(self, text: str) -> Any:
+        """A value from command-line or ini text; ValueError with a one-line reason."""
+        text = text.strip()
+        if self.kind == "names":
+            value: Any = parse_name_list(text)
+        elif self.kind == "int":
+            value = _parse_int(text)
+        elif self.kind == "float":
+            value = _parse_float(text)
+        elif self.kind == "choice":
+            value = text
+        else:
+            if not text:
+                raise ValueError("expected a path")
+            value = text
+        return self.check(value)
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it is valid for this option (already typed), else ValueError."""
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"expected one of {', '.join(self.choices)}; got {value!r}"
+            )
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"expected a value >= {self.minimum:g}; got {value!r}")
+        return value
+
+    def argparse_type(self) -> Callable[[str], Any]:
+        def convert(text: str) -> Any:
+            try:
+                return self.parse(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        convert.__name__ = self.kind  # argparse names the type in some messages
+        return convert
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "dtypes", "names", None,
+        "dtypes to check, comma-separated (float16, bfloat16, float32, float64); "
+        "default: the dtypes each implementation declares",
+        metavar="DTYPES", cli_flag="--dtypes", pytest_flag="--gradverify-dtypes",
+        ini_name="gradverify_dtypes", config_key="dtypes",
+    ),
+    Option(
+        "activations", "names", None,
+        "activations the implementation supports, comma-separated (e.g. sigmoid,tanh); "
+        "overrides its declaration",
+        metavar="NAMES", cli_flag="--activations",
+    ),
+    Option(
+        "losses", "names", None,
+        "losses the implementation supports, comma-separated (e.g. bce); "
+        "overrides its declaration",
+        metavar="NAMES", cli_flag="--losses",
+    ),
+    Option(
+        "layout", "choice", None,
+        "rows: x and y are passed as (batch, n) instead of (n, batch); "
+        "overrides the declaration",
+        choices=LAYOUT_CHOICES, cli_flag="--layout",
+    ),
+    Option(
+        "max_examples", "int", None,
+        "examples the Hypothesis search tries per implementation "
+        "(default: the search's own default)",
+        metavar="N", minimum=1, cli_flag="--max-examples", subcommands=("check", "report"),
+        pytest_flag="--gradverify-max-examples", ini_name="gradverify_max_examples",
+        config_key="max-examples",
+    ),
+    Option(
+        "seed", "int", None,
+        "seed of the search, for a reproducible run (default: random, or derandomized "
+        "under Hypothesis's settings)",
+        metavar="S", cli_flag="--seed", subcommands=("check", "report"),
+        pytest_flag="--gradverify-seed", ini_name="gradverify_seed", config_key="seed",
+    ),
+    Option(
+        "tolerance_factor", "float", 32.0,
+        "a tensor passes when its error is within this many times the error of a "
+        "numerically stable implementation at the same dtype",
+        metavar="F", minimum=1.0, cli_flag="--tolerance-factor", subcommands=("check",),
+        pytest_flag="--gradverify-tolerance-factor", ini_name="gradverify_tolerance_factor",
+        config_key="tolerance-factor",
+    ),
+    Option(
+        "fail_on", "choice", "unstable",
+        "the least severe verdict that fails: 'unstable' (default) or 'incorrect' "
+        "(then unstable implementations only warn); error verdicts always fail",
+        choices=FAIL_ON_CHOICES, cli_flag="--fail-on", subcommands=("check",),
+        pytest_flag="--gradverify-fail-on", ini_name="gradverify_fail_on",
+        config_key="fail-on",
+    ),
+    Option(
+        "report_dir", "path", None,
+        "directory for the HTML/Markdown/JSON report (the CLI's report command writes to "
+        "'reports' by default; the pytest plugin writes one only when this is set)",
+        metavar="DIR", cli_flag="--out", subcommands=("report",),
+        pytest_flag="--gradverify-report", ini_name="gradverify_report",
+        config_key="report-dir",
+    ),
+)
+"""Every option, once. The config loader adds only ``implementations`` to these keys."""
+
+
+def option_by_config_key() -> dict[str, Option]:
+    """``{"max-examples": Option, ...}`` for the options that ``[tool.gradverify]`` accepts."""
+    return {o.config_key: o for o in OPTIONS if o.config_key}
+
+
+def validate_names(dest: str, names: Iterable[str]) -> None:
+    """ValueError naming the first unknown activation, loss or dtype in ``names``.
+
+    Imports :mod:`gradverify.functions` (numpy) lazily, so call it only when names are given.
+    """
+    if dest == "dtypes":
+        from gradverify.dtypes import SUPPORTED_DTYPES as known
+    elif dest == "activations":
+        from gradverify.functions import ACTIVATIONS as known
+    elif dest == "losses":
+        from gradverify.functions import LOSSES as known
+    else:
+        return
+    kind = {"dtypes": "dtype", "activations": "activation", "losses": "loss"}[dest]
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+
+
+# ---------------------------------------------------------------------------
+# Surfaces
+# ---------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser, subcommand: str) -> None:
+    """Add the options offered by ``gradverify <subcommand>`` to ``parser``.
+
+    Options not given stay absent from the namespace (``argparse.SUPPRESS``), so
+    :func:`resolve_settings` can tell them from defaults.
+    """
+    for option in OPTIONS:
+        if option.cli_flag is None or subcommand not in option.subcommands:
+            continue
+        parser.add_argument(
+            option.cli_flag, dest=option.dest, type=option.argparse_type(),
+            metavar=option.metavar or (
+                "{" + ",".join(option.choices) + "}" if option.choices else None),
+            default=argparse.SUPPRESS, help=option.help,
+        )
+
+
+def add_pytest_options(parser: Any) -> None:
+    """Add the plugin's command-line options and ini keys to pytest's ``parser``."""
+    group = parser.getgroup("gradverify", "gradverify: gradient checking")
+    for option in OPTIONS:
+        if option.pytest_flag:
+            group.addoption(
+                option.pytest_flag, dest=option.pytest_dest, default=None,
+                metavar=option.metavar or (
+                    "{" + ",".join(option.choices) + "}" if option.choices else None),
+                help=option.help,
+            )
+        if option.ini_name:
+            parser.addini(option.ini_name, help=f"default for {option.pytest_flag}",
+                          type="string", default="")
+
+
+def values_from_pytest(config: Any, *, ini: bool) -> dict[str, Any]:
+    """The options given on pytest's command line (``ini=False``) or in its ini file (True).
+
+    Raises ValueError "--gradverify-max-examples: expected an integer, got 'x'".
+    """
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if ini:
+            if not option.ini_name:
+                continue
+            text, where = config.getini(option.ini_name), option.ini_name
+        else:
+            if not option.pytest_flag:
+                continue
+            text, where = config.getoption(option.pytest_dest), option.pytest_flag
+        if text is None or (isinstance(text, str) and not text.strip()):
+            continue
+        try:
+            values[option.dest] = option.parse(str(text))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return values
+
+
+class Settings(SimpleNamespace):
+    """Resolved option values by ``dest`` (``settings.max_examples``, ...)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def resolve_settings(*layers: Mapping[str, Any]) -> Settings:
+    """Merge option values; earlier layers win, the table's defaults come last.
+
+    Unknown keys are ignored, so an argparse namespace's ``vars()`` may be passed whole.
+    """
+    values = {}
+    for option in OPTIONS:
+        value = option.default
+        for layer in layers:
+            if layer.get(option.dest) is not None:
+                value = layer[option.dest]
+                break
+        values[option.dest] = value
+    return Settings(**values)
+
+
+def search_arguments(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for :func:`gradverify.search.search` from resolved settings."""
+    kwargs: dict[str, Any] = {"tolerance_factor": settings.tolerance_factor}
+    for dest in ("dtypes", "max_examples", "seed"):
+        value = getattr(settings, dest)
+        if value is not None:
+            kwargs[dest] = tuple(value) if dest == "dtypes" else value
+    return kwargs
+
+
+def counts_as_failure(verdict: Any, fail_on: str) -> bool:
+    """Whether ``verdict`` ("pass", "unstable", "incorrect", "error") fails under ``fail_on``."""
+    verdict = str(verdict)
+    if verdict == "pass":
+        return False
+    if verdict == "unstable":
+        return fail_on == "unstable"
+    return True

@@ -1,0 +1,147 @@
+"""[tool.gradverify] in pyproject.toml: parsing, validation and one-line errors naming the key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gradverify.config import ConfigError, find_config, load_config
+
+
+def write(tmp_path: Path, body: str, name: str = "pyproject.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_full_config_is_parsed(tmp_path):
+    path = write(tmp_path, """
+        [project]
+        name = "demo"
+
+        [tool.gradverify]
+        max-examples = 25
+        seed = 7
+        tolerance-factor = 16
+        fail-on = "incorrect"
+        dtypes = ["float32"]
+        report-dir = "out/report"
+
+        [[tool.gradverify.implementations]]
+        target = "pkg.nn:backprop"
+        activations = ["sigmoid", "tanh"]
+        losses = ["bce"]
+        dtypes = ["float32", "float64"]
+        layout = "rows"
+
+        [[tool.gradverify.implementations]]
+        target = "pkg.other:fn"
+        name = "other"
+    """)
+    config = load_config(path)
+    assert config.path == path
+    assert config.values == {
+        "max_examples": 25, "seed": 7, "tolerance_factor": 16.0, "fail_on": "incorrect",
+        "dtypes": ("float32",), "report_dir": "out/report",
+    }
+    assert isinstance(config.values["tolerance_factor"], float)
+    first, second = config.implementations
+    assert first.target == "pkg.nn:backprop"
+    assert first.activations == ("sigmoid", "tanh")
+    assert first.losses == ("bce",)
+    assert first.dtypes == ("float32", "float64")
+    assert first.layout == "rows"
+    assert second.name == "other" and second.activations is None and second.layout is None
+    assert config.entry_for("pkg.other:fn") is second
+    assert config.entry_for("pkg.missing:fn") is None
+
+
+def test_misspelt_key_is_named_with_a_suggestion(tmp_path):
+    path = write(tmp_path, """
+        [tool.gradverify]
+        max-exmaples = 10
+    """)
+    message = error_of(path)
+    assert message.startswith(f"{path}: [tool.gradverify] unknown key 'max-exmaples'")
+    assert "did you mean 'max-examples'?" in message
+
+
+def test_unknown_key_without_a_close_match_lists_the_known_keys(tmp_path):
+    message = error_of(write(tmp_path, """
+        [tool.gradverify]
+        zzz = 1
+    """))
+    assert "unknown key 'zzz'" in message
+    assert "max-examples" in message and "implementations" in message
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('max-examples = "10"', "'max-examples' must be an integer; got string '10'"),
+    ("max-examples = 2.5", "'max-examples' must be an integer; got float 2.5"),
+    ("max-examples = 0", "'max-examples': expected a value >= 1"),
+    ("seed = true", "'seed' must be an integer; got boolean True"),
+    ("tolerance-factor = true", "'tolerance-factor' must be a number; got boolean True"),
+    ("tolerance-factor = 0.5", "'tolerance-factor': expected a value >= 1"),
+    ('fail-on = "sometimes"', "'fail-on': expected one of incorrect, unstable; got 'sometimes'"),
+    ("fail-on = 1", "'fail-on' must be a string; got integer 1"),
+    ('dtypes = "float32"', "'dtypes' must be an array of strings"),
+    ("dtypes = [32]", "'dtypes' must be an array of strings"),
+    ("dtypes = []", "'dtypes' must not be empty"),
+    ('dtypes = ["float8"]', "'dtypes': unknown dtype 'float8'"),
+    ("report-dir = 3", "'report-dir' must be a string; got integer 3"),
+    ('implementations = "pkg:fn"', "'implementations' must be an array of tables"),
+])
+def test_wrong_types_name_the_key_and_the_file(tmp_path, line, expected):
+    path = write(tmp_path, f"[tool.gradverify]\n{line}\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}: [tool.gradverify] ")
+    assert expected in message
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    ('{activations = ["sigmoid"]}', "implementations[0]: 'target' must be a string "
+                                    "\"module:attribute\"; got nothing"),
+    ('{target = "no_colon"}', "'target' must be a string \"module:attribute\"; got string"),
+    ('{target = "m:f", activation = ["sigmoid"]}',
+     "implementations[0]: unknown key 'activation' (did you mean 'activations'?)"),
+    ('{target = "m:f", layout = "diagonal"}', "'layout' must be one of columns, rows"),
+    ('{target = "m:f", losses = ["hinge"]}', "'losses': unknown loss 'hinge'"),
+    ('{target = "m:f", activations = ["swish"]}', "'activations': unknown activation 'swish'"),
+    ('{target = "m:f", name = 3}', "'name' must be a string; got integer 3"),
+    ('"m:f"', "implementations[0]: must be a table"),
+])
+def test_bad_implementation_tables(tmp_path, table, expected):
+    path = write(tmp_path, f"[tool.gradverify]\nimplementations = [{table}]\n")
+    assert expected in error_of(path)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = write(tmp_path, "[tool.gradverify\nseed = 1\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}: invalid TOML")
+
+
+def test_missing_file_and_missing_table(tmp_path):
+    assert "no such file" in error_of(tmp_path / "nope.toml")
+    path = write(tmp_path, "[project]\nname = 'x'\n")
+    assert error_of(path) == f"{path}: no [tool.gradverify] table"
+    empty = load_config(path, required=False)
+    assert empty.values == {} and empty.implementations == ()
+
+
+def test_find_config_only_returns_files_with_the_table(tmp_path):
+    assert find_config(tmp_path) is None
+    write(tmp_path, "[project]\nname = 'x'\n")
+    assert find_config(tmp_path) is None
+    path = write(tmp_path, "[tool.gradverify]\nseed = 1\n")
+    assert find_config(tmp_path) == path
