@@ -51,7 +51,7 @@ def _tensor_arrays(outcome: CallOutcome) -> list[np.ndarray]:
 
 def _finite_differences(problem: Problem, mode: Any) -> Any:
     """Per-entry FD (value, error estimate, unreliable) as flat lists per tensor, or None."""
-    if mode is False or mode is None:
+    if mode is False or mode is None or mode == "directional":
         return None
     if mode == "auto" and problem.spec.parameter_count > FULL_FD_MAX_PARAMETERS:
         return None
@@ -94,7 +94,7 @@ def _compare(
         tol = tolerance(base_error, dtype, factor)
         fd_max = None
         if fd is not None:
-            fd_vals, fd_errs, fd_bad = fd[0][k], fd[1][k], fd[2][k]
+            fd_vals, fd_bad = fd[0][k], fd[2][k]
             usable = ~fd_bad & (hi != 0)
             if np.any(usable):
                 fd_max = float(np.max(np.abs(fd_vals[usable] - hi[usable]) / np.abs(hi[usable])))
@@ -155,7 +155,8 @@ def check_problem(
         problem: network, parameters and batch, already in the dtype under test.
         name: the name shown in results (default: from the implementation).
         tolerance_factor: how many times the stable baseline's error a tensor may have.
-        finite_differences: "auto" (full FD up to 2,000 parameters), True, or False.
+        finite_differences: "auto" (full FD up to 2,000 parameters, else "directional"),
+            True (full), "directional" (random projections of the reference), or False.
         worst: how many worst elements to report.
         timeout: seconds per call of the implementation.
         repeat: calls on the same input; differing answers make the verdict ``error``.
@@ -182,6 +183,11 @@ def check_problem(
         reference_precision=reference.precision, reference_backend=reference.backend,
         problem=problem,
     )
+    if fd is None and finite_differences in ("auto", "directional"):
+        from gradverify.finite_diff import directional_check
+
+        directional = directional_check(problem, reference.dweights, reference.dbiases)
+        result.fd_directional_discrepancy = directional.max_relative_discrepancy()
     failed = result.failed_tensors()
     if failed:
         nonfinite = sum(t.nonfinite for t in failed)

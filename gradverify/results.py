@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = ["CheckResult", "ElementError", "TensorComparison", "Verdict", "worst_verdict"]
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """The four answers gradverify gives about an implementation."""
 
     PASS = "pass"
@@ -21,8 +21,6 @@ class Verdict(str, Enum):
     UNSTABLE = "unstable"  # right in the interior, wrong or non-finite only at saturation
     ERROR = "error"  # raised, hung, or returned something malformed
 
-    def __str__(self) -> str:
-        return self.value
 
 
 _SEVERITY = {Verdict.PASS: 0, Verdict.UNSTABLE: 1, Verdict.INCORRECT: 2, Verdict.ERROR: 3}
@@ -135,6 +133,9 @@ class CheckResult:
     problem: Any = None  # the Problem, kept for reproduction
     interior_verdict: Verdict | None = None  # verdict on the same network scaled to |h| <= 1
     elapsed: float = 0.0
+    # second opinion for networks too large for full FD: max |v.g_ref - FD_v| / |FD_v| over
+    # random directions v (see gradverify.finite_diff.directional_check)
+    fd_directional_discrepancy: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -165,6 +166,7 @@ class CheckResult:
             "reference": {"precision_bits": self.reference_precision,
                           "mpmath_backend": self.reference_backend},
             "interior_verdict": self.interior_verdict.value if self.interior_verdict else None,
+            "fd_directional_discrepancy": _num(self.fd_directional_discrepancy),
             "elapsed_seconds": self.elapsed,
             "problem": (self.problem.to_dict()
                         if self.problem is not None and self.problem.spec.parameter_count <= 10_000
@@ -193,6 +195,9 @@ class CheckResult:
         if self.worst and self.verdict is not Verdict.PASS:
             lines.append("  worst elements:")
             lines.extend(f"    {w.describe()}" for w in self.worst)
+        if self.fd_directional_discrepancy is not None:
+            lines.append(f"  finite differences (random directions) agree with the reference to "
+                         f"{_fmt(self.fd_directional_discrepancy)} relative")
         if self.reference_precision:
             lines.append(
                 f"  reference: mpmath reverse mode at {self.reference_precision} bits "

@@ -267,3 +267,12 @@ def test_finite_differences_are_shown_beside_the_reference():
     assert w.fd is not None and w.fd_error is not None
     assert abs(w.fd - w.reference) <= max(10 * w.fd_error, 1e-9 * abs(w.reference))
     assert all(t.fd_max_error is not None and t.fd_max_error < 1e-6 for t in result.tensors)
+
+
+def test_large_networks_get_a_directional_second_opinion():
+    problem = random_problem((40, 40, 1), ("tanh", "sigmoid"), batch=2, seed=6)
+    assert problem.spec.parameter_count > 1_000
+    result = check_problem(sign_flip, problem, finite_differences="directional")
+    assert result.fd_directional_discrepancy is not None
+    assert result.fd_directional_discrepancy < 1e-6
+    assert "random directions" in str(result)
