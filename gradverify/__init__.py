@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "SearchResult": "gradverify.search",
     "scan": "gradverify.scan",
     "ScanResult": "gradverify.scan",
+    "check_function": "gradverify.adapters.plain",
 }
 
 __all__ = ["__version__", *_EXPORTS]
