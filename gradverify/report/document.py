@@ -1,0 +1,252 @@
+"""The report document ``gradverify.report/1``: every number of a report, as plain JSON data.
+
+The document is what ``report.json`` holds and what the HTML page, the Markdown summary
+and the figures are drawn from. Its schema is ``gradverify/schemas/report.schema.json``;
+the top level is:
+
+``schema``            the string ``"gradverify.report/1"``
+``title``             the report's title
+``generator``         versions: gradverify, Python, numpy, mpmath (and its backend), matplotlib
+``settings``          dtypes, max_examples, seed as requested (null: the defaults)
+``elapsed_seconds``   wall time of the whole run
+``implementations``   one entry per checked implementation: ``name``, ``verdict``, ``source``
+                      ("search" or "check"), ``examples``, ``worst_bits``, ``seed``,
+                      ``saturation_range``, ``diagnosis``, ``dtypes`` (per dtype: ``verdict``,
+                      ``examples``, ``worst_bits``, ``threshold_saturation``) and
+                      ``counterexamples`` (``dtype``, ``verdict``, ``message``, ``saturation``,
+                      ``network``, ``batch``, ``diagnosis``, ``worst``, ``reproduction``)
+``thresholds``        one entry per scanned implementation x dtype x label x side x kind:
+                      the first float logit h where the kind of failure starts
+``threshold_table``   the same thresholds as the table shown on the page (columns, rows)
+``sweeps``            error against |h_L| per implementation x dtype x label (figure 1)
+``layers``            per-layer errors of one network (figure 2), or null
+``hidden_underflow``  hidden-layer underflow fractions (figure 3), or null
+``figures``           ``id``, ``file``, ``title``, ``caption`` of every PNG written
+``notes``             remarks about the run (skipped dtypes, implementations, ...)
+``results``           the full underlying results: ``searches``, ``scans`` (each with its own
+                      versioned format) and ``checks``
+
+Non-finite numbers are the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (JSON has none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_PATH",
+    "as_dict",
+    "build_document",
+    "generator_info",
+    "load_schema",
+    "to_json",
+]
+
+SCHEMA = "gradverify.report/1"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json"
+
+
+def load_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of the report document."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def as_dict(result: Any) -> dict:
+    """A result object's ``to_dict()``, or the mapping itself."""
+    if isinstance(result, Mapping):
+        return dict(result)
+    to_dict = getattr(result, "to_dict", None)
+    if to_dict is None:
+        raise TypeError(f"expected a result with to_dict() or a dict; got {type(result).__name__}")
+    return to_dict()
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_number(value: Any) -> float | str | None:
+    x = _float(value)
+    if x is None:
+        return None
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def generator_info() -> dict[str, str]:
+    """The versions that produced a report."""
+    import matplotlib
+    import mpmath
+    import numpy
+
+    import gradverify
+    from gradverify.reference import mpmath_backend
+
+    return {
+        "gradverify": gradverify.__version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "mpmath": mpmath.__version__,
+        "mpmath_backend": mpmath_backend(),
+        "matplotlib": matplotlib.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Results -> the implementations section
+# ---------------------------------------------------------------------------
+
+
+def _network(spec: Mapping[str, Any] | None) -> str:
+    if not spec:
+        return "?"
+    try:
+        from gradverify.network import NetworkSpec
+
+        return NetworkSpec(tuple(spec["widths"]), tuple(spec["activations"]),
+                           spec["loss"]).describe()
+    except (KeyError, TypeError, ValueError):
+        return json.dumps(spec, sort_keys=True)
+
+
+def _batch(check: Mapping[str, Any]) -> int | None:
+    problem = check.get("problem") or {}
+    x = problem.get("x")
+    if isinstance(x, list) and x and isinstance(x[0], list):
+        return len(x[0])
+    return None
+
+
+def counterexample(check: Mapping[str, Any], reproduction: str | None = None,
+                   diagnosis: Sequence[str] | None = None) -> dict[str, Any]:
+    """The page's view of one failing CheckResult dict."""
+    return {
+        "implementation": check.get("implementation"),
+        "dtype": check.get("dtype"),
+        "verdict": check.get("verdict"),
+        "message": check.get("message") or "",
+        "saturation": _json_number(check.get("saturation")),
+        "network": _network(check.get("spec")),
+        "batch": _batch(check),
+        "diagnosis": list(diagnosis if diagnosis is not None else check.get("diagnosis") or []),
+        "worst": list(check.get("worst") or []),
+        "reproduction": reproduction,
+    }
+
+
+def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
+    per_dtype = search.get("per_dtype") or {}
+    dtypes, counterexamples = [], []
+    for dtype, summary in per_dtype.items():
+        dtypes.append({
+            "dtype": dtype,
+            "verdict": summary.get("verdict"),
+            "examples": summary.get("examples"),
+            "worst_bits": _json_number(summary.get("worst_bits")),
+            "threshold_saturation": _json_number(summary.get("threshold_saturation")),
+        })
+        if summary.get("counterexample"):
+            counterexamples.append(counterexample(summary["counterexample"],
+                                                  summary.get("reproduction")))
+    primary = search.get("counterexample")
+    if primary:
+        cx = counterexample(primary, search.get("reproduction"))
+        rest = [c for c in counterexamples if c["dtype"] != cx["dtype"]]
+        counterexamples = [cx, *rest]
+    saturation_range = search.get("saturation_range")
+    return {
+        "name": str(search.get("implementation")),
+        "verdict": search.get("verdict"),
+        "source": "search",
+        "examples": search.get("examples"),
+        "worst_bits": _json_number(search.get("worst_bits")),
+        "seed": search.get("seed"),
+        "elapsed_seconds": _json_number(search.get("elapsed_seconds", search.get("elapsed"))),
+        "saturation_range": ([_json_number(v) for v in saturation_range]
+                             if saturation_range else None),
+        "diagnosis": list(search.get("diagnosis") or []),
+        "dtypes": dtypes,
+        "counterexamples": counterexamples,
+    }
+
+
+def _from_check(check: Mapping[str, Any]) -> dict[str, Any]:
+    bits = [_float(t.get("max_bits")) for t in check.get("tensors") or []]
+    worst_bits = max((b for b in bits if b is not None), default=None)
+    failed = check.get("verdict") != "pass"
+    return {
+        "name": str(check.get("implementation")),
+        "verdict": check.get("verdict"),
+        "source": "check",
+        "examples": 1,
+        "worst_bits": _json_number(worst_bits),
+        "seed": None,
+        "elapsed_seconds": _json_number(check.get("elapsed_seconds")),
+        "saturation_range": [_json_number(check.get("saturation"))] * 2,
+        "diagnosis": list(check.get("diagnosis") or []),
+        "dtypes": [{"dtype": check.get("dtype"), "verdict": check.get("verdict"),
+                    "examples": 1, "worst_bits": _json_number(worst_bits),
+                    "threshold_saturation": None}],
+        "counterexamples": [counterexample(check)] if failed else [],
+    }
+
+
+# ---------------------------------------------------------------------------
+# The whole document
+# ---------------------------------------------------------------------------
+
+
+def build_document(
+    *,
+    title: str,
+    searches: Sequence[Mapping[str, Any]] = (),
+    scans: Sequence[Mapping[str, Any]] = (),
+    checks: Sequence[Mapping[str, Any]] = (),
+    layers: Mapping[str, Any] | None = None,
+    hidden_underflow: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    figures: Sequence[Mapping[str, Any]] = (),
+    elapsed_seconds: float | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Assemble the report document from result dicts (``to_dict()`` of the results)."""
+    from gradverify.report.scan_data import scan_sweeps, scan_thresholds, threshold_table
+
+    implementations = [_from_search(s) for s in searches] + [_from_check(c) for c in checks]
+    thresholds = [t for s in scans for t in scan_thresholds(s)]
+    return {
+        "schema": SCHEMA,
+        "title": str(title),
+        "generator": generator_info(),
+        "settings": dict(settings or {}),
+        "elapsed_seconds": _json_number(elapsed_seconds),
+        "implementations": implementations,
+        "thresholds": thresholds,
+        "threshold_table": threshold_table(thresholds),
+        "sweeps": [s for scan in scans for s in scan_sweeps(scan)],
+        "layers": dict(layers) if layers is not None else None,
+        "hidden_underflow": dict(hidden_underflow) if hidden_underflow is not None else None,
+        "figures": [dict(f) for f in figures],
+        "notes": [str(n) for n in notes],
+        "results": {"searches": [dict(s) for s in searches], "scans": [dict(s) for s in scans],
+                    "checks": [dict(c) for c in checks]},
+    }
+
+
+def to_json(doc: Mapping[str, Any]) -> str:
+    """The document as JSON text (non-finite floats are an error: they must be strings)."""
+    return json.dumps(doc, indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"

@@ -1,0 +1,153 @@
+"""The Markdown summary: verdicts, thresholds and counterexamples for a CI job summary.
+
+GitHub limits a job summary to 1 MiB, so the text is kept under :data:`MAX_BYTES`: when
+it would be larger, whole sections are dropped from the end (counterexamples last in,
+first out) and a note says what was cut and where the full report is. Strings from
+results are escaped for Markdown tables and inline HTML.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["MAX_BYTES", "render_markdown"]
+
+MAX_BYTES = 1024 * 1024 - 16 * 1024
+"""The summary's size limit in UTF-8 bytes: 1 MiB with room for whatever CI adds."""
+
+
+def _text(value: Any) -> str:
+    """Escape a value for Markdown text and table cells (no HTML, no column breaks)."""
+    s = "" if value is None else str(value)
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = s.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    s = s.replace("*", "\\*").replace("_", "\\_").replace("[", "\\[").replace("]", "\\]")
+    return " ".join(s.split())
+
+
+def _num(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return "-"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return _text(value)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return format(x, spec)
+
+
+def _fence(code: str) -> str:
+    """A fenced code block whose fence is longer than any backtick run in ``code``."""
+    longest = run = 0
+    for ch in code:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}python\n{code.rstrip()}\n{fence}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _verdicts(doc: Mapping[str, Any]) -> str:
+    impls = doc.get("implementations", [])
+    if not impls:
+        return "No implementation was checked."
+    dtypes = list(dict.fromkeys(d["dtype"] for i in impls for d in i.get("dtypes", [])))
+    rows = []
+    for impl in impls:
+        per = {d["dtype"]: d for d in impl.get("dtypes", [])}
+        row = [_text(impl["name"]),
+               f"**{_text(str(impl.get('verdict', '-')).upper())}**",
+               "-" if impl.get("examples") is None else str(impl["examples"]),
+               _num(impl.get("worst_bits"), ".1f")]
+        for d in dtypes:
+            item = per.get(d)
+            if item is None:
+                row.append("not run")
+                continue
+            threshold = item.get("threshold_saturation")
+            row.append(_text(item.get("verdict", "-"))
+                       + ("" if threshold is None else f", \\|h\\| >= {_num(threshold)}"))
+        rows.append(row)
+    header = ["implementation", "verdict", "examples", "worst bits",
+              *[f"{_text(d)} (verdict, first failing \\|h\\|)" for d in dtypes]]
+    return _table(header, rows)
+
+
+def _thresholds(doc: Mapping[str, Any]) -> str:
+    table = doc.get("threshold_table") or {}
+    if not table.get("rows"):
+        return "No scan was run, so there are no thresholds."
+    out = _table([_text(c) for c in table["columns"]],
+                 [[_text(c) for c in row] for row in table["rows"]])
+    return out + (f"\n\n{_text(table['note'])}" if table.get("note") else "")
+
+
+def _counterexamples(doc: Mapping[str, Any]) -> list[str]:
+    sections = []
+    for impl in doc.get("implementations", []):
+        for cx in impl.get("counterexamples", []):
+            lines = [f"### {_text(impl['name'])}: {_text(str(cx.get('verdict')).upper())} at "
+                     f"{_text(cx.get('dtype'))}",
+                     f"Network {_text(cx.get('network'))}; batch {_text(cx.get('batch'))}; "
+                     f"max \\|h\\| = {_num(cx.get('saturation'))}."]
+            if cx.get("message"):
+                lines.append(_text(cx["message"]))
+            lines += [f"- {_text(h)}" for h in cx.get("diagnosis", [])]
+            worst = cx.get("worst") or []
+            if worst:
+                lines.append(_table(
+                    ["entry", "got", "exact", "rel. error", "bits"],
+                    [[_text(f"{w.get('tensor')}[{', '.join(map(str, w.get('index', [])))}]"),
+                      _num(w.get("value"), ".9g"), _num(w.get("reference"), ".9g"),
+                      _num(w.get("relative_error"), ".3g"), _num(w.get("bits"), ".1f")]
+                     for w in worst]))
+            if cx.get("reproduction"):
+                lines += ["Reproduce it:", _fence(str(cx["reproduction"]))]
+            sections.append("\n\n".join(lines))
+    return sections
+
+
+def render_markdown(doc: Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> str:
+    """The Markdown summary of a report document, at most ``max_bytes`` UTF-8 bytes."""
+    title = _text(doc.get("title") or "gradverify report")
+    figures = ", ".join(f"`{_text(f['file'])}`" for f in doc.get("figures", []))
+    head = [
+        f"## {title}",
+        _verdicts(doc),
+        "### Thresholds: where each dtype breaks",
+        _thresholds(doc),
+    ]
+    tail = (f"Figures: {figures}. The full report is `index.html` next to this file; "
+            "all numbers are in `report.json`." if figures else
+            "The full report is `index.html` next to this file; all numbers are in "
+            "`report.json`.")
+    body = _counterexamples(doc)
+    if body:
+        head.append("### Shrunk counterexamples")
+
+    def assemble(sections: list[str], note: str | None) -> str:
+        parts = head + sections + ([note] if note else []) + [tail]
+        return "\n\n".join(parts) + "\n"
+
+    text = assemble(body, None)
+    dropped = 0
+    while len(text.encode("utf-8")) > max_bytes and body:
+        body = body[:-1]
+        dropped += 1
+        text = assemble(body, f"*{dropped} more counterexample(s) left out to keep this "
+                              "summary under the CI limit; see index.html.*")
+    if len(text.encode("utf-8")) > max_bytes:  # even the tables are too large
+        note = "\n\n*Summary truncated to fit the CI limit; see index.html and report.json.*\n"
+        budget = max_bytes - len(note.encode("utf-8"))
+        text = text.encode("utf-8")[:budget].decode("utf-8", errors="ignore") + note
+    return text
