@@ -1,0 +1,458 @@
+"""The ``gradverify`` command: ``check`` (the CI check), ``scan`` and ``report``.
+
+Exit codes:
+
+- 0: every verdict passes (``scan`` and ``report`` measure and always exit 0 on success);
+- 1: findings: ``incorrect`` or ``error`` verdicts, or ``unstable`` under ``--fail-on unstable``;
+- 2: a usage, configuration or import error, with a one-line reason;
+- 3: an internal error of gradverify (``--debug`` shows the traceback);
+- 130: interrupted (Ctrl-C); no output file is written.
+
+``--exit-zero`` makes ``check`` exit 0 whatever happened (the messages are still printed).
+Implementations are named ``MODULE:ATTR`` (the current directory is importable, as with
+``python -m``) or by a built-in name: naive, epsilon, fused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gradverify import __version__
+from gradverify.config import ConfigError, GradverifyConfig, find_config, load_config
+from gradverify.options import (
+    Settings,
+    add_cli_arguments,
+    counts_as_failure,
+    resolve_settings,
+    search_arguments,
+)
+
+__all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "build_parser",
+    "load_target",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+CHECK_SCHEMA = "gradverify.check/1"
+
+
+class UsageError(Exception):
+    """Bad command line, configuration or implementation name; the message is one line."""
+
+
+# ---------------------------------------------------------------------------
+# Naming implementations
+# ---------------------------------------------------------------------------
+
+
+def _builtins() -> dict[str, Callable]:
+    from gradverify.implementations import BUILTIN_IMPLEMENTATIONS
+
+    return dict(BUILTIN_IMPLEMENTATIONS)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def load_target(spec: str) -> Callable:
+    """The callable named by ``"package.module:attr"`` (``attr`` may be dotted) or a built-in.
+
+    The current directory is put first on ``sys.path``, as ``python -m`` does.
+
+    Raises:
+        UsageError: malformed name, failed import, missing attribute, not callable.
+    """
+    if ":" not in spec:
+        builtins = _builtins()
+        if spec in builtins:
+            return builtins[spec]
+        raise UsageError(
+            f"{spec!r} is not MODULE:ATTR (e.g. mypkg.nn:backprop) or a built-in name "
+            f"({', '.join(builtins)})"
+        )
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"{spec!r} is not MODULE:ATTR (e.g. mypkg.nn:backprop)")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # files created since the last import are found
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(f"cannot import {module_name!r} (for {spec}): no module named "
+                             f"{exc.name!r} (run from the project directory or install it)"
+                             ) from None
+        raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
+        raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{spec}: {module_name!r} has no attribute "
+                             f"{attr!r}") from None
+    if not callable(obj):
+        raise UsageError(f"{spec} is a {type(obj).__name__}, not a callable backprop")
+    return obj
+
+
+@dataclass
+class Target:
+    """An implementation ready to run.
+
+    ``impl`` is the loaded callable, wrapped with a new declaration only when it must be
+    (a changed layout, or for ``scan``/``report``, which read the declaration), so that
+    reproduction snippets can still import it by name. ``overrides`` are the
+    activations/losses/dtypes asked for (command line, config entry, config), which
+    :func:`gradverify.search.search` takes as arguments.
+    """
+
+    spec: str
+    impl: Callable
+    name: str
+    overrides: dict[str, tuple[str, ...]]
+
+    @property
+    def dtypes(self) -> tuple[str, ...] | None:
+        return self.overrides.get("dtypes")
+
+
+def _source_location(impl: Callable) -> tuple[str, int] | None:
+    """(path relative to the current directory, first line) of ``impl``'s source, if local."""
+    try:
+        path = inspect.getsourcefile(impl)
+        _, line = inspect.getsourcelines(impl)
+    except (TypeError, OSError):
+        return None
+    if not path:
+        return None
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return None
+    return (rel, max(line, 1)) if not rel.startswith("..") else None
+
+
+def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
+             declare: bool) -> Target:
+    """Load ``spec`` and gather, first wins, the command-line capability flags, its
+    ``[[tool.gradverify.implementations]]`` entry and the config's ``dtypes``.
+
+    ``declare``: also attach the activations, losses and dtypes to the implementation's
+    declaration (for consumers that take no such arguments).
+    """
+    import dataclasses
+    import functools
+
+    from gradverify.dtypes import resolve_dtype
+    from gradverify.implementations import (
+        CAPABILITIES_ATTRIBUTE,
+        capabilities_of,
+        implementation_name,
+    )
+    from gradverify.strategies import problems
+
+    impl = load_target(spec)
+    entry = config.entry_for(spec)
+    declared = capabilities_of(impl)
+    changes: dict[str, Any] = {}
+    for field in ("activations", "losses", "dtypes", "layout"):
+        value = cli.get(field)
+        if value is None and entry is not None:
+            value = getattr(entry, field)
+        if value is None and field == "dtypes":
+            value = config.values.get("dtypes")
+        if value is not None:
+            changes[field] = tuple(value) if field != "layout" else value
+    where = f" (see {config.path})" if entry is not None else ""
+    try:
+        caps = dataclasses.replace(declared, **changes)
+        for dtype in changes.get("dtypes", ()):
+            resolve_dtype(dtype)
+        problems(caps, dtypes=caps.dtypes)  # the search's own check of the capabilities
+    except ValueError as exc:
+        raise UsageError(f"{spec}: {exc}{where}") from None
+    wrap_for = {"layout"} if not declare else {"layout", "activations", "losses", "dtypes"}
+    if set(changes) & wrap_for:
+        original = impl
+
+        @functools.wraps(original)
+        def declared_impl(*a: Any, **kw: Any) -> Any:
+            return original(*a, **kw)
+
+        setattr(declared_impl, CAPABILITIES_ATTRIBUTE, caps)
+        impl = declared_impl
+    name = entry.name if entry is not None and entry.name else implementation_name(impl)
+    overrides = {k: v for k, v in changes.items() if k != "layout"}
+    return Target(spec=spec, impl=impl, name=name, overrides=overrides)
+
+
+# ---------------------------------------------------------------------------
+# Output files
+# ---------------------------------------------------------------------------
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+
+    A reader never sees a half-written file, and an interrupted run leaves any previous
+    file in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_document(results: Sequence[Any], settings: Settings, failed: bool) -> dict:
+    return {
+        "schema": CHECK_SCHEMA,
+        "gradverify_version": __version__,
+        "settings": {k: (list(v) if isinstance(v, tuple) else v)
+                     for k, v in settings.as_dict().items()},
+        "failed": failed,
+        "results": [r.to_dict() for r in results],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> GradverifyConfig:
+    try:
+        if getattr(args, "config", None):
+            return load_config(args.config)
+        found = find_config(".")
+        return load_config(found) if found is not None else GradverifyConfig()
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _settings(args: argparse.Namespace, config: GradverifyConfig) -> Settings:
+    return resolve_settings(vars(args), config.values)
+
+
+def _targets(args: argparse.Namespace, config: GradverifyConfig,
+             *, builtins_by_default: bool, declare: bool = False) -> list[Target]:
+    specs = list(args.targets)
+    if not specs:
+        specs = [e.target for e in config.implementations]
+    if not specs and builtins_by_default:
+        specs = list(_builtins())
+    if not specs:
+        raise UsageError(
+            "no implementation to check: name them (gradverify check mypkg.nn:backprop) or "
+            "list them in pyproject.toml under [[tool.gradverify.implementations]]"
+        )
+    return [_prepare(spec, vars(args), config, declare=declare) for spec in specs]
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    settings = _settings(args, config)
+    targets = _targets(args, config, builtins_by_default=False)
+
+    from gradverify.ci_outputs import append_step_summary, github_annotations, step_summary
+    from gradverify.search import search
+
+    kwargs = search_arguments(settings)
+    kwargs.pop("dtypes", None)  # per target, after its declaration and config entry
+    results = []
+    for target in targets:
+        result = search(target.impl, name=target.name, **target.overrides, **kwargs)
+        results.append(result)
+        print(str(result), end="\n\n", flush=True)
+
+    verdicts = [str(r.verdict) for r in results]
+    failed = any(counts_as_failure(v, settings.fail_on) for v in verdicts)
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in
+                       ("pass", "unstable", "incorrect", "error") if v in verdicts)
+    outcome = "FAILED" if failed else "ok"
+    if failed and args.exit_zero:
+        outcome += " (exit code 0: --exit-zero)"
+    print(f"gradverify check: {len(results)} implementation(s): {counts} "
+          f"[fail-on {settings.fail_on}] -> {outcome}", flush=True)
+
+    if args.json:
+        write_atomic(args.json, json.dumps(_check_document(results, settings, failed),
+                                           indent=2, allow_nan=False) + "\n")
+    if args.junit_xml:
+        from gradverify.ci_outputs import junit_xml
+
+        write_atomic(args.junit_xml, junit_xml(results, fail_on=settings.fail_on))
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        locations = {t.name: loc for t in targets if (loc := _source_location(t.impl))}
+        for line in github_annotations(results, fail_on=settings.fail_on, locations=locations):
+            print(line)
+        append_step_summary(step_summary(results, fail_on=settings.fail_on))
+        sys.stdout.flush()
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from gradverify.implementations import capabilities_of
+    from gradverify.report.progress import progress_enabled
+    from gradverify.scan import format_scan_table, scan, scan_document
+
+    config = _config(args)
+    targets = _targets(args, config, builtins_by_default=True, declare=True)
+    for target in targets:
+        caps = capabilities_of(target.impl)
+        if "sigmoid" not in caps.activations or "bce" not in caps.losses:
+            raise UsageError(f"{target.spec}: the scan needs a sigmoid output with loss bce; "
+                             f"it declares activations {', '.join(caps.activations)} and "
+                             f"losses {', '.join(caps.losses)}")
+    progress = progress_enabled(None)
+    results = []
+    for target in targets:
+        results.append(scan(target.impl, dtypes=target.dtypes, name=target.name,
+                            progress=progress))
+    print(format_scan_table(results), flush=True)
+    if args.json:
+        write_atomic(args.json, json.dumps(scan_document(results), indent=2) + "\n")
+    return EXIT_OK
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from gradverify.report import write_report
+
+    config = _config(args)
+    settings = _settings(args, config)
+    targets = _targets(args, config, builtins_by_default=True, declare=True)
+    kwargs: dict[str, Any] = {}
+    for dest in ("max_examples", "seed"):
+        if getattr(settings, dest) is not None:
+            kwargs[dest] = getattr(settings, dest)
+    requested = [d for t in targets for d in (t.dtypes or ())]
+    if requested:
+        kwargs["dtypes"] = tuple(dict.fromkeys(requested))
+    if args.title:
+        kwargs["title"] = args.title
+    out = settings.report_dir or "reports"
+    path = write_report(out, implementations={t.name: t.impl for t in targets}, **kwargs)
+    print(f"gradverify report: written to {path}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# Parser and entry point
+# ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``gradverify`` command."""
+    parser = argparse.ArgumentParser(
+        prog="gradverify",
+        description="Verify backpropagation against exact (mpmath) gradients, and find where "
+                    "floating point breaks it.",
+    )
+    parser.add_argument("--version", action="version", version=f"gradverify {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    about = {
+        "check": ("search each implementation for inputs where its gradient is wrong "
+                  "(the CI check)", "implementations to check (default: the config's)"),
+        "scan": ("find the logits where each dtype makes an implementation's BCE gradient "
+                 "inf/NaN or wrong", "implementations to scan (default: the built-ins)"),
+        "report": ("write an HTML/Markdown/JSON report with plots",
+                   "implementations to report on (default: the built-ins)"),
+    }
+    for name, (summary, targets_help) in about.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument("targets", nargs="*", metavar="MODULE:ATTR",
+                         help=f"{targets_help}; a built-in name (naive, epsilon, fused) "
+                              "also works")
+        add_cli_arguments(sub, name)
+        sub.add_argument("--config", metavar="PATH",
+                         help="TOML file with a [tool.gradverify] table (default: "
+                              "./pyproject.toml if it has one)")
+        if name in ("check", "scan"):
+            sub.add_argument("--json", metavar="PATH", help="write the results as JSON")
+        if name == "check":
+            sub.add_argument("--junit-xml", metavar="PATH",
+                             help="write JUnit XML: one test case per implementation x dtype")
+            sub.add_argument("--exit-zero", action="store_true",
+                             help="always exit 0 (findings and errors are still printed)")
+        if name == "report":
+            sub.add_argument("--title", help="title of the report page")
+        sub.add_argument("--debug", action="store_true",
+                         help="show the traceback of an internal error")
+    return parser
+
+
+_RUNNERS = {"check": _run_check, "scan": _run_scan, "report": _run_report}
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage and a one-line error
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    debug = args.debug
+    try:
+        return _RUNNERS[args.command](args)
+    except UsageError as exc:
+        print(f"gradverify {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\ngradverify {args.command}: interrupted; no output files written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the catch-all that turns bugs into exit 3
+        if debug:
+            traceback.print_exc()
+        print(f"gradverify {args.command}: internal error: {_one_line(exc)}\n"
+              "This is a bug in gradverify. Please report it with the command you ran and "
+              f"the output of the same command with --debug (gradverify {__version__}).",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``gradverify`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = _main(args)
+    if code != EXIT_INTERRUPTED and args and args[0] == "check" and "--exit-zero" in args:
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
