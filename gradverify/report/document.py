@@ -17,7 +17,13 @@ the top level is:
                       ``network``, ``batch``, ``diagnosis``, ``worst``, ``reproduction``)
 ``thresholds``        one entry per scanned implementation x dtype x label x side x kind:
                       the first float logit h where the kind of failure starts
-``threshold_table``   the same thresholds as the table shown on the page (columns, rows)
+``threshold_summary`` per implementation x dtype, the first float (closest to 0) for
+                      inf/NaN, 1e-3 and 100% error, as a table (columns, rows, note)
+``threshold_table``   every threshold as a table (columns, rows, note)
+``hidden_thresholds`` per scanned implementation x dtype x hidden activation x side: the
+                      first float h where a saturated hidden unit's dJ/dW1 comes back 0
+                      (``first_zero``) and where the exact value rounds to 0
+                      (``representable_limit``), with bit patterns; ``hidden_table`` likewise
 ``sweeps``            error against |h_L| per implementation x dtype x label (figure 1)
 ``layers``            per-layer errors of one network (figure 2), or null
 ``hidden_underflow``  hidden-layer underflow fractions (figure 3), or null
@@ -224,10 +230,18 @@ def build_document(
     notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Assemble the report document from result dicts (``to_dict()`` of the results)."""
-    from gradverify.report.scan_data import scan_sweeps, scan_thresholds, threshold_table
+    from gradverify.report.scan_data import (
+        hidden_table,
+        hidden_thresholds,
+        scan_sweeps,
+        scan_thresholds,
+        threshold_summary,
+        threshold_table,
+    )
 
     implementations = [_from_search(s) for s in searches] + [_from_check(c) for c in checks]
     thresholds = [t for s in scans for t in scan_thresholds(s)]
+    hidden_rows = [h for s in scans for h in hidden_thresholds(s)]
     return {
         "schema": SCHEMA,
         "title": str(title),
@@ -236,7 +250,10 @@ def build_document(
         "elapsed_seconds": _json_number(elapsed_seconds),
         "implementations": implementations,
         "thresholds": thresholds,
+        "threshold_summary": threshold_summary(thresholds),
         "threshold_table": threshold_table(thresholds),
+        "hidden_thresholds": hidden_rows,
+        "hidden_table": hidden_table(hidden_rows),
         "sweeps": [s for scan in scans for s in scan_sweeps(scan)],
         "layers": dict(layers) if layers is not None else None,
         "hidden_underflow": dict(hidden_underflow) if hidden_underflow is not None else None,

@@ -152,75 +152,111 @@ def _empty(ax: Axes, message: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+MARK_STYLES = {"inf/NaN": (0, (4, 2)), "100% error": (0, (1, 2))}
+
+
+def _marks(thresholds: Sequence[Mapping[str, Any]], dtype: str, label: Any, signed: bool
+           ) -> list[tuple[float, str, str]]:
+    """(x, implementation, kind) of the thresholds in one panel, without exact repeats."""
+    out: dict[tuple[float, str], str] = {}
+    for t in thresholds:
+        if t["dtype"] != dtype or _label_text(t.get("label")) != _label_text(label):
+            continue
+        x = _float(t.get("value") if signed else t.get("saturation"))
+        if math.isfinite(x):
+            out.setdefault((x, t["implementation"]), str(t["kind"]))
+    return [(x, impl, kind) for (x, impl), kind in sorted(out.items())]
+
+
 def error_vs_saturation_figure(
     series: Sequence[Mapping[str, Any]],
     thresholds: Sequence[Mapping[str, Any]] = (),
     *,
     title: str = "Gradient error against output saturation",
 ) -> Figure:
-    """Bits of error of dJ/dh_L against |h_L|, one panel per dtype.
+    """Bits of error of dJ/dh_L against the output logit: a row per dtype, a column per label.
 
     Args:
         series: mappings with ``implementation``, ``dtype``, ``label`` (y, or None),
-            ``saturation`` (|h_L| values), ``bits`` (bits of error, the dtype's full
-            width for inf/NaN) and optionally ``nonfinite`` (bools, one per point).
-        thresholds: mappings with ``implementation``, ``dtype``, ``label``,
-            ``saturation`` (|h|) and ``kind`` (a short text such as ``"inf/NaN"``).
+            ``bits`` (bits of error, the dtype's full width for inf/NaN) and either ``h``
+            (signed logits, drawn on a symlog axis) or ``saturation`` (|h|, linear axis);
+            optionally ``nonfinite`` and ``error`` (bools, one per point: inf/NaN returned,
+            the call failed).
+        thresholds: mappings with ``implementation``, ``dtype``, ``label``, ``kind``
+            (``"inf/NaN"`` or ``"100% error"``: the line style) and ``value`` (signed h)
+            or ``saturation``; drawn as vertical lines with the value of h on top.
         title: the figure's title.
 
-    Colour is the implementation, line style the label; points where the gradient is
-    inf/NaN sit on the dtype's full width and their |h| range is shaded.
+    One line per implementation (colour) in every panel. Points where the gradient is
+    inf/NaN are drawn at the dtype's full width and their range of h is shaded.
     """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     with _style():
         dtypes = _ordered_dtypes([s["dtype"] for s in series]) or ["float64"]
-        fig = _new_figure(11.0, 3.6 * math.ceil(len(dtypes) / 2))
-        fig.suptitle(title)
+        labels = list(dict.fromkeys(s.get("label") for s in series)) or [None]
+        signed = bool(series) and all("h" in s for s in series)
+        fig = _new_figure(11.5, 0.9 + 2.75 * len(dtypes))
         colors = implementation_colors([s["implementation"] for s in series])
-        labels = list(dict.fromkeys(_label_text(s.get("label")) for s in series))
-        styles = {lab: LABEL_STYLES[i % len(LABEL_STYLES)] for i, lab in enumerate(labels)}
-        for ax, dtype in zip(_grid(fig, len(dtypes), 2), dtypes, strict=True):
+        axes = fig.subplots(len(dtypes), len(labels), squeeze=False)
+        for r, dtype in enumerate(dtypes):
             width = DTYPE_BITS.get(dtype, 64)
-            panel = [s for s in series if s["dtype"] == dtype]
-            if not panel:
-                _empty(ax, f"no sweep data for {dtype}")
-                continue
-            shaded = False
-            for s in panel:
-                x = [_float(v) for v in s["saturation"]]
-                bits = [_float(v) for v in s["bits"]]
-                nonfinite = list(s.get("nonfinite") or [b >= width for b in bits])
-                color = colors[s["implementation"]]
-                lab = _label_text(s.get("label"))
-                name = _short(s["implementation"], 24) + (f" ({lab})" if lab else "")
-                ax.plot(x, [width if n else b for b, n in zip(bits, nonfinite, strict=True)],
-                        linestyle=styles[lab], color=color, linewidth=1.4, label=name)
-                for start, stop in _runs(nonfinite):
-                    lo = x[start - 1] if start > 0 else x[start]
-                    hi = x[stop - 1]
-                    ax.axvspan(lo, hi, color=color, alpha=0.10, linewidth=0)
-                    shaded = True
-            marks = [t for t in thresholds if t["dtype"] == dtype
-                     and math.isfinite(_float(t.get("saturation")))]
-            for k, t in enumerate(marks):
-                xt = _float(t["saturation"])
-                color = colors.get(t["implementation"], "0.3")
-                ax.axvline(xt, color=color, linestyle=(0, (2, 2)), linewidth=0.9)
-                lab = _label_text(t.get("label"))
-                ax.annotate(
-                    f"{_short(t['implementation'], 16)} {lab} {t['kind']}\n|h|={xt:.4g}",
-                    xy=(xt, width * (0.97 - 0.13 * (k % 6))), xycoords="data",
-                    xytext=(3, 0), textcoords="offset points", fontsize=6.5, color=color,
-                    va="top", ha="left",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
-                          "alpha": 0.75},
-                )
-            ax.axhline(width, color="0.5", linewidth=0.8, linestyle=":")
-            ax.set_ylim(-0.5, width * 1.06)
-            ax.set_title(f"{dtype}  (inf/NaN plotted at {width} bits"
-                         f"{', its |h| range shaded' if shaded else ''})")
-            ax.set_xlabel("output logit |h_L|")
-            ax.set_ylabel("bits of error in dJ/dh_L")
-            ax.legend(loc="center left", frameon=True, framealpha=0.85)
+            for c, label in enumerate(labels):
+                ax = axes[r][c]
+                panel = [s for s in series if s["dtype"] == dtype
+                         and _label_text(s.get("label")) == _label_text(label)]
+                lab = _label_text(label)
+                ax.set_title(f"{dtype}" + (f", label {lab}" if lab else ""))
+                if not panel:
+                    _empty(ax, f"no sweep data for {dtype} {lab}")
+                    continue
+                for s in reversed(panel):  # the first implementation ends up on top
+                    x = [_float(v) for v in (s["h"] if signed else s["saturation"])]
+                    bits = [_float(v) for v in s["bits"]]
+                    nonfinite = list(s.get("nonfinite") or [b >= width for b in bits])
+                    failed = list(s.get("error") or [False] * len(x))
+                    color = colors[s["implementation"]]
+                    shown = [math.nan if f else (width if n else b)
+                             for b, n, f in zip(bits, nonfinite, failed, strict=True)]
+                    ax.plot(x, shown, color=color, linewidth=1.2)
+                    for start, stop in _runs(nonfinite):
+                        ax.axvspan(x[max(start - 1, 0)], x[stop - 1], color=color,
+                                   alpha=0.12, linewidth=0)
+                    bad = [xi for xi, f in zip(x, failed, strict=True) if f]
+                    if bad:
+                        ax.plot(bad, [width] * len(bad), linestyle="none", marker="|",
+                                markersize=9, color=color)
+                placed: list[float] = []
+                for xt, impl, kind in _marks(thresholds, dtype, label, signed):
+                    color = colors.get(impl, "0.3")
+                    ax.axvline(xt, color=color, linewidth=1.0,
+                               linestyle=MARK_STYLES.get(kind, (0, (2, 2))))
+                    scale = math.log1p(abs(xt)) * (1 if xt >= 0 else -1)
+                    if any(abs(scale - p) < 0.12 for p in placed):
+                        continue  # the value is already written next to this line
+                    placed.append(scale)
+                    ax.annotate(f"{xt:.4g}", xy=(xt, 1.0), xycoords=("data", "axes fraction"),
+                                xytext=(0, 2), textcoords="offset points", rotation=90,
+                                fontsize=6.5, color=color, ha="center", va="bottom")
+                ax.axhline(width, color="0.5", linewidth=0.8, linestyle=":")
+                ax.set_ylim(-0.5, width * 1.05)
+                if signed:
+                    ax.set_xscale("symlog", linthresh=1.0)
+                if r == len(dtypes) - 1:
+                    ax.set_xlabel("output logit h_L (symlog: linear for |h| < 1)" if signed
+                                  else "output logit |h_L|")
+                if c == 0:
+                    ax.set_ylabel("bits of error")
+        handles = [Line2D([], [], color=col, linewidth=2, label=_short(name, 28))
+                   for name, col in colors.items()]
+        handles += [Line2D([], [], color="0.3", linestyle=style, label=f"first {kind}")
+                    for kind, style in MARK_STYLES.items()]
+        handles.append(Patch(color="0.5", alpha=0.25, label="inf/NaN returned"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7),
+                   frameon=False, fontsize=8)
+        fig.suptitle(title + " (bits of error in dJ/dh_L against the exact gradient; "
+                     "inf/NaN drawn at the dtype's width)", fontsize=10)
         return fig
 
 

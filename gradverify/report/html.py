@@ -34,7 +34,8 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 height:auto;border:1px solid #e3e3e3}figcaption{color:#444;font-size:.9rem;margin-top:.3rem}
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:.7rem;overflow:auto;font-size:.82rem;
 line-height:1.35}code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-.muted{color:#666;font-size:.88rem}ul.hints{margin:.3rem 0}.card{border:1px solid #ddd;
+.muted{color:#666;font-size:.88rem}details{margin:.5rem 0}summary{cursor:pointer;
+color:#0b4f9c}ul.hints{margin:.3rem 0}.card{border:1px solid #ddd;
 border-radius:.4rem;padding:.4rem 1rem .8rem;margin:1rem 0}
 """
 
@@ -112,15 +113,25 @@ def _summary(doc: Mapping[str, Any]) -> str:
     return _table(header, rows, numeric=(2, 3)) + explain
 
 
-def _thresholds(doc: Mapping[str, Any]) -> str:
-    table = doc.get("threshold_table") or {}
-    rows = table.get("rows") or []
-    if not rows:
-        return '<p class="muted">No scan was run, so there are no thresholds.</p>'
+def _plain_table(table: Mapping[str, Any]) -> str:
     header = [_e(c) for c in table.get("columns", [])]
-    body = [[_e(c) for c in row] for row in rows]
+    body = [[_e(c) for c in row] for row in table.get("rows", [])]
     note = table.get("note")
     return _table(header, body) + (f'<p class="muted">{_e(note)}</p>' if note else "")
+
+
+def _thresholds(doc: Mapping[str, Any]) -> str:
+    table = doc.get("threshold_table") or {}
+    if not table.get("rows"):
+        return '<p class="muted">No scan was run, so there are no thresholds.</p>'
+    out = _plain_table(doc.get("threshold_summary") or {})
+    out += ("<details><summary>Every output-layer threshold (each label and side)</summary>"
+            + _plain_table(table) + "</details>")
+    hidden = doc.get("hidden_table") or {}
+    if hidden.get("rows"):
+        out += ("<details><summary>Hidden layer: where a saturated unit's gradient "
+                "underflows</summary>" + _plain_table(hidden) + "</details>")
+    return out
 
 
 def _figures(doc: Mapping[str, Any], images: Mapping[str, bytes]) -> str:

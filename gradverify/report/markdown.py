@@ -83,13 +83,22 @@ def _verdicts(doc: Mapping[str, Any]) -> str:
     return _table(header, rows)
 
 
-def _thresholds(doc: Mapping[str, Any]) -> str:
-    table = doc.get("threshold_table") or {}
-    if not table.get("rows"):
-        return "No scan was run, so there are no thresholds."
+def _plain(table: Mapping[str, Any]) -> str:
     out = _table([_text(c) for c in table["columns"]],
                  [[_text(c) for c in row] for row in table["rows"]])
     return out + (f"\n\n{_text(table['note'])}" if table.get("note") else "")
+
+
+def _thresholds(doc: Mapping[str, Any]) -> str:
+    summary = doc.get("threshold_summary") or {}
+    if not summary.get("rows"):
+        return "No scan was run, so there are no thresholds."
+    out = _plain(summary)
+    table = doc.get("threshold_table") or {}
+    if table.get("rows"):
+        out += ("\n\n<details><summary>Every output-layer threshold</summary>\n\n"
+                + _plain(table) + "\n\n</details>")
+    return out
 
 
 def _counterexamples(doc: Mapping[str, Any]) -> list[str]:

@@ -1,20 +1,234 @@
-"""Reading scan results (``gradverify.scan/1`` dicts) into the report's thresholds and sweeps."""
+"""Reading scan results (``gradverify.scan/1`` dicts) into the report's thresholds and sweeps.
+
+The scan reports, per implementation x dtype x label x side of 0, the first float logit h
+where each criterion (inf/NaN, relative error >= 1e-3, 0.1, 1, the call failing) starts,
+and sweeps of the error against |h|. Here they become flat rows for ``report.json``,
+the table on the page, and the series of the error-vs-saturation figure (both sides of
+0 joined into one line over the signed logit h).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["scan_sweeps", "scan_thresholds", "threshold_table"]
+__all__ = [
+    "CRITERIA_HEADINGS",
+    "PLOTTED_CRITERIA",
+    "hidden_table",
+    "hidden_thresholds",
+    "scan_sweeps",
+    "scan_thresholds",
+    "threshold_summary",
+    "threshold_table",
+]
+
+CRITERIA_HEADINGS = {
+    "nonfinite": "inf/NaN",
+    "error_1e-3": "rel. err >= 1e-3",
+    "error_1e-1": "rel. err >= 0.1",
+    "error_1": "rel. err >= 100%",
+    "raises": "call fails",
+}
+"""The scan's output-layer criteria, in table order, with their column headings."""
+
+PLOTTED_CRITERIA = {"nonfinite": "inf/NaN", "error_1": "100% error"}
+"""Criteria marked on the error-vs-saturation figure (the others are in the table)."""
+
+
+def _float(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def scan_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return []
+    """One flat row per implementation x dtype x label x side x criterion.
+
+    Keys: ``implementation``, ``dtype``, ``label``, ``side``, ``criterion``, ``found``,
+    ``value`` (the signed logit h, exact), ``saturation`` (|h|), ``decimal``, ``bits`` (the
+    bit pattern in the dtype), ``monotone``, ``finite_throughout`` (of the side), ``plot``.
+    """
+    rows = []
+    for row in scan.get("rows", []):
+        for side_name, side in (row.get("sides") or {}).items():
+            for criterion, t in (side.get("thresholds") or {}).items():
+                found = bool(t.get("found"))
+                value = t.get("value") if found else None
+                rows.append({
+                    "implementation": row.get("implementation", scan.get("implementation")),
+                    "dtype": row.get("dtype"),
+                    "label": row.get("label"),
+                    "side": side_name,
+                    "criterion": criterion,
+                    "found": found,
+                    "value": value,
+                    "saturation": abs(_float(value)) if found else None,
+                    "decimal": t.get("decimal"),
+                    "bits": t.get("bits"),
+                    "monotone": bool(t.get("monotone", True)),
+                    "finite_throughout": bool(side.get("finite_throughout", False)),
+                    "raises_anywhere": bool(side.get("raises_anywhere", False)),
+                    "max_error_bits": side.get("max_error_bits"),
+                    "plot": found and criterion in PLOTTED_CRITERIA,
+                })
+    return rows
 
 
-def scan_sweeps(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return []
+def _cell(t: Mapping[str, Any]) -> str:
+    if not t["found"]:
+        if t["criterion"] == "nonfinite":
+            return "finite where returned" if t["raises_anywhere"] else "finite throughout"
+        return "never"
+    value = _float(t["value"])
+    text = f"{value:.6g} ({t['bits']})" if t.get("bits") else f"{value:.6g}"
+    return text + ("" if t["monotone"] else " *")
 
 
 def threshold_table(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return {"columns": [], "rows": []}
+    """The thresholds as a table: one row per implementation x dtype x label x side.
+
+    Returns ``{"columns": [...], "rows": [[str, ...], ...], "note": str}``.
+    """
+    if not thresholds:
+        return {"columns": [], "rows": [], "note": ""}
+    criteria = [c for c in CRITERIA_HEADINGS if c != "raises"]
+    if any(t["criterion"] == "raises" and t["found"] for t in thresholds):
+        criteria.append("raises")
+    groups: dict[tuple, dict[str, Mapping[str, Any]]] = {}
+    for t in thresholds:
+        key = (t["implementation"], t["dtype"], t["label"], t["side"])
+        groups.setdefault(key, {})[t["criterion"]] = t
+    rows, starred = [], False
+    for (impl, dtype, label, side), by_criterion in groups.items():
+        cells = [_cell(by_criterion[c]) if c in by_criterion else "-" for c in criteria]
+        starred = starred or any(c.endswith("*") for c in cells)
+        any_t = next(iter(by_criterion.values()))
+        bits = _float(any_t.get("max_error_bits"))
+        rows.append([str(impl), str(dtype), f"{_float(label):g}",
+                     "h > 0" if side == "positive" else "h < 0", *cells,
+                     "-" if math.isnan(bits) else f"{bits:.1f}"])
+    note = ("Each cell is the first float h, moving out from 0, where the gradient of a "
+            "one-layer sigmoid + BCE network (h = b exactly) meets the column's criterion: "
+            "its value and its bit pattern in the dtype. Relative error is against the "
+            "exact gradient; a correctly rounded result counts as exact. max bits: the "
+            "worst log2(1 + ulps) over the checked floats.")
+    if starred:
+        note += (" * not monotone: the criterion holds again somewhere past this float "
+                 "(the regions are in report.json).")
+    return {"columns": ["implementation", "dtype", "y", "side",
+                        *(CRITERIA_HEADINGS[c] for c in criteria), "max bits"],
+            "rows": rows, "note": note}
+
+
+SUMMARY_CRITERIA = ("nonfinite", "error_1e-3", "error_1")
+
+
+def threshold_summary(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One row per implementation x dtype: for each criterion, the float closest to 0 (over
+    both labels and sides) where it starts, with the label and side it was found at."""
+    if not thresholds:
+        return {"columns": [], "rows": [], "note": ""}
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for t in thresholds:
+        groups.setdefault((t["implementation"], t["dtype"]), []).append(t)
+    rows = []
+    for (impl, dtype), items in groups.items():
+        cells = []
+        for criterion in SUMMARY_CRITERIA:
+            found = [t for t in items if t["criterion"] == criterion and t["found"]]
+            if not found:
+                cells.append("finite throughout" if criterion == "nonfinite" else "never")
+                continue
+            first = min(found, key=lambda t: (abs(_float(t["value"])), t["side"]))
+            where = (f"y={_float(first['label']):g}, "
+                     f"{'h > 0' if first['side'] == 'positive' else 'h < 0'}")
+            cells.append(f"{_float(first['value']):.6g} ({first['bits']}; {where})")
+        rows.append([str(impl), str(dtype), *cells])
+    return {
+        "columns": ["implementation", "dtype",
+                    *(f"first {CRITERIA_HEADINGS[c]} at h =" for c in SUMMARY_CRITERIA)],
+        "rows": rows,
+        "note": ("The float logit closest to 0, over both labels and both sides, where the "
+                 "gradient first meets each criterion (the full table below has every "
+                 "label and side). With y = 1 and h > 0 the exact gradient is tiny, about "
+                 "e^-h: computing sigmoid(h) - y there keeps only its absolute accuracy, in "
+                 "the fused form as in the stable baseline."),
+    }
+
+
+def hidden_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Hidden-unit underflow rows: where dJ/dW1 of a saturated hidden unit comes back 0."""
+    out = []
+    for h in scan.get("hidden", []):
+        zero, limit = h.get("first_zero") or {}, h.get("representable_limit") or {}
+        out.append({
+            "implementation": h.get("implementation", scan.get("implementation")),
+            "dtype": h.get("dtype"), "activation": h.get("activation"), "side": h.get("side"),
+            "first_zero": zero.get("value") if zero.get("found") else None,
+            "first_zero_bits": zero.get("bits") if zero.get("found") else None,
+            "representable_limit": limit.get("value") if limit.get("found") else None,
+            "representable_limit_bits": limit.get("bits") if limit.get("found") else None,
+        })
+    return out
+
+
+def hidden_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The hidden-unit underflow rows as a table (columns, rows, note)."""
+    if not rows:
+        return {"columns": [], "rows": [], "note": ""}
+
+    def cell(value: Any, bits: Any) -> str:
+        return "never" if value is None else f"{_float(value):.6g} ({bits})"
+
+    body = []
+    for r in rows:
+        early = ""
+        if r["first_zero"] is not None and r["representable_limit"] is not None and \
+                abs(_float(r["first_zero"])) < abs(_float(r["representable_limit"])):
+            early = "yes"
+        body.append([str(r["implementation"]), str(r["dtype"]), str(r["activation"]),
+                     "h > 0" if r["side"] == "positive" else "h < 0",
+                     cell(r["first_zero"], r["first_zero_bits"]),
+                     cell(r["representable_limit"], r["representable_limit_bits"]), early])
+    return {
+        "columns": ["implementation", "dtype", "hidden activation", "side",
+                    "returns 0 from h =", "exact rounds to 0 from h =", "early"],
+        "rows": body,
+        "note": ("A 1 -> 1 -> 1 network whose hidden pre-activation is h exactly: the first "
+                 "float h where the returned dJ/dW1 is exactly 0 although the exact value "
+                 "is not, and where the exact value itself rounds to 0 in the dtype. "
+                 "early: the implementation underflows before the dtype forces it to."),
+    }
+
+
+def scan_sweeps(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Sweep series with both sides of 0 joined, ordered by the signed logit h.
+
+    Keys: ``implementation``, ``dtype``, ``label``, ``h``, ``saturation`` (|h|), ``bits``,
+    ``relative_error``, ``nonfinite``, ``error`` (lists of equal length).
+    """
+    joined: dict[tuple, list[tuple]] = {}
+    for s in scan.get("sweeps", []):
+        key = (s.get("implementation", scan.get("implementation")), s.get("dtype"),
+               s.get("label"))
+        points = joined.setdefault(key, [])
+        for h, bits, rel, nonfinite, error in zip(
+            s.get("h", []), s.get("bits", []), s.get("relative_error", []),
+            s.get("nonfinite", []), s.get("error", []), strict=True,
+        ):
+            points.append((_float(h), bits, rel, bool(nonfinite), bool(error)))
+    out = []
+    for (impl, dtype, label), points in joined.items():
+        points.sort(key=lambda p: p[0])
+        out.append({
+            "implementation": impl, "dtype": dtype, "label": label,
+            "h": [p[0] for p in points], "saturation": [abs(p[0]) for p in points],
+            "bits": [p[1] for p in points], "relative_error": [p[2] for p in points],
+            "nonfinite": [p[3] for p in points], "error": [p[4] for p in points],
+        })
+    return out

@@ -36,10 +36,15 @@ INDEX, SUMMARY, DOCUMENT = "index.html", "summary.md", "report.json"
 FIGURES = {
     "error_vs_saturation": (
         "Error against output saturation",
-        "Bits of error of dJ/dh_L against the output logit |h_L|, measured by the scan on a "
-        "one-layer sigmoid + BCE network against the exact reference; one line per "
-        "implementation and label, one panel per dtype. inf/NaN is drawn at the dtype's "
-        "full width, its range shaded; dashed verticals mark the scan's thresholds.",
+        "Bits of error (log2(1 + ulps)) of the gradient dJ/dh_L of a one-layer sigmoid + "
+        "BCE network against the exact reference, as the scan sweeps the output logit h "
+        "over each dtype's lattice: one row per dtype, one column per label y, one line per "
+        "implementation. inf/NaN is drawn at the dtype's full width and its range shaded; "
+        "vertical lines mark the first float with inf/NaN (dashed) or 100% error (dotted), "
+        "with the value of h on top. With y = 1 and h > 0 (and y = 0, h < 0) the exact "
+        "gradient is tiny (about e^-|h|), and every form that computes sigmoid(h) - y "
+        "first, the stable baseline included, keeps only its absolute accuracy there: "
+        "harmless for training, and not held against a verdict.",
     ),
     "layer_errors": (
         "Error per layer, from the output backward",
@@ -69,11 +74,13 @@ def _figure_data(doc_parts: Mapping[str, Any], searches: Sequence[Mapping[str, A
                  ) -> list[tuple[str, Callable[[], Any]]]:
     """The figures that have data, as (id, draw) pairs in page order."""
     from gradverify.report import figures
+    from gradverify.report.scan_data import PLOTTED_CRITERIA
 
     out: list[tuple[str, Callable[[], Any]]] = []
     sweeps = doc_parts["sweeps"]
     if sweeps:
-        marks = [t for t in doc_parts["thresholds"] if t.get("plot")]
+        marks = [dict(t, kind=PLOTTED_CRITERIA[t["criterion"]])
+                 for t in doc_parts["thresholds"] if t.get("plot")]
         out.append(("error_vs_saturation",
                     lambda: figures.error_vs_saturation_figure(sweeps, marks)))
     if doc_parts.get("layers") and doc_parts["layers"].get("panels"):
