@@ -350,7 +350,7 @@ def _run_scan(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from gradverify.report import write_report
+    from gradverify.report import OutputDirectoryError, write_report
 
     config = _config(args)
     settings = _settings(args, config)
@@ -365,7 +365,10 @@ def _run_report(args: argparse.Namespace) -> int:
     if args.title:
         kwargs["title"] = args.title
     out = settings.report_dir or "reports"
-    path = write_report(out, implementations={t.name: t.impl for t in targets}, **kwargs)
+    try:
+        path = write_report(out, implementations={t.name: t.impl for t in targets}, **kwargs)
+    except OutputDirectoryError as exc:
+        raise UsageError(str(exc)) from None
     print(f"gradverify report: written to {path}")
     return EXIT_OK
 

@@ -19,6 +19,7 @@ import pytest
 
 from gradverify import cli
 from gradverify.cli import main
+from gradverify.search import search as real_search
 
 FAST = ["--max-examples", "10", "--seed", "3"]
 
@@ -51,23 +52,22 @@ NOT_CALLABLE = 42
 _SEARCHES: dict = {}
 
 
-def _memoized_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run each distinct search once per module: these tests judge the CLI, not the search.
+def _search(impl, **kwargs):
+    """gradverify.search.search, run once per distinct call in this module.
 
-    The key is the implementation object and every argument, so a result is only reused
-    for exactly the same call (the seed is always fixed here).
+    These tests judge the CLI, not the search: a result is reused only for exactly the same
+    implementation object and arguments (the seed is always fixed here).
     """
+    key = (id(impl), impl, repr(sorted(kwargs.items())))
+    if key not in _SEARCHES:
+        _SEARCHES[key] = real_search(impl, **kwargs)
+    return _SEARCHES[key]
+
+
+def _memoized_search(monkeypatch: pytest.MonkeyPatch) -> None:
     import gradverify.search
 
-    real = gradverify.search.search
-
-    def search(impl, **kwargs):
-        key = (id(impl), impl, repr(sorted(kwargs.items())))
-        if key not in _SEARCHES:
-            _SEARCHES[key] = real(impl, **kwargs)
-        return _SEARCHES[key]
-
-    monkeypatch.setattr(gradverify.search, "search", search)
+    monkeypatch.setattr(gradverify.search, "search", _search)
 
 
 @pytest.fixture
@@ -80,6 +80,7 @@ def project(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "planted", raising=False)
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("CI", "true")  # no Hypothesis example database: same seed, same run
     yield tmp_path
     sys.modules.pop("planted", None)
 
@@ -298,13 +299,14 @@ def test_interrupt_exits_130_and_writes_no_output_file(project, capsys, monkeypa
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
-    """One check of naive (unstable) and fused (pass) at float32 and float64, under GitHub."""
+    """One check of naive (unstable) and fused (pass) at float16 and float32, under GitHub."""
     tmp = tmp_path_factory.mktemp("ci")
     summary = tmp / "summary.md"
     summary.write_text("# earlier step\n")
     with pytest.MonkeyPatch.context() as mp:
         _memoized_search(mp)
         mp.chdir(tmp)
+        mp.setenv("CI", "true")
         mp.setenv("GITHUB_ACTIONS", "true")
         mp.setenv("GITHUB_STEP_SUMMARY", str(summary))
         import io
@@ -312,7 +314,7 @@ def ci_run(tmp_path_factory):
 
         out = io.StringIO()
         with redirect_stdout(out), redirect_stderr(io.StringIO()):
-            code = main(["check", "naive", "fused", "--dtypes", "float32,float64",
+            code = main(["check", "naive", "fused", "--dtypes", "float16,float32",
                          "--max-examples", "10", "--seed", "5", "--json", "out/check.json",
                          "--junit-xml", "out/junit.xml"])
     return {"code": code, "out": out.getvalue(), "dir": tmp, "summary": summary}
@@ -331,7 +333,7 @@ def test_json_output(ci_run):
     by_name = {r["implementation"]: r for r in doc["results"]}
     assert by_name["naive"]["verdict"] == "unstable"
     assert by_name["fused"]["verdict"] == "pass"
-    assert set(by_name["naive"]["per_dtype"]) == {"float32", "float64"}
+    assert set(by_name["naive"]["per_dtype"]) == {"float16", "float32"}
 
 
 def test_junit_xml_has_one_case_per_implementation_and_dtype(ci_run):
@@ -340,9 +342,9 @@ def test_junit_xml_has_one_case_per_implementation_and_dtype(ci_run):
     suites = root.findall("testsuite")
     assert len(suites) == 1
     cases = {(c.get("classname"), c.get("name")): c for c in suites[0].findall("testcase")}
-    assert set(cases) == {("gradverify.naive", "float32"), ("gradverify.naive", "float64"),
-                          ("gradverify.fused", "float32"), ("gradverify.fused", "float64")}
-    for dtype in ("float32", "float64"):
+    assert set(cases) == {("gradverify.naive", "float16"), ("gradverify.naive", "float32"),
+                          ("gradverify.fused", "float16"), ("gradverify.fused", "float32")}
+    for dtype in ("float16", "float32"):
         failure = cases[("gradverify.naive", dtype)].find("failure")
         assert failure is not None
         assert failure.get("type") == "unstable"
@@ -366,7 +368,7 @@ def test_github_annotations_and_step_summary(ci_run):
     summary = ci_run["summary"].read_text()
     assert summary.startswith("# earlier step\n## gradverify check: 2 of 4 case(s) failing")
     assert "| naive | float32 | **UNSTABLE** |" in summary
-    assert "| fused | float64 | pass |" in summary
+    assert "| fused | float16 | pass |" in summary
     assert "<details><summary>naive float32: unstable</summary>" in summary
 
 
@@ -380,19 +382,21 @@ def test_annotations_are_capped_with_a_notice(ci_run):
     """GitHub shows 10 errors and 10 warnings per step; the rest are counted in a notice."""
     import dataclasses
 
-    from gradverify.ci_outputs import github_annotations
-    from gradverify.search import search
+    from gradverify.ci_outputs import check_cases, github_annotations
 
-    naive = search(cli.load_target("naive"), dtypes=("float32",), max_examples=10, seed=5)
+    # the very search the CLI ran in ci_run (memoized): naive at float16 and float32
+    naive = _search(cli.load_target("naive"), name="naive", dtypes=("float16", "float32"),
+                    max_examples=10, seed=5, tolerance_factor=32.0)
     assert naive.verdict == "unstable"
-    many = [dataclasses.replace(naive, implementation=f"copy{i}") for i in range(13)]
+    assert [c.verdict for c in check_cases([naive], "unstable")] == ["unstable", "unstable"]
+    many = [dataclasses.replace(naive, implementation=f"copy{i}") for i in range(7)]  # 14 cases
     lines = github_annotations(many, fail_on="unstable")
     assert sum(line.startswith("::error ") for line in lines) == 10
-    assert lines[-1].startswith("::notice ") and "3 more gradverify finding(s)" in lines[-1]
+    assert lines[-1].startswith("::notice ") and "4 more gradverify finding(s)" in lines[-1]
     assert len(lines) == 11
     lines = github_annotations(many, fail_on="incorrect")  # tolerated: warnings
     assert sum(line.startswith("::warning ") for line in lines) == 10
-    assert "3 more" in lines[-1]
+    assert "4 more" in lines[-1] and len(lines) == 11
 
 
 # ---------------------------------------------------------------------------
@@ -424,6 +428,7 @@ def _console_script() -> str:
 def test_console_script_exit_codes(project):
     script = _console_script()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env["CI"] = "true"
     ok = subprocess.run([script, "check", "fused", "--dtypes", "float64", *FAST],
                         capture_output=True, text=True, cwd=project, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
@@ -456,3 +461,20 @@ def test_outputs_are_relative_to_the_current_directory(project, capsys):
                      "--json", "nested/dir/r.json")
     assert code == 0
     assert json.loads(Path("nested/dir/r.json").read_text())["failed"] is False
+
+
+def test_report_writes_the_report_and_refuses_an_unrelated_directory(project, capsys):
+    args = ["report", "fused", "--dtypes", "float32", "--max-examples", "5", "--seed", "1"]
+    code, out, _ = run(capsys, *args, "--out", "rep", "--title", "CLI <report>")
+    assert code == 0
+    assert out.strip() == "gradverify report: written to rep"
+    html = (project / "rep" / "index.html").read_text()
+    assert "CLI &lt;report&gt;" in html
+    doc = json.loads((project / "rep" / "report.json").read_text())
+    assert "fused" in json.dumps(doc)
+    (project / "mine").mkdir()
+    (project / "mine" / "notes.txt").write_text("keep me")
+    code, _, err = run(capsys, *args, "--out", "mine")
+    assert code == 2
+    assert one_line_error(err).startswith("gradverify report: error: ")
+    assert (project / "mine" / "notes.txt").read_text() == "keep me"
