@@ -176,7 +176,8 @@ def shortest_decimal(value: Any, fmt: FloatFormat) -> str:
         return repr(as64)
     for digits in range(1, 18):
         text = f"{as64:.{digits}g}"
-        back = np.asarray(float(text)).astype(fmt.dtype).astype(np.float64)
+        with np.errstate(over="ignore"):
+            back = np.asarray(float(text)).astype(fmt.dtype).astype(np.float64)
         if float(back) == as64:
             return text
     return repr(as64)

@@ -158,6 +158,10 @@ MAX_RECOVERIES = 8
 """Recovery regions reported per threshold; the rest are only counted."""
 REFINED_RECOVERIES = 2
 """Recovery regions whose edges are located exactly by bisection (the first ones found)."""
+DENSE_WINDOW = 1024
+"""Where a criterion is noisy at its threshold, every float this far below it is checked..."""
+MAX_DENSE_WINDOWS = 8
+"""...and again below any earlier bad float found, at most this many times."""
 
 _AGREEMENT_BITS = 80
 _MAX_PRECISION = 1 << 15
@@ -437,6 +441,7 @@ class _Located:
     index: int | None
     recoveries: tuple[tuple[int, int, bool], ...]  # (first good, last good, edges bisected)
     recovery_count: int
+    checked_below: int = 0  # consecutive floats just below the threshold, checked and good
 
 
 def _bisect(bad: Callable[[int], bool], good_index: int, bad_index: int) -> int:
@@ -465,7 +470,13 @@ def _locate(
     around: Callable[[int], set[int]],
     evaluated: Callable[[], Iterable[int]],
 ) -> _Located:
-    """The first bad lattice index, bisected then verified on ``base`` and ``around(t)``."""
+    """The first bad lattice index, bisected then verified on ``base`` and ``around(t)``.
+
+    Where the criterion is noisy at the threshold (verification moved it down, or a good
+    float was checked within DENSE_WINDOW after it), every float of the DENSE_WINDOW floats
+    below it is checked too, and again below any earlier bad float found.
+    """
+    moved = False
     if bad(0):
         t: int | None = 0
     elif bad(max_index):
@@ -480,9 +491,22 @@ def _locate(
             break
         # a bad float below the threshold: the criterion is not monotone; move down
         goods = [i for i in points if i < first]
+        moved = moved or t is not None
         t = first if not goods else _bisect(bad, goods[-1], first)
     if t is None:
         return _Located(None, (), 0)
+
+    checked = set(evaluated())
+    noisy = moved or any(not bad(i) for i in checked if t < i <= t + DENSE_WINDOW)
+    for _ in range(MAX_DENSE_WINDOWS if noisy else 0):
+        earlier = next((i for i in range(max(0, t - DENSE_WINDOW), t) if bad(i)), None)
+        if earlier is None:
+            break
+        t = earlier
+    checked = set(evaluated())
+    below = t
+    while below > 0 and below - 1 in checked and not bad(below - 1):
+        below -= 1
 
     def good(i: int) -> bool:
         return not bad(i)
@@ -512,7 +536,7 @@ def _locate(
             regions.append((start, end, True))
         else:
             regions.append((first_good, last_good, False))
-    return _Located(t, tuple(regions), len(runs))
+    return _Located(t, tuple(regions), len(runs), t - below)
 
 
 # ---------------------------------------------------------------------------
@@ -547,6 +571,7 @@ class Threshold:
     message: str | None = None
     recoveries: tuple[tuple[float, float, bool], ...] = ()
     recovery_count: int = 0
+    checked_below: int = 0
 
     @property
     def found(self) -> bool:
@@ -566,6 +591,7 @@ class Threshold:
                 "previous_bits": self.previous_bits, "status": self.status,
                 "gradient": _num(self.gradient), "exact": _num(self.exact),
                 "relative_error": _num(self.relative_error), "message": self.message,
+                "checked_below": self.checked_below,
             })
         out.update({
             "monotone": self.monotone,
@@ -766,6 +792,7 @@ def _threshold(criterion: str, fmt: FloatFormat, side: str, located: _Located,
     if located.index is None:
         return Threshold(criterion, fmt.name, side, recoveries=recoveries,
                          recovery_count=located.recovery_count)
+
     t = located.index
     v = value(t)
     previous = value(t - 1) if t > 0 else None
@@ -777,7 +804,7 @@ def _threshold(criterion: str, fmt: FloatFormat, side: str, located: _Located,
         status=obs.status if obs else None, gradient=obs.gradient if obs else None,
         exact=obs.exact if obs else None, relative_error=obs.relative_error if obs else None,
         message=obs.message if obs else None, recoveries=recoveries,
-        recovery_count=located.recovery_count,
+        recovery_count=located.recovery_count, checked_below=located.checked_below,
     )
 
 
@@ -951,7 +978,7 @@ def scan(
     name: str | None = None,
     sweep_points: int = 200,
     progress: Progress | bool | None = None,
-    check_points: int = 384,
+    check_points: int = 256,
     neighbourhood: int = 32,
     exhaustive: bool = False,
     hidden_activations: Iterable[str] | None = None,
