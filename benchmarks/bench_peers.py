@@ -1,0 +1,385 @@
+"""gradverify against the gradient checkers people would otherwise use, in one run.
+
+    python benchmarks/bench_peers.py [--budget 60] [--repeats 5] [--widths 16,32,64,128,256]
+
+The network is [32, 64, 64, 1], sigmoid, BCE, batch 16, float64 (6,337 parameters); the
+scaling series is [32, w, w, 1] for w in ``--widths``. Every tool checks the same model:
+
+* gradverify full: ``check_problem(torch adapter, problem, finite_differences=False)``: the
+  torch ``nn.BCEWithLogitsLoss`` model through :mod:`gradverify.adapters.torch` (called twice,
+  to catch nondeterminism), the exact mpmath reference, the stable float baseline and the
+  verdict. With python-flint installed a second row uses the Arb reference
+  (``reference=flint_reference_gradients(problem)``).
+* gradverify fast: the same implementation call, then
+  :func:`gradverify.finite_diff.directional_check` (4 random directions, Richardson
+  extrapolated; a second row uses 1 direction, as torch's fast_mode does) instead of the
+  exact reference. ``check_problem`` has no directional-only
+  mode, so this path is assembled here (:func:`fast_check`).
+* ``torch.autograd.gradcheck`` on the same function of the six parameter tensors, slow mode
+  (full finite-difference Jacobian) and ``fast_mode=True`` (one random projection).
+* ``jax.test_util.check_grads(f, (params,), order=1, modes=("rev",))`` on a jitted loss,
+  timed after a warm-up call (compilation excluded).
+* ``scipy.optimize.check_grad`` (forward differences over every coordinate) with the numpy
+  fused backprop as the gradient.
+
+Times are medians of up to ``--repeats`` runs (fewer when one run is long: at most about
+``--budget`` seconds per measurement). In the scaling series a tool whose predicted time
+(from the previous width, quadratic growth for full finite differences, linear otherwise)
+exceeds ``--budget`` is skipped and the table says so. The peak RSS of the full check at the
+largest width is measured in a fresh subprocess (``resource.getrusage``) with the numpy fused
+implementation, so torch's own memory is not counted, before torch and jax are imported
+(Linux carries a parent's peak RSS into its child's ``ru_maxrss``).
+
+torch runs with one intra-op thread by default (``--torch-threads``): on two shared cores
+its thread pool made a 1 ms backward pass take up to 0.15 s whenever the other core was busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_reference import benchmark_problem  # noqa: E402
+from gradverify.check import check_problem  # noqa: E402
+from gradverify.finite_diff import (  # noqa: E402
+    directional_check,
+    flatten_parameters,
+    unflatten_parameters,
+)
+from gradverify.harness import call_backprop  # noqa: E402
+from gradverify.implementations import fused_bce_backprop  # noqa: E402
+from gradverify.network import Problem, forward, loss_value  # noqa: E402
+from gradverify.reference import mpmath_backend  # noqa: E402
+from gradverify.results import Verdict  # noqa: E402
+
+FAST_DIRECTIONS = 4
+QUADRATIC = {"torch gradcheck slow", "scipy check_grad"}
+FULL, FAST = "gradverify full", "gradverify fast"
+
+
+# ---------------------------------------------------------------------------
+# gradverify's fast check (directional, no exact reference)
+# ---------------------------------------------------------------------------
+
+
+def fast_check(impl: Callable, problem: Problem, directions: int = FAST_DIRECTIONS) -> Verdict:
+    """Call ``impl`` through the harness and compare ``v^T g`` with directional differences.
+
+    A direction fails when ``|v^T g - fd|`` exceeds four times the difference's error
+    estimate plus 32 float64 roundings of ``|fd|``.
+    """
+    outcome = call_backprop(impl, problem, repeat=1)
+    if not outcome.ok:
+        return Verdict.ERROR
+    check = directional_check(problem, outcome.dweights, outcome.dbiases,
+                              directions=directions)
+    with np.errstate(all="ignore"):
+        slack = 4 * check.projected_fd_error + 32 * 2.0**-53 * np.abs(check.projected_fd)
+        bad = np.abs(check.projected_gradient - check.projected_fd) > slack
+    return Verdict.INCORRECT if np.any(bad & ~check.unreliable) else Verdict.PASS
+
+
+# ---------------------------------------------------------------------------
+# The tools, each a zero-argument callable for one problem
+# ---------------------------------------------------------------------------
+
+
+def gradverify_tools(problem: Problem) -> dict[str, Callable[[], object]]:
+    from torch import nn
+
+    from gradverify.adapters.torch import from_module
+
+    impl = from_module(nn.BCEWithLogitsLoss())
+    tools: dict[str, Callable[[], object]] = {
+        FULL: lambda: check_problem(impl, problem, finite_differences=False).verdict,
+        FAST: lambda: fast_check(impl, problem),
+        FAST + " (1 direction)": lambda: fast_check(impl, problem, directions=1),
+    }
+    try:
+        from gradverify.reference_flint import flint_available, flint_reference_gradients
+    except ImportError:
+        return tools
+    if flint_available():
+        tools["gradverify full (flint)"] = lambda: check_problem(
+            impl, problem, finite_differences=False,
+            reference=flint_reference_gradients(problem)).verdict
+    return tools
+
+
+def torch_tools(problem: Problem) -> dict[str, Callable[[], object]]:
+    import torch
+
+    params = [torch.tensor(a, requires_grad=True) for a in (*problem.weights, *problem.biases)]
+    x, y = torch.tensor(problem.x.T), torch.tensor(problem.y.T)
+    depth = problem.spec.depth
+
+    def loss(*p):
+        z = x
+        for i in range(depth):
+            h = z @ p[i].T + p[depth + i]
+            z = torch.sigmoid(h)
+        return torch.nn.functional.binary_cross_entropy_with_logits(h, y)
+
+    return {
+        "torch gradcheck slow": lambda: torch.autograd.gradcheck(loss, params),
+        "torch gradcheck fast_mode": lambda: torch.autograd.gradcheck(loss, params,
+                                                                      fast_mode=True),
+    }
+
+
+def jax_tools(problem: Problem) -> dict[str, Callable[[], object]]:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from jax.test_util import check_grads
+
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in zip(problem.weights,
+                                                                problem.biases, strict=True)]
+    x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
+
+    @jax.jit
+    def loss(p):
+        z = x
+        for W, b in p:
+            h = W @ z + b[:, None]
+            z = jax.nn.sigmoid(h)
+        return jnp.mean(jax.nn.softplus(h) - y * h)
+
+    def run() -> bool:
+        check_grads(loss, (params,), order=1, modes=("rev",))
+        return True
+
+    run()  # warm-up: compile the loss and its gradient for these shapes
+    return {"jax check_grads": run}
+
+
+def scipy_tools(problem: Problem) -> dict[str, Callable[[], object]]:
+    from scipy.optimize import check_grad
+
+    spec = problem.spec
+    theta = flatten_parameters(problem.weights, problem.biases)
+
+    def fun(t: np.ndarray) -> float:
+        W, b = unflatten_parameters(t, spec)
+        return float(loss_value(spec, forward(spec, W, b, problem.x), problem.y))
+
+    def grad(t: np.ndarray) -> np.ndarray:
+        W, b = unflatten_parameters(t, spec)
+        dW, db = fused_bce_backprop(W, b, problem.x, problem.y, activations=spec.activations,
+                                    loss=spec.loss)
+        return flatten_parameters(dW, db)
+
+    return {"scipy check_grad": lambda: check_grad(fun, grad, theta)}
+
+
+def all_tools(problem: Problem) -> dict[str, Callable[[], object]]:
+    tools = gradverify_tools(problem)
+    for extra in (torch_tools, jax_tools, scipy_tools):
+        try:
+            tools.update(extra(problem))
+        except ImportError as exc:
+            print(f"  ({extra.__name__[:-6]} not installed: {exc})")
+    return tools
+
+
+# ---------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------
+
+
+def median_time(fn: Callable[[], object], repeats: int, budget: float) -> tuple[float, int, object]:
+    """Median wall time of up to ``repeats`` runs, stopping once ``budget`` seconds are used."""
+    times, result = [], None
+    while len(times) < repeats:
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+        if sum(times) + times[-1] > budget:
+            break
+    return statistics.median(times), len(times), result
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for mod in ("numpy", "mpmath", "torch", "jax", "scipy", "flint"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            versions.append(f"{mod} -")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPUs ({cpu}); "
+            f"Python {platform.python_version()}; mpmath backend {mpmath_backend()}; "
+            f"{', '.join(versions)}; load average {load:.2f}")
+
+
+def peak_rss_of_full_check(width: int) -> str:
+    """Peak RSS (MiB) of a fresh process running the full check at [32, width, width, 1]."""
+    code = f"""
+import resource, sys
+sys.path.insert(0, {str(ROOT)!r})
+from benchmarks.bench_reference import benchmark_problem
+from gradverify.check import check_problem
+from gradverify.implementations import fused_bce_backprop
+problem = benchmark_problem({width})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = check_problem(fused_bce_backprop, problem, finite_differences=False)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before / 1024, after / 1024, result.verdict.value, problem.spec.parameter_count)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    before, after, verdict, params = float(out[0]), float(out[1]), out[2], int(out[3])
+    status = "met" if after < 1024 else "MISSED"
+    return (f"peak RSS of the full check at [32, {width}, {width}, 1] ({params:,} parameters, "
+            f"numpy fused implementation, verdict {verdict}): {after:.0f} MiB "
+            f"({before:.0f} MiB after imports and set-up); target < 1 GiB: {status}")
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def _fmt_seconds(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return f"{t:.4f}" if t < 1 else f"{t:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds per measurement; longer predicted runs are skipped")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--widths", default="16,32,64,128,256")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch.set_num_threads (0: leave torch's default)")
+    args = parser.parse_args(argv)
+    widths = [int(w) for w in args.widths.split(",")]
+
+    # Measured first, while this process is small: Linux carries a parent's peak RSS over
+    # into a child's ru_maxrss across fork and exec.
+    rss = peak_rss_of_full_check(max(widths))
+    if args.torch_threads:
+        try:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+        except ImportError:
+            pass
+    print(f"machine: {machine()}; torch threads {args.torch_threads or 'default'}")
+    problem = benchmark_problem(64)
+    print(f"\n== one network: {problem.spec.describe()}, batch {problem.batch_size}, float64, "
+          f"{problem.spec.parameter_count:,} parameters ==")
+    tools = all_tools(problem)
+    for fn in tools.values():  # warm-up (imports, first-call set-up)
+        if fn is not tools.get("torch gradcheck slow") and fn is not tools.get("scipy check_grad"):
+            fn()
+    times: dict[str, float] = {}
+    print(f"{'tool':<28}{'median s':>10}{'runs':>6}{'/ gv full':>11}{'/ gv fast':>11}  result")
+    rows = []
+    for name, fn in tools.items():
+        t, n, result = median_time(fn, args.repeats, args.budget)
+        times[name] = t
+        rows.append((name, t, n, result))
+    for name, t, n, result in rows:
+        print(f"{name:<28}{_fmt_seconds(t):>10}{n:>6}{t / times[FULL]:>11.3g}"
+              f"{t / times[FAST]:>11.3g}  {result}")
+
+    print("\ntargets (gradverify time / peer time):")
+
+    def target(label: str, ours: str, peer: str, limit: float) -> None:
+        if ours in times and peer in times:
+            ratio = times[ours] / times[peer]
+            print(f"  {label}: {ratio:.3g} (target <= {limit:g}): "
+                  f"{'met' if ratio <= limit else 'MISSED'}")
+        else:
+            print(f"  {label}: not measured ({ours if ours not in times else peer} missing)")
+
+    target("full check / torch gradcheck slow at 6,337 parameters", FULL,
+           "torch gradcheck slow", 0.2)
+    target("fast check / torch gradcheck fast_mode", FAST, "torch gradcheck fast_mode", 1.0)
+    target("full check with flint / torch gradcheck slow", "gradverify full (flint)",
+           "torch gradcheck slow", 0.02)
+
+    print(f"\n== scaling: [32, w, w, 1], batch 16, float64; median seconds "
+          f"(budget {args.budget:g} s per measurement) ==")
+    series: dict[str, dict[int, float | None]] = {}
+    notes: list[str] = []
+    counts = {}
+    last: dict[str, tuple[int, float]] = {}
+    for w in widths:
+        p = benchmark_problem(w)
+        counts[w] = p.spec.parameter_count
+        tools = all_tools(p)
+        for name, fn in tools.items():
+            series.setdefault(name, {})
+            if name in last:
+                p0, t0 = last[name]
+                growth = (counts[w] / p0) ** (2 if name in QUADRATIC else 1)
+                predicted = t0 * growth
+                if predicted > args.budget:
+                    series[name][w] = None
+                    notes.append(f"{name} at w={w} skipped: predicted {predicted:.0f} s "
+                                 f"> budget {args.budget:g} s")
+                    continue
+            if name not in QUADRATIC:
+                fn()  # warm-up for this shape
+            t, _, _ = median_time(fn, args.repeats if w <= 64 else 3, args.budget)
+            series[name][w] = t
+            last[name] = (counts[w], t)
+    header = f"{'tool':<28}" + "".join(f"{f'w={w}':>11}" for w in widths) + "   growth"
+    print(header)
+    print(f"{'(parameters)':<28}" + "".join(f"{counts[w]:>11,}" for w in widths))
+    for name, values in series.items():
+        measured = [(counts[w], t) for w, t in values.items() if t is not None]
+        if len(measured) >= 2:
+            (p0, t0), (p1, t1) = measured[0], measured[-1]
+            slope = f"t ~ P^{np.log(t1 / t0) / np.log(p1 / p0):.2f}"
+        else:
+            slope = "-"
+        print(f"{name:<28}" + "".join(f"{_fmt_seconds(values.get(w)):>11}" for w in widths)
+              + f"   {slope}")
+    for note in notes:
+        print(f"  note: {note}")
+    if 256 in series.get(FULL, {}) and series[FULL][256] is not None:
+        slow = series.get("torch gradcheck slow", {}).get(256)
+        if slow is not None:
+            ratio = series[FULL][256] / slow
+            print(f"  full check / torch gradcheck slow at w=256: {ratio:.3g} (target <= 0.1): "
+                  f"{'met' if ratio <= 0.1 else 'MISSED'}")
+        elif "torch gradcheck slow" in last:
+            p0, t0 = last["torch gradcheck slow"]
+            predicted = t0 * (counts[256] / p0) ** 2
+            ratio = series[FULL][256] / predicted
+            print(f"  full check / torch gradcheck slow at w=256: ~{ratio:.3g} against its "
+                  f"quadratic extrapolation ({predicted:.0f} s; not run) (target <= 0.1)")
+
+    print()
+    print(rss)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
