@@ -1,0 +1,769 @@
+"""The Hypothesis search: generated networks, saturation on purpose, shrunk counterexamples.
+
+For each dtype, :func:`search` runs :func:`gradverify.check.check_problem` as a Hypothesis
+property over :func:`gradverify.strategies.problems`:
+
+* ``hypothesis.target()`` climbs toward the worst cases on the (clipped, finite) bits of
+  error and on the saturation reached;
+* each failure kind (``incorrect``, ``unstable``, ``error``) raises its own exception type,
+  so Hypothesis keeps them apart and shrinks each separately: an ``incorrect`` failure never
+  shrinks into an ``error`` one;
+* the shrunk counterexample is checked again with finite differences as a second opinion,
+  and turned into a copy-paste reproduction snippet;
+* for an ``unstable`` failure the saturation threshold is located by bisection along the
+  counterexample scaled toward the interior, and compared with every example tried;
+* for ``incorrect`` and ``error`` failures, targeted variants of the counterexample
+  (batch 1, shallower, width-1 layers widened, other activations, symmetric square weights)
+  say which conditions are necessary (:func:`gradverify.diagnose.condition_hints`).
+
+A call that exceeds the per-call time limit ends that dtype's search at once with an
+``error`` verdict (no shrinking, so a hanging implementation cannot stall the search).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, note, settings, target
+from hypothesis import seed as hypothesis_seed
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+
+from gradverify.check import INTERIOR_LIMIT, check_problem
+from gradverify.compare import DEFAULT_TOLERANCE_FACTOR, full_width_bits
+from gradverify.diagnose import condition_hints, shallower_variant
+from gradverify.dtypes import available_dtypes
+from gradverify.harness import DEFAULT_TIMEOUT
+from gradverify.implementations import Capabilities, capabilities_of, implementation_name
+from gradverify.network import NetworkSpec, Problem
+from gradverify.reference import ReferenceError as ExactReferenceError
+from gradverify.repro import reproduction_snippet
+from gradverify.results import CheckResult, Verdict, worst_verdict
+from gradverify.strategies import problems
+
+__all__ = ["DEFAULT_MAX_EXAMPLES", "DtypeSummary", "SearchResult", "search"]
+
+DEFAULT_MAX_EXAMPLES = 150
+"""Generated examples per dtype (shrinking a failure runs further examples)."""
+
+DEFAULT_DATABASE: Any = object()
+"""Sentinel: Hypothesis's default example database, except in CI or when derandomized."""
+
+TIMEOUT_MARK = "per-call time limit"
+"""Part of the harness's message for a call that did not return in time."""
+
+BISECTION_STEPS = 14
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> float | str | None:
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+@dataclass
+class DtypeSummary:
+    """What the search found at one dtype.
+
+    Attributes:
+        dtype: the dtype name.
+        verdict: the worst verdict over every example tried.
+        examples: checks run (generation, targeting and shrinking).
+        worst_bits: the largest bits of error seen in any example.
+        threshold_saturation: for ``unstable``: the smallest max |h| (over all layers) at
+            which a failure was observed, refined by bisection; None otherwise.
+        max_passing_saturation: the largest max |h| at which an example passed.
+        counterexample: the shrunk failure of the worst kind, checked again with FD.
+        reproduction: Python source reproducing ``counterexample``.
+        failures: the shrunk counterexample of every failure kind found, by verdict name.
+        diagnosis: hints (per-problem and from which variants fail).
+        saturation_range: (min, max) of max |h| over the examples tried.
+        elapsed: seconds.
+    """
+
+    dtype: str
+    verdict: Verdict
+    examples: int
+    worst_bits: float
+    threshold_saturation: float | None = None
+    max_passing_saturation: float | None = None
+    counterexample: CheckResult | None = None
+    reproduction: str | None = None
+    failures: dict[str, CheckResult] = field(default_factory=dict)
+    diagnosis: list[str] = field(default_factory=list)
+    saturation_range: tuple[float, float] = (0.0, 0.0)
+    elapsed: float = 0.0
+    stopped_early: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "dtype": self.dtype,
+            "verdict": self.verdict.value,
+            "examples": self.examples,
+            "worst_bits": _num(self.worst_bits),
+            "threshold_saturation": _num(self.threshold_saturation),
+            "max_passing_saturation": _num(self.max_passing_saturation),
+            "counterexample": self.counterexample.to_dict() if self.counterexample else None,
+            "reproduction": self.reproduction,
+            "failures": {k: v.to_dict() for k, v in self.failures.items()},
+            "diagnosis": list(self.diagnosis),
+            "saturation_range": [_num(self.saturation_range[0]), _num(self.saturation_range[1])],
+            "elapsed_seconds": self.elapsed,
+            "stopped_early": self.stopped_early,
+        }
+
+
+@dataclass
+class SearchResult:
+    """The outcome of :func:`search` over all dtypes; ``str()`` is the failure report."""
+
+    implementation: str
+    verdict: Verdict
+    dtypes: tuple[str, ...]
+    seed: int | None
+    examples: int
+    elapsed: float
+    saturation_range: tuple[float, float]
+    per_dtype: dict[str, DtypeSummary]
+    samples: list[dict] = field(default_factory=list)
+    diagnosis: list[str] = field(default_factory=list)
+    counterexample: CheckResult | None = None
+    reproduction: str | None = None
+    derandomize: bool = False
+    database: str | None = None
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+    @property
+    def worst_bits(self) -> float:
+        return max((s.worst_bits for s in self.per_dtype.values()), default=0.0)
+
+    @property
+    def thresholds(self) -> dict[str, float | None]:
+        """``{dtype: max |h| where it first fails}`` for the unstable dtypes, else None."""
+        return {d: s.threshold_saturation for d, s in self.per_dtype.items()}
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "gradverify.search/1",
+            "implementation": self.implementation,
+            "verdict": self.verdict.value,
+            "dtypes": list(self.dtypes),
+            "seed": self.seed,
+            "derandomize": self.derandomize,
+            "database": self.database,
+            "max_examples": self.max_examples,
+            "examples": self.examples,
+            "elapsed_seconds": self.elapsed,
+            "saturation_range": [_num(self.saturation_range[0]), _num(self.saturation_range[1])],
+            "worst_bits": _num(self.worst_bits),
+            "thresholds": {d: _num(t) for d, t in self.thresholds.items()},
+            "per_dtype": {d: s.to_dict() for d, s in self.per_dtype.items()},
+            "diagnosis": list(self.diagnosis),
+            "counterexample": self.counterexample.to_dict() if self.counterexample else None,
+            "reproduction": self.reproduction,
+            "samples": [{k: _num(v) if k in ("saturation", "bits") else v for k, v in s.items()}
+                        for s in self.samples],
+        }
+
+    def seed_line(self) -> str:
+        if self.seed is not None:
+            return f"seed: {self.seed} (rerun the same search with seed={self.seed})"
+        return "seed: none, derandomized (the same examples on every run)"
+
+    def __str__(self) -> str:
+        lo, hi = self.saturation_range
+        lines = [
+            f"gradverify search: {self.implementation} -> {self.verdict.value.upper()} "
+            f"({', '.join(self.dtypes)}; {self.examples} examples in {self.elapsed:.1f} s, "
+            f"max |h| covered {lo:.3g} .. {hi:.3g})"
+        ]
+        for s in self.per_dtype.values():
+            extra = ""
+            if s.threshold_saturation is not None:
+                extra = f", first fails at max |h| = {s.threshold_saturation:.6g}"
+                if s.max_passing_saturation is not None:
+                    extra += f" (passes up to {s.max_passing_saturation:.6g} in other examples)"
+            if s.stopped_early:
+                extra += f"; stopped early: {s.stopped_early}"
+            lines.append(f"  {s.dtype}: {s.verdict.value}, {s.examples} examples, worst "
+                         f"{s.worst_bits:.1f} bits of error{extra}")
+        if self.diagnosis:
+            lines.append("diagnosis:")
+            lines.extend(f"  - {hint}" for hint in self.diagnosis)
+        if self.counterexample is not None:
+            lines.append("shrunk counterexample:")
+            lines.extend(f"  {line}" for line in str(self.counterexample).splitlines())
+            problem = self.counterexample.problem
+            if problem is not None and problem.spec.parameter_count <= 64:
+                lines.append("  parameters and batch:")
+                for i, (w, b) in enumerate(zip(problem.weights, problem.biases, strict=True)):
+                    lines.append(f"    W_{i + 1} = {w.astype(float).tolist()}, "
+                                 f"b_{i + 1} = {b.astype(float).tolist()}")
+                lines.append(f"    x = {problem.x.astype(float).tolist()}")
+                lines.append(f"    y = {problem.y.astype(float).tolist()}")
+        if self.reproduction:
+            lines.append("reproduce with:")
+            lines.extend(f"    {line}" if line else "" for line in self.reproduction.splitlines())
+        lines.append(self.seed_line())
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# The property
+# ---------------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    """A failing check, raised inside the property; one subclass per failure kind."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.message or result.verdict.value)
+        self.result = result
+
+
+class _IncorrectFailure(_Failure):
+    pass
+
+
+class _UnstableFailure(_Failure):
+    pass
+
+
+class _ErrorFailure(_Failure):
+    pass
+
+
+_FAILURE_TYPES: dict[Verdict, type[_Failure]] = {
+    Verdict.INCORRECT: _IncorrectFailure,
+    Verdict.UNSTABLE: _UnstableFailure,
+    Verdict.ERROR: _ErrorFailure,
+}
+
+
+class _Stop(BaseException):
+    """Ends a dtype's search at once (a hang); not an Exception, so Hypothesis won't shrink it."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+@dataclass
+class _DtypeRun:
+    """Bookkeeping for one dtype's Hypothesis run."""
+
+    dtype: str
+    samples: list[dict] = field(default_factory=list)
+    last_failure: dict[Verdict, CheckResult] = field(default_factory=dict)
+    stopped: CheckResult | None = None
+
+
+def _clipped_bits(result: CheckResult) -> float:
+    width = full_width_bits(result.dtype)
+    bits = width if result.verdict is Verdict.ERROR else result.worst_bits
+    return float(min(max(bits, 0.0), width)) if math.isfinite(bits) else width
+
+
+def _resolve_database(database: Any, ci: bool, derandomize: bool) -> ExampleDatabase | None:
+    if database is DEFAULT_DATABASE:
+        return None if (ci or derandomize) else settings.default.database
+    if database is None or isinstance(database, ExampleDatabase):
+        return database
+    if isinstance(database, (str, os.PathLike)):
+        return DirectoryBasedExampleDatabase(str(database))
+    raise TypeError(f"database must be None, a path or a hypothesis ExampleDatabase; "
+                    f"got {type(database).__name__}")
+
+
+def _database_name(db: ExampleDatabase | None) -> str | None:
+    if db is None:
+        return None
+    path = getattr(db, "path", None)
+    return str(path) if path is not None else type(db).__name__
+
+
+@contextlib.contextmanager
+def _outside_pytest_item() -> Iterator[None]:
+    """Keep Hypothesis from attaching this search's failures to a running pytest test item."""
+    try:
+        from hypothesis.internal.escalation import current_pytest_item
+    except ImportError:  # pragma: no cover - depends on the Hypothesis version
+        yield
+        return
+    with current_pytest_item.with_value(None):
+        yield
+
+
+def _collect_failures(exc: BaseException, into: dict[Verdict, CheckResult]) -> list[BaseException]:
+    """Take our failures out of an exception (or group); return anything else found."""
+    others: list[BaseException] = []
+    if isinstance(exc, _Failure):
+        into.setdefault(exc.result.verdict, exc.result)
+    elif isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            others.extend(_collect_failures(inner, into))
+    else:
+        others.append(exc)
+    return others
+
+
+def _run_dtype(
+    impl: Callable,
+    caps: Capabilities,
+    dtype: str,
+    *,
+    name: str,
+    max_examples: int,
+    seed: int | None,
+    derandomize: bool,
+    database: ExampleDatabase | None,
+    tolerance_factor: float,
+    timeout: float | None,
+    strategy_options: dict[str, Any],
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[_DtypeRun, dict[Verdict, CheckResult]]:
+    run = _DtypeRun(dtype)
+    strategy = problems(caps, dtypes=[dtype], **strategy_options)
+
+    def prop(problem: Problem) -> None:
+        try:
+            result = check_problem(impl, problem, name=name, tolerance_factor=tolerance_factor,
+                                   finite_differences=False, timeout=timeout, repeat=2)
+        except ExactReferenceError:  # pragma: no cover - the strategies stay in range
+            from hypothesis import reject
+
+            reject()
+        bits = _clipped_bits(result)
+        run.samples.append({"dtype": dtype, "saturation": result.saturation, "bits": bits,
+                            "verdict": result.verdict.value})
+        if progress is not None:
+            done = len(run.samples)
+            progress(f"search {name} ({dtype})", done, max(done, max_examples))
+        note(f"{dtype}, network {problem.spec.describe()}, batch {problem.batch_size}, "
+             f"max |h| = {result.saturation:.6g}: {result.verdict.value}, {bits:.1f} bits")
+        target(bits, label="bits of error")
+        target(math.log2(1.0 + result.saturation), label="log2(1 + max |h|)")
+        if result.verdict is Verdict.PASS:
+            return
+        run.last_failure[result.verdict] = result
+        if result.verdict is Verdict.ERROR and TIMEOUT_MARK in result.message:
+            run.stopped = result
+            raise _Stop(result)
+        raise _FAILURE_TYPES[result.verdict](result)
+
+    test = given(strategy)(prop)
+    test = settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=database,
+        derandomize=derandomize and seed is None,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=True,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )(test)
+    if seed is not None:
+        test = hypothesis_seed(seed)(test)
+    # One database key (and derandomized stream) per implementation, dtype and options.
+    key = f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|{sorted(strategy_options.items())}"
+    test.hypothesis.inner_test._hypothesis_internal_add_digest = key.encode()
+
+    found: dict[Verdict, CheckResult] = {}
+    try:
+        with _outside_pytest_item():
+            test()
+    except _Stop as stop:
+        found[Verdict.ERROR] = stop.result
+    except BaseException as exc:  # noqa: BLE001 - sorted below; anything else re-raised
+        others = _collect_failures(exc, found)
+        # Flaky reports wrap the original failures; anything else is a bug to surface.
+        unexplained = [e for e in others if not _is_flaky(e)]
+        if unexplained and not found:
+            raise
+    for verdict, result in run.last_failure.items():
+        found.setdefault(verdict, result)
+    return run, found
+
+
+def _is_flaky(exc: BaseException) -> bool:
+    from hypothesis.errors import Flaky
+
+    return isinstance(exc, Flaky)
+
+
+# ---------------------------------------------------------------------------
+# After the search: threshold, conditions, reproduction
+# ---------------------------------------------------------------------------
+
+
+def _without_unit(problem: Problem, layer: int, unit: int) -> Problem | None:
+    """The problem with one unit removed from width index ``layer`` (0 = the input)."""
+    spec = problem.spec
+    if spec.widths[layer] <= 1 or (layer == spec.depth and spec.loss == "softmax_ce"):
+        return None
+    return _without_units(problem, {layer: unit})
+
+
+def _without_units(problem: Problem, units: dict[int, int]) -> Problem | None:
+    """The problem with unit ``units[k]`` removed from each width index ``k``."""
+    spec = problem.spec
+    weights = [w.astype(np.float64) for w in problem.weights]
+    biases = [b.astype(np.float64) for b in problem.biases]
+    x, y = problem.x.astype(np.float64), problem.y.astype(np.float64)
+    widths = list(spec.widths)
+    for k, j in units.items():
+        if widths[k] <= 1 or (k == spec.depth and spec.loss == "softmax_ce"):
+            return None
+        if k == 0:
+            x = np.delete(x, j, axis=0)
+        else:
+            weights[k - 1] = np.delete(weights[k - 1], j, axis=0)
+            biases[k - 1] = np.delete(biases[k - 1], j)
+            if k == spec.depth:
+                y = np.delete(y, j, axis=0)
+        if k < spec.depth:
+            weights[k] = np.delete(weights[k], j, axis=1)
+        widths[k] -= 1
+    narrow = NetworkSpec(tuple(widths), spec.activations, spec.loss)
+    return Problem.from_arrays(narrow, weights, biases, x, y, problem.dtype)
+
+
+def _without_hidden_layer(problem: Problem, k: int) -> Problem | None:
+    """Layer ``k`` (1-based, hidden) removed; layer k+1 absorbs it as if it were linear."""
+    spec = problem.spec
+    if not 1 <= k < spec.depth:
+        return None
+    weights = [w.astype(np.float64) for w in problem.weights]
+    biases = [b.astype(np.float64) for b in problem.biases]
+    with np.errstate(all="ignore"):
+        merged_w = weights[k] @ weights[k - 1]
+        merged_b = weights[k] @ biases[k - 1] + biases[k]
+    if not (np.all(np.isfinite(merged_w)) and np.all(np.isfinite(merged_b))):
+        return None
+    weights[k - 1:k + 1] = [merged_w]
+    biases[k - 1:k + 1] = [merged_b]
+    widths = spec.widths[:k] + spec.widths[k + 1:]
+    acts = spec.activations[:k - 1] + spec.activations[k:]
+    return Problem.from_arrays(NetworkSpec(widths, acts, spec.loss), weights, biases,
+                               problem.x.astype(np.float64), problem.y.astype(np.float64),
+                               problem.dtype)
+
+
+def _simpler_problems(problem: Problem) -> Iterator[Problem]:
+    """Structurally smaller versions of ``problem``, biggest simplifications first."""
+    spec = problem.spec
+    for drop in (shallower_variant(problem, 1),
+                 *(_without_hidden_layer(problem, k) for k in range(spec.depth - 1, 0, -1))):
+        if drop is not None:
+            yield drop
+    if problem.batch_size > 1:
+        keep = np.arange(problem.batch_size)
+        for j in range(problem.batch_size):
+            cols = keep[keep != j]
+            yield Problem.from_arrays(spec, problem.weights, problem.biases, problem.x[:, cols],
+                                      problem.y[:, cols], problem.dtype)
+    # one unit from every layer of the same width at once (keeps square matrices square)
+    for width in sorted(set(spec.widths[1:]), reverse=True):
+        same = [k for k in range(1, spec.depth + 1) if spec.widths[k] == width]
+        if len(same) > 1 and width > 1:
+            for j in range(width):
+                variant = _without_units(problem, dict.fromkeys(same, j))
+                if variant is not None:
+                    yield variant
+    for k in range(spec.depth + 1):
+        for j in range(spec.widths[k]):
+            variant = _without_unit(problem, k, j)
+            if variant is not None:
+                yield variant
+
+
+def _minimize_structure(
+    impl: Callable, result: CheckResult, options: dict[str, Any], budget: int = 80
+) -> CheckResult:
+    """Greedily remove layers, samples and units while the failure keeps its kind.
+
+    Hypothesis shrinks values well but cannot always shrink two widths together (a
+    square layer) or remove a layer in the middle; this finishes that job on the Problem.
+    """
+    current = result
+    checks = 0
+    improved = True
+    while improved and checks < budget:
+        improved = False
+        for candidate in _simpler_problems(current.problem):
+            checks += 1
+            try:
+                attempt = check_problem(impl, candidate, finite_differences=False, repeat=1,
+                                        **options)
+            except ExactReferenceError:
+                attempt = None
+            if attempt is not None and attempt.verdict is result.verdict:
+                current, improved = attempt, True
+                break
+            if checks >= budget:
+                break
+    return current
+
+
+def _threshold_by_bisection(
+    impl: Callable, problem: Problem, options: dict[str, Any]
+) -> tuple[float | None, float | None]:
+    """Bisect the scaling of ``problem`` toward the interior: (first failing, last passing) |h|.
+
+    The path is ``problem.desaturated(limit)`` for ``limit`` between the interior limit
+    (passes, by the verdict ``unstable``) and the problem's own saturation (fails).
+    """
+    lo, hi = INTERIOR_LIMIT, problem.max_abs_logit()
+    if not hi > lo:
+        return None, None
+    failing, passing = [hi], []
+    for _ in range(BISECTION_STEPS):
+        mid = math.sqrt(lo * hi)
+        variant = problem.desaturated(mid)
+        saturation = variant.max_abs_logit()
+        result = check_problem(impl, variant, classify=False, finite_differences=False, repeat=1,
+                               **options)
+        if result.verdict is Verdict.PASS:
+            lo = mid
+            passing.append(saturation)
+        else:
+            hi = mid
+            failing.append(saturation)
+        if hi / lo < 1.0005:
+            break
+    return min(failing), (max(passing) if passing else None)
+
+
+def _summarize(
+    impl: Callable,
+    caps: Capabilities,
+    run: _DtypeRun,
+    found: dict[Verdict, CheckResult],
+    *,
+    name: str,
+    options: dict[str, Any],
+    elapsed: float,
+) -> DtypeSummary:
+    samples = run.samples
+    verdict = worst_verdict([s["verdict"] for s in samples] + [v.value for v in found])
+    sats = [s["saturation"] for s in samples if math.isfinite(s["saturation"])]
+    summary = DtypeSummary(
+        dtype=run.dtype, verdict=verdict, examples=len(samples),
+        worst_bits=max((s["bits"] for s in samples), default=0.0),
+        saturation_range=(min(sats, default=0.0), max(sats, default=0.0)),
+        elapsed=elapsed,
+        stopped_early=run.stopped.message if run.stopped is not None else None,
+    )
+    passing = [s["saturation"] for s in samples if s["verdict"] == "pass"]
+    summary.max_passing_saturation = max(passing) if passing else None
+
+    def verdict_of(p: Problem) -> str:
+        try:
+            return check_problem(impl, p, finite_differences=False, repeat=2,
+                                 **options).verdict.value
+        except ExactReferenceError:  # pragma: no cover - variants stay in range
+            return "no reference"
+
+    for kind in (Verdict.ERROR, Verdict.INCORRECT, Verdict.UNSTABLE):
+        shrunk = found.get(kind)
+        if shrunk is None:
+            continue
+        final = shrunk
+        if shrunk.problem is not None and TIMEOUT_MARK not in shrunk.message:
+            smaller = _minimize_structure(impl, shrunk, options)
+            final = check_problem(impl, smaller.problem, finite_differences="auto", repeat=2,
+                                  **options)
+            if final.verdict is not kind:  # flaky: keep what the search saw
+                final = smaller
+        summary.failures[kind.value] = final
+
+    hints: list[str] = []
+    primary = next((summary.failures[v.value] for v in (Verdict.ERROR, Verdict.INCORRECT,
+                                                          Verdict.UNSTABLE)
+                    if v.value in summary.failures), None)
+    if primary is not None:
+        hints.extend(primary.diagnosis)
+        timed_out = TIMEOUT_MARK in primary.message
+        if primary.verdict is not Verdict.UNSTABLE and primary.problem is not None \
+                and not timed_out:
+            hints.extend(condition_hints(primary.problem, verdict_of, primary.verdict.value,
+                                         caps.activations))
+
+    unstable = summary.failures.get(Verdict.UNSTABLE.value)
+    if unstable is not None and unstable.problem is not None:
+        first_fail, last_pass = _threshold_by_bisection(impl, unstable.problem, options)
+        observed = [s["saturation"] for s in samples if s["verdict"] == "unstable"]
+        candidates = [t for t in (first_fail, *observed) if t is not None]
+        summary.threshold_saturation = min(candidates) if candidates else None
+        if summary.threshold_saturation is not None:
+            bound = f"{summary.threshold_saturation:.6g}"
+            path = (f"; on the shrunk network scaled toward the interior it passes up to "
+                    f"max |h| = {last_pass:.6g}" if last_pass is not None else "")
+            hints.append(
+                f"wrong only at saturation: it passes in the interior (max |h| <= "
+                f"{INTERIOR_LIMIT:g}) and in {run.dtype} first fails at max |h| = {bound}{path}"
+            )
+        if primary is unstable:
+            hints[:0] = [h for h in unstable.diagnosis if h not in hints]
+    summary.diagnosis = list(dict.fromkeys(hints))
+
+    if primary is not None:
+        summary.counterexample = primary
+        if primary.problem is not None:
+            summary.reproduction = reproduction_snippet(
+                impl, primary.problem, name=None if name == implementation_name(impl) else name,
+                tolerance_factor=options["tolerance_factor"],
+                comment=(f"Reproduces gradverify's {primary.verdict.value} verdict for {name} "
+                         f"({primary.dtype}, network {primary.spec.describe()}, "
+                         f"batch {primary.problem.batch_size})"),
+            )
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------
+
+
+def _validated_dtypes(caps: Capabilities, dtypes: Sequence[str] | None) -> tuple[str, ...]:
+    wanted = tuple(caps.dtypes if dtypes is None else dtypes)
+    if isinstance(dtypes, str):
+        wanted = (dtypes,)
+    usable = tuple(d for d in wanted if d in available_dtypes())
+    if not usable:
+        raise ValueError(f"no usable dtype among {', '.join(wanted) or '(none)'}; "
+                         f"available here: {', '.join(available_dtypes())}")
+    return usable
+
+
+def search(
+    impl: Callable,
+    *,
+    activations: Sequence[str] | None = None,
+    losses: Sequence[str] | None = None,
+    dtypes: Sequence[str] | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    seed: int | None = None,
+    derandomize: bool | None = None,
+    database: Any = DEFAULT_DATABASE,
+    tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    name: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    max_depth: int = 3,
+    max_width: int = 4,
+    max_batch: int = 4,
+) -> SearchResult:
+    """Search for inputs on which ``impl``'s gradients are wrong, one Hypothesis run per dtype.
+
+    Args:
+        impl: a backprop following the protocol; its declared capabilities limit what is
+            generated.
+        activations, losses, dtypes: replace the declared capabilities (dtypes not
+            available here, e.g. bfloat16 without ml_dtypes, are skipped).
+        max_examples: generated examples per dtype (shrinking runs more).
+        seed: the Hypothesis seed; None picks one at random (reported in the result)
+            unless derandomized.
+        derandomize: a fixed example sequence with no seed; default: on when the ``CI``
+            environment variable is set.
+        database: Hypothesis example database: None (off), a directory path, or an
+            ``ExampleDatabase``; default: Hypothesis's default, off in CI or when derandomized.
+        tolerance_factor: passed to the check (times the stable baseline's error).
+        timeout: seconds per call of ``impl``; a call over it ends the search for that
+            dtype with an ``error`` verdict.
+        name: the name shown in results.
+        progress: ``callback(description, examples_done, examples_planned)``.
+        max_depth, max_width, max_batch: size limits of the generated problems.
+
+    Returns:
+        A :class:`SearchResult`; ``str()`` of it is the failure report.
+    """
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+        raise ValueError(f"max_examples must be a positive integer; got {max_examples!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be an integer or None; got {seed!r}")
+    if not tolerance_factor > 0:
+        raise ValueError(f"tolerance_factor must be positive; got {tolerance_factor!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds or None; got {timeout!r}")
+    if not callable(impl):
+        raise TypeError(f"impl must be a callable backprop; got {type(impl).__name__}")
+    start = time.perf_counter()
+    ci = bool(os.environ.get("CI"))
+    derandomize = ci if derandomize is None else bool(derandomize)
+    if seed is None and not derandomize:
+        seed = secrets.randbits(32)
+    db = _resolve_database(database, ci, derandomize)
+    caps = capabilities_of(impl).restricted(activations, losses, dtypes)
+    names = _validated_dtypes(caps, dtypes if dtypes is not None else caps.dtypes)
+    name = name or implementation_name(impl)
+    options = {"name": name, "tolerance_factor": float(tolerance_factor), "timeout": timeout}
+    strategy_options = {"max_depth": max_depth, "max_width": max_width, "max_batch": max_batch}
+    # fail early, with a clear message, on options that admit no network
+    problems(caps, dtypes=names, **strategy_options)
+
+    per_dtype: dict[str, DtypeSummary] = {}
+    samples: list[dict] = []
+    for dtype in names:
+        dtype_start = time.perf_counter()
+        run, found = _run_dtype(
+            impl, caps, dtype, name=name, max_examples=max_examples, seed=seed,
+            derandomize=derandomize, database=db, tolerance_factor=float(tolerance_factor),
+            timeout=timeout, strategy_options=strategy_options, progress=progress,
+        )
+        per_dtype[dtype] = _summarize(impl, caps, run, found, name=name, options=options,
+                                      elapsed=time.perf_counter() - dtype_start)
+        samples.extend(run.samples)
+
+    verdict = worst_verdict(s.verdict for s in per_dtype.values())
+    primary = None
+    if verdict is not Verdict.PASS:
+        primary = next(s for s in per_dtype.values() if s.verdict is verdict)
+    diagnosis: list[str] = []
+    if primary is not None:
+        diagnosis.extend(primary.diagnosis)
+        for s in per_dtype.values():
+            if s is not primary and s.verdict is not Verdict.PASS:
+                extra = (f", first fails at max |h| = {s.threshold_saturation:.6g}"
+                         if s.threshold_saturation is not None else "")
+                diagnosis.append(f"{s.dtype}: {s.verdict.value}{extra}")
+    sats = [s["saturation"] for s in samples if math.isfinite(s["saturation"])]
+    return SearchResult(
+        implementation=name,
+        verdict=verdict,
+        dtypes=names,
+        seed=seed,
+        examples=len(samples),
+        elapsed=time.perf_counter() - start,
+        saturation_range=(min(sats, default=0.0), max(sats, default=0.0)),
+        per_dtype=per_dtype,
+        samples=samples,
+        diagnosis=diagnosis,
+        counterexample=primary.counterexample if primary else None,
+        reproduction=primary.reproduction if primary else None,
+        derandomize=derandomize and seed is None,
+        database=_database_name(db),
+        max_examples=max_examples,
+    )
