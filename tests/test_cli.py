@@ -122,9 +122,28 @@ def test_exit_1_for_an_incorrect_implementation(project, capsys):
 
 
 def test_exit_1_for_an_error_verdict(project, capsys):
-    code, out, _ = run(capsys, "check", "planted:raises", "--dtypes", "float64", *FAST)
+    code, out, _ = run(capsys, "check", "planted:raises", "--dtypes", "float64", *FAST,
+                       "--junit-xml", "junit.xml")
     assert code == 1
     assert "-> ERROR" in out and "not implemented yet" in out
+    (case,) = ET.parse("junit.xml").getroot().iter("testcase")
+    assert case.find("failure").get("type") == "error"
+    assert "not implemented yet" in case.find("failure").text
+
+
+def test_annotations_point_at_the_implementation_source(project, capsys, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(project / "summary.md"))
+    code, out, _ = run(capsys, "check", "planted:sign_flipped", "--losses", "bce",
+                       "--dtypes", "float64", *FAST)
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("::error ")]
+    source_line = PLANTED.splitlines().index(
+        "def sign_flipped(weights, biases, x, y, *, activations, loss):") + 1
+    assert line.startswith(f"::error file=planted.py,line={source_line},title=")
+    assert "sign_flipped is INCORRECT at float64" in line
+    assert "| planted:sign_flipped | float64 | **INCORRECT** |" in \
+        (project / "summary.md").read_text()
 
 
 def test_exit_1_for_unstable_under_the_default_fail_on(project, capsys):
