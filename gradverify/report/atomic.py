@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["OutputDirectoryError", "replace_directory"]
+__all__ = ["OutputDirectoryError", "check_output_directory", "replace_directory"]
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
@@ -100,6 +100,14 @@ def _check_replaceable(out: Path, marker: str) -> None:
             f"refusing to replace {out}: it is not empty and holds no previous report "
             f"({marker} missing); choose a new or empty directory"
         )
+
+
+def check_output_directory(out_dir: str | os.PathLike[str], *, marker: str) -> None:
+    """Raise :class:`OutputDirectoryError` now if ``out_dir`` could not be replaced later."""
+    out = Path(out_dir).absolute()
+    if out.parent == out:
+        raise OutputDirectoryError(f"cannot write a report over the root directory {out}")
+    _check_replaceable(out, marker)
 
 
 @contextlib.contextmanager

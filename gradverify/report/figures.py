@@ -82,7 +82,8 @@ def _new_figure(width: float, height: float) -> Figure:
 def figure_png(fig: Figure) -> bytes:
     """The figure as PNG bytes, without time- or version-dependent metadata."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    with _style():  # some settings are read when drawing, not when the figure is built
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return buffer.getvalue()
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradverify.report.atomic import replace_directory
+from gradverify.report.atomic import check_output_directory, replace_directory
 from gradverify.report.document import as_dict, build_document, to_json
 from gradverify.report.progress import Progress, ProgressCallback
 
@@ -127,19 +127,39 @@ def render_report(
     Raises:
         gradverify.report.atomic.OutputDirectoryError: ``out_dir`` cannot be replaced.
     """
+    searches = [as_dict(r) for r in search_results]
+    scans = [as_dict(r) for r in scan_results]
+    checks = [as_dict(r) for r in check_results]
+    with Progress(len(FIGURES) + 1, label="gradverify report", progress=progress) as steps:
+        return _render(out_dir, searches, scans, checks, layers=layers,
+                       hidden_underflow=hidden_underflow, title=title, settings=settings,
+                       notes=notes, elapsed_seconds=elapsed_seconds, steps=steps)
+
+
+def _render(
+    out_dir: str | Path,
+    searches: list[dict],
+    scans: list[dict],
+    checks: list[dict],
+    *,
+    layers: Mapping[str, Any] | None,
+    hidden_underflow: Mapping[str, Any] | None,
+    title: str,
+    settings: Mapping[str, Any] | None,
+    notes: Sequence[str],
+    elapsed_seconds: float | None,
+    steps: Progress,
+) -> Path:
     from gradverify.report.figures import figure_png
     from gradverify.report.html import render_html
     from gradverify.report.markdown import render_markdown
 
     start = time.perf_counter()
-    searches = [as_dict(r) for r in search_results]
-    scans = [as_dict(r) for r in scan_results]
-    checks = [as_dict(r) for r in check_results]
     parts = build_document(title=title, searches=searches, scans=scans, checks=checks,
                            layers=layers, hidden_underflow=hidden_underflow)
     drawers = _figure_data(parts, searches)
-    steps = Progress(len(drawers) + 1, label="gradverify report", progress=progress)
-    with steps, replace_directory(out_dir, marker=DOCUMENT) as tmp:
+    steps.total = steps.done + len(drawers) + 1
+    with replace_directory(out_dir, marker=DOCUMENT) as tmp:
         images: dict[str, bytes] = {}
         figure_entries = []
         for fig_id, draw in drawers:
@@ -162,7 +182,7 @@ def render_report(
         (tmp / INDEX).write_text(render_html(doc, images), encoding="utf-8")
         (tmp / SUMMARY).write_text(render_markdown(doc), encoding="utf-8")
         (tmp / DOCUMENT).write_text(to_json(doc), encoding="utf-8")
-        steps.advance("written")
+        steps.advance("report written")
     return Path(out_dir)
 
 
@@ -223,6 +243,8 @@ def write_report(
     *,
     timeout: float = 10.0,
     measure: bool = True,
+    search_options: Mapping[str, Any] | None = None,
+    scan_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Search and scan each implementation, draw the figures and write the report.
 
@@ -232,7 +254,7 @@ def write_report(
             built-ins (naive, epsilon, fused).
         dtypes: dtypes to check (default: what each implementation declares and is
             available here).
-        max_examples: search examples per implementation.
+        max_examples: search examples per implementation and dtype.
         seed: the search's seed (None: random, recorded in the report).
         progress: True/False to force the stderr progress line, None for automatic (only
             on a terminal and never when ``CI`` is set), or a callable
@@ -240,45 +262,65 @@ def write_report(
         title: the page title.
         timeout: seconds per call of an implementation.
         measure: also compute the per-layer and hidden-underflow figures.
+        search_options, scan_options: further keyword arguments for
+            :func:`gradverify.search.search` and :func:`gradverify.scan.scan`.
 
     Returns:
         The report directory.
+
+    Raises:
+        ValueError, TypeError: bad arguments (one-line messages).
+        gradverify.report.atomic.OutputDirectoryError: ``out_dir`` cannot be replaced.
     """
     from gradverify.report.measure import hidden_underflow, layer_errors
     from gradverify.scan import scan
     from gradverify.search import search
 
     impls = _implementations(implementations)
+    check_output_directory(out_dir, marker=DOCUMENT)  # fail now, not after the search
     if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
         raise ValueError(f"max_examples must be a positive integer; got {max_examples!r}")
+    if isinstance(dtypes, str):
+        dtypes = (dtypes,)
     start = time.perf_counter()
     dtype_args = tuple(dtypes) if dtypes else None
-    steps = Progress(2 * len(impls) + (2 if measure else 0), label="gradverify report",
-                     progress=progress)
+    total = 2 * len(impls) + (2 if measure else 0) + len(FIGURES) + 1
     searches, scans = [], []
-    with steps:
+    layers = hidden = None
+    notes: list[str] = []
+    with Progress(total, label="gradverify report", progress=progress) as steps:
         for name, impl in impls.items():
-            steps.step(f"{name}: search ({max_examples} examples)")
-            searches.append(search(impl, dtypes=dtype_args, max_examples=max_examples,
-                                   seed=seed, timeout=timeout, name=name).to_dict())
+            def on_example(what: str, done: int, planned: int, _name: str = name) -> None:
+                steps.step(f"{_name}: {what.removeprefix('search ')} {done}/{planned}")
+
+            steps.step(f"{name}: search")
+            options = {"dtypes": dtype_args, "max_examples": max_examples, "seed": seed,
+                       "timeout": timeout, "name": name, **(search_options or {})}
+            if steps.enabled:
+                options.setdefault("progress", on_example)
+            searches.append(search(impl, **options).to_dict())
             steps.advance(f"{name}: searched")
             steps.step(f"{name}: scan")
-            scans.append(scan(impl, dtypes=dtype_args, name=name).to_dict())
+            options = {"dtypes": dtype_args, "name": name, "timeout": timeout,
+                       **(scan_options or {})}
+            if steps.enabled:
+                options.setdefault("progress", lambda what: steps.step(f"scan {what}"))
+            scans.append(scan(impl, **options).to_dict())
             steps.advance(f"{name}: scanned")
-        layers = hidden = None
-        notes: list[str] = []
         if measure:
             measure_dtypes = _measure_dtypes(dtype_args, searches)
             steps.step("per-layer errors")
             layers = layer_errors(impls, measure_dtypes, timeout=timeout)
             steps.advance("per-layer errors")
             steps.step("hidden-layer underflow")
-            hidden = hidden_underflow(impls, measure_dtypes, timeout=timeout)
+            hidden = hidden_underflow(
+                impls, measure_dtypes, timeout=timeout,
+                on_level=lambda level: steps.step(f"hidden-layer underflow, |h| = {level:g}"))
             steps.advance("hidden-layer underflow")
             notes += [f"per-layer figure: {s}" for s in layers["skipped"]]
             notes += [f"underflow figure: {s}" for s in hidden["skipped"]]
-    settings = {"dtypes": list(dtype_args) if dtype_args else None,
-                "max_examples": max_examples, "seed": seed, "timeout": timeout}
-    return render_report(out_dir, searches, scans, layers=layers, hidden_underflow=hidden,
-                         title=title, settings=settings, notes=notes,
-                         elapsed_seconds=time.perf_counter() - start, progress=progress)
+        settings = {"dtypes": list(dtype_args) if dtype_args else None,
+                    "max_examples": max_examples, "seed": seed, "timeout": timeout}
+        return _render(out_dir, searches, scans, [], layers=layers, hidden_underflow=hidden,
+                       title=title, settings=settings, notes=notes,
+                       elapsed_seconds=time.perf_counter() - start, steps=steps)
