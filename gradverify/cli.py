@@ -58,6 +58,19 @@ EXIT_INTERRUPTED = 130
 
 CHECK_SCHEMA = "gradverify.check/1"
 
+CHECK_EPILOG = """\
+exit codes:
+  0    every verdict is pass
+  1    findings: incorrect or error verdicts, or unstable under --fail-on unstable
+  2    usage, configuration or import error (one-line reason on stderr)
+  3    internal error of gradverify (--debug shows the traceback)
+  130  interrupted; no output file written
+  --exit-zero turns every code except 130 into 0.
+
+under GitHub Actions (GITHUB_ACTIONS=true) findings are also annotations (at most 10
+errors and 10 warnings, then one notice) and a Markdown table is appended to
+$GITHUB_STEP_SUMMARY."""
+
 
 class UsageError(Exception):
     """Bad command line, configuration or implementation name; the message is one line."""
@@ -396,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "implementations to report on (default: the built-ins)"),
     }
     for name, (summary, targets_help) in about.items():
-        sub = commands.add_parser(name, help=summary, description=summary)
+        sub = commands.add_parser(name, help=summary, description=summary,
+                                  epilog=CHECK_EPILOG if name == "check" else None,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("targets", nargs="*", metavar="MODULE:ATTR",
                          help=f"{targets_help}; a built-in name (naive, epsilon, fused) "
                               "also works")
