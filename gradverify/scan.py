@@ -33,7 +33,8 @@ On each side floats are addressed by lattice index (the bit pattern without the 
 :mod:`gradverify.lattice`). Each criterion is bisected over ``[0, max finite]``. The
 bisection assumes monotonicity, so the result is then **verified**: the criterion is
 evaluated on every float within ``neighbourhood`` ULPs of the threshold, on points spread
-over the octave below it, on ``check_points`` points spread over the whole lattice and over
+over the octave below it and on every 16th of the 1024 floats below it, on ``check_points``
+points spread over the whole lattice and over
 the saturation range, or, with ``exhaustive=True``, on every finite float of a 16-bit
 dtype. A bad point found below the threshold moves the threshold down (bisecting between
 the checked points); a good point found after it is a **recovery**: the criterion is not
@@ -160,8 +161,10 @@ REFINED_RECOVERIES = 2
 """Recovery regions whose edges are located exactly by bisection (the first ones found)."""
 DENSE_WINDOW = 1024
 """Where a criterion is noisy at its threshold, every float this far below it is checked..."""
-MAX_DENSE_WINDOWS = 8
+MAX_DENSE_WINDOWS = 4
 """...and again below any earlier bad float found, at most this many times."""
+MAX_DESCENTS = 4
+"""Times verification may move a threshold down before it stops looking further below."""
 
 _AGREEMENT_BITS = 80
 _MAX_PRECISION = 1 << 15
@@ -442,6 +445,7 @@ class _Located:
     recoveries: tuple[tuple[int, int, bool], ...]  # (first good, last good, edges bisected)
     recovery_count: int
     checked_below: int = 0  # consecutive floats just below the threshold, checked and good
+    settled: bool = True  # False: the search for earlier bad floats stopped at its limit
 
 
 def _bisect(bad: Callable[[int], bool], good_index: int, bad_index: int) -> int:
@@ -476,13 +480,14 @@ def _locate(
     float was checked within DENSE_WINDOW after it), every float of the DENSE_WINDOW floats
     below it is checked too, and again below any earlier bad float found.
     """
-    moved = False
+    moved, settled = False, True
     if bad(0):
         t: int | None = 0
     elif bad(max_index):
         t = _bisect(bad, 0, max_index)
     else:
         t = None
+    moves = 0
     while True:
         points = sorted(base | (around(t) if t is not None else set()))
         flags = [bad(i) for i in points]  # evaluate them all: recoveries use them too
@@ -491,18 +496,25 @@ def _locate(
             break
         # a bad float below the threshold: the criterion is not monotone; move down
         goods = [i for i in points if i < first]
-        moved = moved or t is not None
+        moves = moves + 1 if t is not None else 0
         t = first if not goods else _bisect(bad, goods[-1], first)
+        if moves >= MAX_DESCENTS:
+            settled = False  # t is the first bad float found; there may be earlier ones
+            break
+    moved = moves > 0
     if t is None:
         return _Located(None, (), 0)
 
     checked = set(evaluated())
     noisy = moved or any(not bad(i) for i in checked if t < i <= t + DENSE_WINDOW)
-    for _ in range(MAX_DENSE_WINDOWS if noisy else 0):
-        earlier = next((i for i in range(max(0, t - DENSE_WINDOW), t) if bad(i)), None)
-        if earlier is None:
-            break
-        t = earlier
+    if noisy:
+        settled = False
+        for _ in range(MAX_DENSE_WINDOWS):
+            earlier = next((i for i in range(max(0, t - DENSE_WINDOW), t) if bad(i)), None)
+            if earlier is None:
+                settled = True
+                break
+            t = earlier
     checked = set(evaluated())
     below = t
     while below > 0 and below - 1 in checked and not bad(below - 1):
@@ -536,7 +548,7 @@ def _locate(
             regions.append((start, end, True))
         else:
             regions.append((first_good, last_good, False))
-    return _Located(t, tuple(regions), len(runs), t - below)
+    return _Located(t, tuple(regions), len(runs), t - below, settled)
 
 
 # ---------------------------------------------------------------------------
@@ -572,6 +584,7 @@ class Threshold:
     recoveries: tuple[tuple[float, float, bool], ...] = ()
     recovery_count: int = 0
     checked_below: int = 0
+    settled: bool = True
 
     @property
     def found(self) -> bool:
@@ -591,7 +604,7 @@ class Threshold:
                 "previous_bits": self.previous_bits, "status": self.status,
                 "gradient": _num(self.gradient), "exact": _num(self.exact),
                 "relative_error": _num(self.relative_error), "message": self.message,
-                "checked_below": self.checked_below,
+                "checked_below": self.checked_below, "settled": self.settled,
             })
         out.update({
             "monotone": self.monotone,
@@ -805,6 +818,7 @@ def _threshold(criterion: str, fmt: FloatFormat, side: str, located: _Located,
         exact=obs.exact if obs else None, relative_error=obs.relative_error if obs else None,
         message=obs.message if obs else None, recoveries=recoveries,
         recovery_count=located.recovery_count, checked_below=located.checked_below,
+        settled=located.settled,
     )
 
 
@@ -840,6 +854,9 @@ class _Plan:
         magnitude = abs(float(lattice_values([t], False, self.fmt).astype(np.float64)[0]))
         lo = index_at_least(magnitude / 2, self.fmt)
         points |= set(_spread(lo, t, max(2, k // 2)))
+        # every 16th float of the dense window below: a run of bad floats there marks the
+        # criterion as noisy, and the whole window is then checked
+        points |= set(range(t - 1, max(-1, t - DENSE_WINDOW - 1), -16))
         return points
 
 
@@ -1077,7 +1094,7 @@ def _cell(t: Threshold, side: SideScan | None = None) -> str:
         if t.criterion == "nonfinite" and side is not None:
             return "finite where returned" if side.raises_anywhere else "finite throughout"
         return "never"
-    text = f"{float(t.value):.6g} {t.bits}"
+    text = f"{'' if t.settled else '<='}{float(t.value):.6g} {t.bits}"
     return text + ("*" if not t.monotone else "")
 
 
@@ -1123,6 +1140,9 @@ def format_scan_table(results: Sequence[ScanResult]) -> str:
     if starred:
         notes.append("* not monotone: the criterion holds again somewhere past this float "
                      "(regions in the JSON output).")
+    if any(c.startswith("<=") for line in lines for c in line):
+        notes.append("<= noisy: bad floats continue below this one past the search limit, so "
+                     "the first is at or below it.")
     hidden = [h for r in results for h in r.hidden]
     if hidden:
         out.append("")
