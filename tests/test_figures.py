@@ -150,3 +150,11 @@ def test_implementation_colours_are_fixed_for_builtins_and_distinct_for_others()
     assert colours["naive"] == figures.IMPLEMENTATION_COLORS["naive"]
     assert colours["fused"] == figures.IMPLEMENTATION_COLORS["fused"]
     assert len(set(colours.values())) == 5
+
+
+def test_names_with_mathtext_and_markup_are_drawn_as_plain_text():
+    searches = [dict(SEARCHES[0], implementation=r"cost $\nosuchcommand{x$ and $_$"),
+                dict(SEARCHES[1], implementation="a" * 300)]
+    assert_nontrivial_png(figures.figure_png(figures.search_samples_figure(searches)))
+    hidden = dict(HIDDEN, series=[dict(s, implementations=["$", "_{x}"]) for s in HIDDEN["series"]])
+    assert_nontrivial_png(figures.figure_png(figures.vanishing_gradient_figure(hidden)))

@@ -66,6 +66,7 @@ def _style() -> Iterator[None]:
         "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
         "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
         "svg.hashsalt": "gradverify", "path.simplify": True,
+        "text.parse_math": False,  # names like "cost $x" are text, not mathtext
     }):
         yield
 
