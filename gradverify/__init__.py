@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "scan": "gradverify.scan",
     "ScanResult": "gradverify.scan",
     "check_function": "gradverify.adapters.plain",
+    "write_report": "gradverify.report",
+    "render_report": "gradverify.report",
 }
 
 __all__ = ["__version__", *_EXPORTS]
