@@ -526,3 +526,27 @@ def test_hidden_underflow_fractions_match_a_count_over_the_exact_gradient():
     for k in range(len(levels)):
         assert fractions["float16"][k] >= fractions["float32"][k] >= fractions["float64"][k]
     assert fractions["float16"][-1] > 0.9 and fractions["float64"][1] == 0.0
+
+
+def test_a_report_from_results_collected_elsewhere(tmp_path):
+    """What the pytest plugin does: Search and Check results, as objects or plain dicts."""
+    from gradverify.check import check_problem
+    from gradverify.network import NetworkSpec, Problem
+    from gradverify.report import write_report_from_results
+    from gradverify.search import search
+
+    spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
+    problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([40.0])],
+                                  np.ones((1, 1)), np.zeros((1, 1)), "float64")
+    failing = check_problem(naive_bce_backprop, problem, name=EVIL)
+    assert failing.verdict.value == "unstable"
+    searched = search(fused_bce_backprop, dtypes=("float32",), max_examples=3, seed=0,
+                      database=None, name="fused")
+    out = write_report_from_results(tmp_path / "r", [searched, failing.to_dict()])
+    doc = load(out)
+    jsonschema.validate(doc, load_schema(), cls=jsonschema.Draft202012Validator)
+    assert [(i["name"], i["source"], i["verdict"]) for i in doc["implementations"]] == [
+        ("fused", "search", "pass"), (EVIL, "check", "unstable")]
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert EVIL not in page and "&lt;script&gt;" in page
+    assert "NaN" in page  # the worst element of the naive check: NaN instead of about 1
