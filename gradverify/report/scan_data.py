@@ -51,7 +51,8 @@ def scan_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Keys: ``implementation``, ``dtype``, ``label``, ``side``, ``criterion``, ``found``,
     ``value`` (the signed logit h, exact), ``saturation`` (|h|), ``decimal``, ``bits`` (the
-    bit pattern in the dtype), ``monotone``, ``finite_throughout`` (of the side), ``plot``.
+    bit pattern in the dtype), ``monotone``, ``settled`` (False: an upper bound, earlier bad
+    floats may exist), ``finite_throughout`` (of the side), ``plot``.
     """
     rows = []
     for row in scan.get("rows", []):
@@ -71,6 +72,7 @@ def scan_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "decimal": t.get("decimal"),
                     "bits": t.get("bits"),
                     "monotone": bool(t.get("monotone", True)),
+                    "settled": bool(t.get("settled", True)),
                     "finite_throughout": bool(side.get("finite_throughout", False)),
                     "raises_anywhere": bool(side.get("raises_anywhere", False)),
                     "max_error_bits": side.get("max_error_bits"),
@@ -86,7 +88,7 @@ def _cell(t: Mapping[str, Any]) -> str:
         return "never"
     value = _float(t["value"])
     text = f"{value:.6g} ({t['bits']})" if t.get("bits") else f"{value:.6g}"
-    return text + ("" if t["monotone"] else " *")
+    return ("" if t.get("settled", True) else "<= ") + text + ("" if t["monotone"] else " *")
 
 
 def threshold_table(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -104,6 +106,7 @@ def threshold_table(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         key = (t["implementation"], t["dtype"], t["label"], t["side"])
         groups.setdefault(key, {})[t["criterion"]] = t
     rows, starred = [], False
+    unsettled = any(not t.get("settled", True) for t in thresholds if t["found"])
     for (impl, dtype, label, side), by_criterion in groups.items():
         cells = [_cell(by_criterion[c]) if c in by_criterion else "-" for c in criteria]
         starred = starred or any(c.endswith("*") for c in cells)
@@ -120,6 +123,9 @@ def threshold_table(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if starred:
         note += (" * not monotone: the criterion holds again somewhere past this float "
                  "(the regions are in report.json).")
+    if unsettled:
+        note += (" <= : the first bad float found; the search for earlier ones stopped at "
+                 "its limit, so the true threshold may be lower.")
     return {"columns": ["implementation", "dtype", "y", "side",
                         *(CRITERIA_HEADINGS[c] for c in criteria), "max bits"],
             "rows": rows, "note": note}
@@ -147,7 +153,8 @@ def threshold_summary(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]
             first = min(found, key=lambda t: (abs(_float(t["value"])), t["side"]))
             where = (f"y={_float(first['label']):g}, "
                      f"{'h > 0' if first['side'] == 'positive' else 'h < 0'}")
-            cells.append(f"{_float(first['value']):.6g} ({first['bits']}; {where})")
+            bound = "" if first.get("settled", True) else "<= "
+            cells.append(f"{bound}{_float(first['value']):.6g} ({first['bits']}; {where})")
         rows.append([str(impl), str(dtype), *cells])
     return {
         "columns": ["implementation", "dtype",
