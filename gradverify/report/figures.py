@@ -66,7 +66,6 @@ def _style() -> Iterator[None]:
         "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
         "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
         "svg.hashsalt": "gradverify", "path.simplify": True,
-        "text.parse_math": False,  # names like "cost $x" are text, not mathtext
     }):
         yield
 
@@ -110,9 +109,11 @@ def _float(value: Any) -> float:
     return float(value)
 
 
-def _short(text: str, limit: int = 40) -> str:
+def _short(text: Any, limit: int = 40) -> str:
+    """A user-supplied string, shortened, with ``$`` escaped so it is never mathtext."""
     text = str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "~"
+    text = text if len(text) <= limit else text[: limit - 1] + "~"
+    return text.replace("$", r"\$")
 
 
 def _label_text(label: Any) -> str:
@@ -283,7 +284,7 @@ def layer_error_figure(
     with _style():
         panels = list(data.get("panels", []))
         fig = _new_figure(11.0, 3.8 * math.ceil(max(1, len(panels)) / 3))
-        subtitle = data.get("network", "")
+        subtitle = _short(data.get("network", ""), 160)
         fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
         if not panels:
             _empty(fig.add_subplot(), "no per-layer data")
@@ -359,7 +360,7 @@ def vanishing_gradient_figure(
     """
     with _style():
         fig = _new_figure(8.0, 4.2)
-        subtitle = data.get("network", "")
+        subtitle = _short(data.get("network", ""), 160)
         fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
         ax = fig.add_subplot()
         levels = [_float(v) for v in data.get("saturation", [])]
@@ -407,24 +408,29 @@ def search_samples_figure(
             ``saturation``, ``bits``, ``verdict``) and optionally ``thresholds``
             (``{dtype: |h| or None}``: where the dtype first fails).
     """
+    from matplotlib.lines import Line2D
+
     with _style():
         count = max(1, len(searches))
         ncols = min(3, count)
-        fig = _new_figure(11.0, 3.6 * math.ceil(count / ncols))
+        fig = _new_figure(11.0, 0.8 + 3.4 * math.ceil(count / ncols))
         fig.suptitle(title)
         if not searches:
             _empty(fig.add_subplot(), "no search data")
             return fig
+        seen: list[str] = []
         for ax, search in zip(_grid(fig, count, ncols), searches, strict=True):
             samples = list(search.get("samples", []))
+            failed = sum(1 for s in samples if s["verdict"] in FAILED)
             name = _short(search["implementation"], 40)
-            ax.set_title(f"{name}: {len(samples)} examples")
+            ax.set_title(f"{name}: {len(samples)} examples, {failed} failed")
             if not samples:
                 _empty(ax, "no examples recorded")
                 continue
             positive = [_float(s["saturation"]) for s in samples if _float(s["saturation"]) > 0]
             floor = min(positive, default=1e-3) / 2
             for dtype in _ordered_dtypes([s["dtype"] for s in samples]):
+                seen.append(dtype)
                 color = DTYPE_COLORS.get(dtype, "0.3")
                 mine = [s for s in samples if s["dtype"] == dtype]
                 ok = [s for s in mine if s["verdict"] not in FAILED]
@@ -432,12 +438,11 @@ def search_samples_figure(
                 if ok:
                     ax.scatter([max(_float(s["saturation"]), floor) for s in ok],
                                [_float(s["bits"]) for s in ok], s=10, color=color, alpha=0.55,
-                               linewidths=0, label=f"{dtype} pass")
+                               linewidths=0)
                 if bad:
                     ax.scatter([max(_float(s["saturation"]), floor) for s in bad],
                                [_float(s["bits"]) for s in bad], s=34, marker="X",
-                               color=color, edgecolors="black", linewidths=0.5,
-                               label=f"{dtype} fail")
+                               color=color, edgecolors="black", linewidths=0.5)
                 threshold = (search.get("thresholds") or {}).get(dtype)
                 if threshold is not None and math.isfinite(_float(threshold)):
                     ax.axvline(_float(threshold), color=color, linestyle=(0, (2, 2)),
@@ -445,5 +450,16 @@ def search_samples_figure(
             ax.set_xscale("log")
             ax.set_xlabel("saturation max |h| over all layers")
             ax.set_ylabel("worst bits of error")
-            ax.legend(loc="upper left", framealpha=0.85, markerscale=0.8)
+        handles = [Line2D([], [], linestyle="none", marker="o", markersize=5,
+                          color=DTYPE_COLORS.get(d, "0.3"), label=d)
+                   for d in _ordered_dtypes(seen)]
+        handles += [
+            Line2D([], [], linestyle="none", marker="o", markersize=4, color="0.5",
+                   label="passed"),
+            Line2D([], [], linestyle="none", marker="X", markersize=7, color="0.5",
+                   markeredgecolor="black", label="failed"),
+            Line2D([], [], color="0.3", linestyle=(0, (2, 2)), label="first failing |h|"),
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+                   frameon=False, fontsize=8)
         return fig

@@ -117,6 +117,7 @@ class Progress:
 
 def _terminal_columns(stream: TextIO) -> int:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, ValueError, OSError):
         return 80
+    return columns if columns >= 40 else 80  # 0: a terminal that does not say

@@ -290,8 +290,8 @@ def write_report(
     notes: list[str] = []
     with Progress(total, label="gradverify report", progress=progress) as steps:
         for name, impl in impls.items():
-            def on_example(what: str, done: int, planned: int, _name: str = name) -> None:
-                steps.step(f"{_name}: {what.removeprefix('search ')} {done}/{planned}")
+            def on_example(what: str, done: int, planned: int) -> None:
+                steps.step(f"{what} {done}/{planned}")  # "search NAME (DTYPE) 3/60"
 
             steps.step(f"{name}: search")
             options = {"dtypes": dtype_args, "max_examples": max_examples, "seed": seed,
