@@ -30,17 +30,32 @@ Any other result has error ``|a - g| / |g|`` (inf if ``g == 0``), compared exact
 Search and verification
 -----------------------
 On each side floats are addressed by lattice index (the bit pattern without the sign,
-:mod:`gradverify.lattice`). Each criterion is bisected over ``[0, max finite]``. The
-bisection assumes monotonicity, so the result is then **verified**: the criterion is
-evaluated on every float within ``neighbourhood`` ULPs of the threshold, on points spread
-over the octave below it and on every 16th of the 1024 floats below it, on ``check_points``
-points spread over the whole lattice and over
-the saturation range, or, with ``exhaustive=True``, on every finite float of a 16-bit
-dtype. A bad point found below the threshold moves the threshold down (bisecting between
-the checked points); a good point found after it is a **recovery**: the criterion is not
-monotone there, and the region is reported (edges located by bisection between checked
-points). A criterion bad nowhere is reported as never reached; for ``nonfinite`` this is
-"finite throughout", never a threshold at the end of the range.
+:mod:`gradverify.lattice`), so "the next float" is index + 1. Each criterion is bisected
+over ``[0, max finite]``. Bisection assumes monotonicity, so the result is **verified** by
+evaluating the criterion on
+
+* every float within ``neighbourhood`` ULPs of the threshold, points spread over the octave
+  below it, and every 16th of the 1024 floats below it;
+* ``check_points`` floats spread over the whole lattice and over the saturation range
+  (1/8 to twice ``ln(1/smallest subnormal)``);
+* or, with ``exhaustive=True``, every finite float of a 16-bit dtype.
+
+A bad float found below the threshold moves it down (bisecting between checked floats, at
+most 4 times). Where the criterion is *noisy* at the threshold (it moved, or a good float
+lies within 1024 after it), all 1024 floats below are checked, and again below any earlier
+bad float found, up to 4 windows. ``checked_below`` counts the consecutive floats just
+below the threshold that were checked and are good; a threshold whose search below hit a
+limit is not ``settled`` (``<=`` in the table: the first bad float is at or below it).
+Rounding noise near an error level makes such criteria bad, good and bad again across
+many floats (epsilon's ``error_1e-3`` in float32 is one); only ``exhaustive`` settles them
+completely.
+
+A good float after the threshold is a **recovery**: the criterion is not monotone there.
+The first 8 regions are reported (the first 2 with edges located by bisection), and all
+are counted. One kind is expected: once the exact gradient underflows, a returned 0 is
+correctly rounded and counts as good again. A criterion bad nowhere is reported as never
+reached; for ``nonfinite`` this is "finite throughout", never a threshold at the end of
+the range.
 
 Hidden layers
 -------------
@@ -78,8 +93,9 @@ Floats are numbers, or the strings ``"inf"``, ``"-inf"``, ``"nan"``; missing val
   ``bits`` (hex bit pattern in the dtype), ``previous_value``/``previous_bits`` (the float
   just inside it, which is good), ``status`` (``ok``/``nonfinite``/``error`` there),
   ``gradient`` (returned), ``exact``, ``relative_error``, ``message`` (for ``error``);
-  always: ``monotone``, ``recovery_count``, ``recoveries`` (``start``/``end`` values and
-  bits of regions where the criterion holds again after the threshold; at most 8).
+  ``checked_below``, ``settled``; always: ``monotone``, ``recovery_count``,
+  ``recoveries`` (``start``/``end`` values and bits of regions after the threshold where
+  the criterion no longer fails, ``refined`` when the edges were bisected; at most 8).
 * hidden: ``implementation``, ``dtype``, ``activation``, ``side``, ``first_zero``,
   ``representable_limit`` (thresholds), ``checked_points``, ``verification``,
   ``nonfinite_points``, ``error_points``, ``message``.
@@ -123,6 +139,7 @@ __all__ = [
     "CRITERIA",
     "SCHEMA",
     "HiddenUnderflow",
+    "ScanAborted",
     "ScanResult",
     "ScanRow",
     "SideScan",
@@ -362,6 +379,34 @@ def _judge(values: Sequence[float], g: Any, fmt: FloatFormat
     return ("nonfinite" if nonfinite else "ok"), worst_value, worst_rel, frozenset(bad)
 
 
+class ScanAborted(RuntimeError):
+    """The implementation hung repeatedly: scanning on would take hours."""
+
+
+MAX_TIMEOUTS = 3
+"""Calls that may exceed the time limit before the scan is abandoned."""
+
+
+class _Caller:
+    """call_backprop with a count of timeouts, shared by the probes of one scan."""
+
+    def __init__(self, impl: Callable, timeout: float | None, name: str) -> None:
+        self.impl, self.timeout, self.name = impl, timeout, name
+        self.timeouts = 0
+
+    def call(self, problem: Problem) -> Any:
+        outcome = call_backprop(self.impl, problem, timeout=self.timeout)
+        if outcome.error is not None and outcome.error.startswith("the call did not return"):
+            self.timeouts += 1
+            if self.timeouts >= MAX_TIMEOUTS:
+                raise ScanAborted(
+                    f"{self.name} did not return within {self.timeout:g} s on {self.timeouts} "
+                    f"calls; the scan makes thousands, so it stopped (raise timeout= or fix "
+                    f"the implementation)"
+                )
+        return outcome
+
+
 def _one_float(index: int, negative: bool, fmt: FloatFormat) -> np.ndarray:
     """A 1-element array holding the float at lattice ``index`` (a fast lattice_values)."""
     bits = index | (fmt.sign_bit if negative else 0)
@@ -371,9 +416,8 @@ def _one_float(index: int, negative: bool, fmt: FloatFormat) -> np.ndarray:
 class _OutputProbe:
     """Calls the implementation on the one-layer network at lattice floats (cached)."""
 
-    def __init__(self, impl: Callable, fmt: FloatFormat, label: float, exact: _Exact,
-                 timeout: float | None) -> None:
-        self.impl, self.fmt, self.exact, self.timeout = impl, fmt, exact, timeout
+    def __init__(self, calls: _Caller, fmt: FloatFormat, label: float, exact: _Exact) -> None:
+        self.calls, self.fmt, self.exact = calls, fmt, exact
         dt = fmt.dtype
         self.spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
         self.weights = (np.zeros((1, 1), dtype=dt),)
@@ -391,7 +435,7 @@ class _OutputProbe:
         h = float(b.astype(np.float64)[0])
         g = exact_output_gradient(h, self.label, evaluator=self.exact)
         problem = Problem(self.spec, self.weights, (b,), self.x, self.y)
-        outcome = call_backprop(self.impl, problem, timeout=self.timeout)
+        outcome = self.calls.call(problem)
         hi, lo = _split(g)
         if not outcome.ok:
             obs = _Observation(h, "error", (), None, hi, lo, math.nan, frozenset({"raises"}),
@@ -408,9 +452,9 @@ class _OutputProbe:
 class _HiddenProbe:
     """Calls the implementation on the 1 -> 1 -> 1 network at lattice floats (cached)."""
 
-    def __init__(self, impl: Callable, fmt: FloatFormat, activation_name: str, exact: _Exact,
-                 timeout: float | None) -> None:
-        self.impl, self.fmt, self.exact, self.timeout = impl, fmt, exact, timeout
+    def __init__(self, calls: _Caller, fmt: FloatFormat, activation_name: str,
+                 exact: _Exact) -> None:
+        self.calls, self.fmt, self.exact = calls, fmt, exact
         self.activation = activation_name
         dt = fmt.dtype
         self.spec = NetworkSpec((1, 1, 1), (activation_name, "sigmoid"), "bce")
@@ -441,7 +485,7 @@ class _HiddenProbe:
         h, g = self.exact_at(negative, index)
         b1 = _one_float(index, negative, self.fmt)
         problem = Problem(self.spec, self.weights, (b1, self.b2), self.x, self.y)
-        outcome = call_backprop(self.impl, problem, timeout=self.timeout)
+        outcome = self.calls.call(problem)
         hi, lo = _split(g)
         if not outcome.ok:
             obs = _Observation(h, "error", (), None, hi, lo, math.nan, frozenset(), outcome.error)
@@ -1046,6 +1090,7 @@ def scan(
 
     Raises:
         ValueError: bad arguments, or an implementation without sigmoid + bce support.
+        ScanAborted: the implementation exceeded ``timeout`` on 3 calls.
     """
     if not callable(impl):
         raise ValueError(f"scan needs a callable backprop implementation; got {impl!r}")
@@ -1062,6 +1107,9 @@ def scan(
             raise ValueError(f"{label} must be a non-negative integer; got {v!r}")
     if check_points < 2 or neighbourhood < 1:
         raise ValueError("check_points must be at least 2 and neighbourhood at least 1")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
     dtype_names = _resolve_dtypes(impl, dtypes)
     label_values = _resolve_labels(labels)
     if hidden_activations is None:
@@ -1076,6 +1124,7 @@ def scan(
     say = _progress_sink(progress)
     start = time.perf_counter()
     exact = _Exact()
+    calls = _Caller(impl, timeout, display)
 
     rows, sweeps, hidden_rows = [], [], []
     for dt in dtype_names:
@@ -1083,7 +1132,7 @@ def scan(
         plan = _Plan(fmt, check_points, neighbourhood, exhaustive and fmt.width == 16)
         for y in label_values:
             say(f"{display} {dt} y={y:g}: output layer")
-            probe = _OutputProbe(impl, fmt, y, exact, timeout)
+            probe = _OutputProbe(calls, fmt, y, exact)
             row = ScanRow(display, dt, probe.label, _scan_side(probe, plan, "positive"),
                           _scan_side(probe, plan, "negative"))
             rows.append(row)
@@ -1094,7 +1143,7 @@ def scan(
                             stride_window=False)
         for act in hidden:
             say(f"{display} {dt}: hidden {act} underflow")
-            hprobe = _HiddenProbe(impl, fmt, act, exact, timeout)
+            hprobe = _HiddenProbe(calls, fmt, act, exact)
             for side in SIDES:
                 hidden_rows.append(_scan_hidden(hprobe, hidden_plan, side, display))
     settings = {"check_points": check_points, "neighbourhood": neighbourhood,
@@ -1160,9 +1209,15 @@ def format_scan_table(results: Sequence[ScanResult]) -> str:
     out += _table(header, lines)
     notes = ["err = relative error against the exact gradient (a correctly rounded result "
              "counts as exact); max bits = worst log2(1 + ulps) over the checked floats."]
+    sampled = {row.dtype for r in results for row in r.rows
+               if any(side.verification == "sampled" for side in row.sides)}
+    if sampled:
+        notes.append(f"Checked on sampled floats ({', '.join(sorted(sampled))}): a bad float "
+                     "isolated between checked floats below a threshold can be missed; "
+                     "exhaustive=True checks every float16/bfloat16.")
     if starred:
-        notes.append("* not monotone: the criterion holds again somewhere past this float "
-                     "(regions in the JSON output).")
+        notes.append("* not monotone: the gradient is good again by this column's measure "
+                     "somewhere past this float (regions in the JSON output).")
     if any(c.startswith("<=") for line in lines for c in line):
         notes.append("<= noisy: bad floats continue below this one past the search limit, so "
                      "the first is at or below it.")

@@ -543,6 +543,25 @@ def test_bad_arguments_get_one_line_messages(kwargs, message):
         scan(fused_bce_backprop, **kwargs)
 
 
+def test_a_hanging_implementation_stops_the_scan_with_a_clear_message():
+    import time
+
+    from gradverify.scan import ScanAborted
+
+    calls = []
+
+    @supports(losses=("bce",), dtypes=("float32",), name="hangs")
+    def hangs(weights, biases, x, y, *, activations, loss):
+        calls.append(1)
+        time.sleep(2)
+
+    with pytest.raises(ScanAborted, match=r"hangs did not return within 0.05 s on 3 calls"):
+        scan(hangs, timeout=0.05, hidden_activations=(), sweep_points=0)
+    assert len(calls) == 3
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        scan(hangs, timeout=0)
+
+
 def test_implementations_the_scanner_cannot_drive_are_refused():
     with pytest.raises(ValueError, match="needs a callable"):
         scan("not a function")
