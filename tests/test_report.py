@@ -550,3 +550,21 @@ def test_a_report_from_results_collected_elsewhere(tmp_path):
     page = (out / "index.html").read_text(encoding="utf-8")
     assert EVIL not in page and "&lt;script&gt;" in page
     assert "NaN" in page  # the worst element of the naive check: NaN instead of about 1
+
+
+def test_an_implementation_without_bce_is_searched_but_not_scanned(tmp_path):
+    from gradverify.implementations import stable_backprop
+
+    mse_only = supports(activations=("tanh", "identity"), losses=("mse",),
+                        dtypes=("float32",), name="mse-only")(
+        lambda weights, biases, x, y, *, activations, loss: stable_backprop(
+            weights, biases, x, y, activations=activations, loss=loss))
+    out = write_report(tmp_path / "r", implementations=[mse_only], max_examples=3, seed=0,
+                       progress=False, search_options={"database": None})
+    doc = load(out)
+    jsonschema.validate(doc, load_schema(), cls=jsonschema.Draft202012Validator)
+    assert [i["verdict"] for i in doc["implementations"]] == ["pass"]
+    assert doc["results"]["scans"] == [] and doc["thresholds"] == []
+    assert any("mse-only: not scanned" in n for n in doc["notes"])
+    assert doc["layers"]["panels"] == []  # the per-layer network is sigmoid + bce
+    assert "not scanned" in (out / "index.html").read_text(encoding="utf-8")

@@ -265,5 +265,8 @@ def build_document(
 
 
 def to_json(doc: Mapping[str, Any]) -> str:
-    """The document as JSON text (non-finite floats are an error: they must be strings)."""
-    return json.dumps(doc, indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
+    """The document as compact JSON text (``python -m json.tool`` pretty-prints it).
+
+    Non-finite floats are an error here: the document stores them as strings.
+    """
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n"

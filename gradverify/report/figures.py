@@ -283,7 +283,8 @@ def layer_error_figure(
     """
     with _style():
         panels = list(data.get("panels", []))
-        fig = _new_figure(11.0, 3.8 * math.ceil(max(1, len(panels)) / 3))
+        ncols = 2 if len(panels) == 4 else 3
+        fig = _new_figure(11.0, 0.6 + 3.6 * math.ceil(max(1, len(panels)) / ncols))
         subtitle = _short(data.get("network", ""), 160)
         fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
         if not panels:
@@ -295,7 +296,7 @@ def layer_error_figure(
         names = [ln["implementation"] for p in panels for ln in p["lines"]
                  if ln.get("kind", "implementation") == "implementation"]
         colors = implementation_colors(names)
-        for ax, panel in zip(_grid(fig, len(panels), 3), panels, strict=True):
+        for ax, panel in zip(_grid(fig, len(panels), ncols), panels, strict=True):
             finite_values = [
                 _float(v) for ln in panel["lines"] for v in ln["errors"]
                 if math.isfinite(_float(v)) and _float(v) > 0

@@ -272,6 +272,7 @@ def write_report(
         ValueError, TypeError: bad arguments (one-line messages).
         gradverify.report.atomic.OutputDirectoryError: ``out_dir`` cannot be replaced.
     """
+    from gradverify.implementations import capabilities_of
     from gradverify.report.measure import hidden_underflow, layer_errors
     from gradverify.scan import scan
     from gradverify.search import search
@@ -300,6 +301,12 @@ def write_report(
                 options.setdefault("progress", on_example)
             searches.append(search(impl, **options).to_dict())
             steps.advance(f"{name}: searched")
+            caps = capabilities_of(impl)
+            if "bce" not in caps.losses or "sigmoid" not in caps.activations:
+                notes.append(f"{name}: not scanned (the scanner varies a sigmoid output with "
+                             "loss bce, which it does not declare)")
+                steps.advance(f"{name}: no scan")
+                continue
             steps.step(f"{name}: scan")
             options = {"dtypes": dtype_args, "name": name, "timeout": timeout,
                        **(scan_options or {})}
