@@ -30,8 +30,10 @@ largest width is measured in a fresh subprocess (``resource.getrusage``) with th
 implementation, so torch's own memory is not counted, before torch and jax are imported
 (Linux carries a parent's peak RSS into its child's ``ru_maxrss``).
 
-torch runs with one intra-op thread by default (``--torch-threads``): on two shared cores
-its thread pool made a 1 ms backward pass take up to 0.15 s whenever the other core was busy.
+Every library runs single-threaded by default (``--threads 1``: OpenBLAS/OpenMP/MKL through
+their environment variables, torch through ``torch.set_num_threads``, XLA through
+``XLA_FLAGS``). On two shared cores their thread pools made a 1 ms torch backward pass take up
+to 0.15 s and numpy's matrix products 4x slower whenever the other core was busy.
 """
 
 from __future__ import annotations
@@ -46,7 +48,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+
+def _threads_from_argv(argv: list[str]) -> int:
+    """``--threads N`` (default 1), read before numpy, torch and jax start their pools."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+THREADS = _threads_from_argv(sys.argv)
+if THREADS > 0:
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(THREADS))
+    if THREADS == 1:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -273,22 +293,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds per measurement; longer predicted runs are skipped")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--widths", default="16,32,64,128,256")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch.set_num_threads (0: leave torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for BLAS, torch and XLA (0: leave each library's default)")
     args = parser.parse_args(argv)
     widths = [int(w) for w in args.widths.split(",")]
 
     # Measured first, while this process is small: Linux carries a parent's peak RSS over
     # into a child's ru_maxrss across fork and exec.
     rss = peak_rss_of_full_check(max(widths))
-    if args.torch_threads:
+    if args.threads:
         try:
             import torch
 
-            torch.set_num_threads(args.torch_threads)
+            torch.set_num_threads(args.threads)
         except ImportError:
             pass
-    print(f"machine: {machine()}; torch threads {args.torch_threads or 'default'}")
+    print(f"machine: {machine()}; threads per library: {args.threads or 'default'}")
     problem = benchmark_problem(64)
     print(f"\n== one network: {problem.spec.describe()}, batch {problem.batch_size}, float64, "
           f"{problem.spec.parameter_count:,} parameters ==")
