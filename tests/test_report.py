@@ -568,3 +568,23 @@ def test_an_implementation_without_bce_is_searched_but_not_scanned(tmp_path):
     assert any("mse-only: not scanned" in n for n in doc["notes"])
     assert doc["layers"]["panels"] == []  # the per-layer network is sigmoid + bce
     assert "not scanned" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_hanging_implementation_still_gets_a_report_quickly(tmp_path):
+    calls = []
+
+    @supports(losses=("bce",), dtypes=("float32",), name="hangs")
+    def hangs(weights, biases, x, y, *, activations, loss):
+        calls.append(1)
+        import time
+
+        time.sleep(30)
+
+    out = write_report(tmp_path / "r", implementations=[hangs], max_examples=5, seed=0,
+                       progress=False, timeout=0.2, search_options={"database": None})
+    doc = load(out)
+    jsonschema.validate(doc, load_schema(), cls=jsonschema.Draft202012Validator)
+    assert doc["implementations"][0]["verdict"] == "error"
+    assert any(n.startswith("hangs: scan stopped") for n in doc["notes"])
+    assert any("hung before" in n or "exceeded" in n for n in doc["notes"])
+    assert len(calls) <= 8  # each measurement gives up after its first time-out

@@ -39,6 +39,10 @@ __all__ = [
     "supports_network",
 ]
 
+TIMEOUT_MARK = "per-call time limit"
+"""Part of the harness's message for a call that did not return in time: such an
+implementation is not called again by these measurements (each call would wait again)."""
+
 LAYER_WIDTHS = (4, 8, 8, 8, 1)
 """The network of the per-layer figure: three sigmoid hidden layers, a sigmoid output, BCE."""
 
@@ -134,6 +138,7 @@ def layer_errors(
     spec = base.spec
     depth = spec.depth
     panels, skipped = [], []
+    hung: set[str] = set()
     for dtype in dtypes:
         problem = base.astype(dtype)
         try:
@@ -147,11 +152,16 @@ def layer_errors(
             if not supports_network(impl, spec, dtype):
                 skipped.append(f"{name} at {dtype}: does not declare sigmoid/bce/{dtype}")
                 continue
+            if name in hung:
+                skipped.append(f"{name} at {dtype}: not called (it hung before)")
+                continue
             result = check_problem(impl, problem, name=name, reference=reference,
                                    finite_differences=False, classify=False, repeat=1,
                                    timeout=timeout)
             if result.verdict is Verdict.ERROR and not result.tensors:
                 skipped.append(f"{name} at {dtype}: {result.message}")
+                if TIMEOUT_MARK in result.message:
+                    hung.add(name)
                 continue
             weights = [t for t in result.tensors if t.kind == "weight"][::-1]
             bias = [t for t in result.tensors if t.kind == "bias"][::-1]
@@ -209,7 +219,8 @@ def hidden_underflow(
 
     For each level the hidden layers are scaled to max |h_i| = level (output max |h_L| = 1,
     so the output layer plays no part). Hidden layers are 1..L-1; both dW_i and db_i count.
-    An implementation that raises at some level gets ``None`` there.
+    An implementation that raises at some level gets ``None`` there; one that exceeds the
+    time limit is not called again (``None`` from there on).
 
     Returns a dict with ``network``, ``saturation`` (the levels) and ``series``: one per
     dtype and group of implementations with identical fractions (``dtype``,
@@ -219,6 +230,7 @@ def hidden_underflow(
     hidden = spec.depth - 1
     fractions: dict[tuple[str, str], list[float | None]] = {}
     skipped: list[str] = []
+    hung: set[str] = set()
     usable = {(n, d) for n, impl in implementations.items() for d in dtypes
               if supports_network(impl, spec, d)}
     for n in implementations:
@@ -239,8 +251,14 @@ def hidden_underflow(
             for name, impl in implementations.items():
                 if (name, dtype) not in usable:
                     continue
-                outcome = call_backprop(impl, problem, timeout=timeout)
                 value: float | None = None
+                if name in hung:
+                    fractions.setdefault((name, dtype), []).append(None)
+                    continue
+                outcome = call_backprop(impl, problem, timeout=timeout)
+                if outcome.error and TIMEOUT_MARK in outcome.error:
+                    hung.add(name)
+                    skipped.append(f"{name}: stopped after a call exceeded {timeout:g} s")
                 if outcome.ok:
                     got = [*outcome.dweights[:hidden], *outcome.dbiases[:hidden]]
                     under, total = _hidden_entries(got, exact)

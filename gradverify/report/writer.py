@@ -274,7 +274,7 @@ def write_report(
     """
     from gradverify.implementations import capabilities_of
     from gradverify.report.measure import hidden_underflow, layer_errors
-    from gradverify.scan import scan
+    from gradverify.scan import ScanAborted, scan
     from gradverify.search import search
 
     impls = _implementations(implementations)
@@ -312,7 +312,10 @@ def write_report(
                        **(scan_options or {})}
             if steps.enabled:
                 options.setdefault("progress", lambda what: steps.step(f"scan {what}"))
-            scans.append(scan(impl, **options).to_dict())
+            try:
+                scans.append(scan(impl, **options).to_dict())
+            except ScanAborted as exc:  # it hung; the search has the error verdict
+                notes.append(f"{name}: scan stopped: {exc}")
             steps.advance(f"{name}: scanned")
         if measure:
             measure_dtypes = _measure_dtypes(dtype_args, searches)
