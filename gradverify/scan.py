@@ -544,7 +544,7 @@ def _locate(
     float was checked within DENSE_WINDOW after it), every float of the DENSE_WINDOW floats
     below it is checked too, and again below any earlier bad float found.
     """
-    moved, settled = False, True
+    settled = True
     if bad(0):
         t: int | None = 0
     elif bad(max_index):
