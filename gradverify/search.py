@@ -59,7 +59,7 @@ DEFAULT_DATABASE: Any = object()
 TIMEOUT_MARK = "per-call time limit"
 """Part of the harness's message for a call that did not return in time."""
 
-BISECTION_STEPS = 14
+BISECTION_STEPS = 24
 
 
 # ---------------------------------------------------------------------------
@@ -551,7 +551,7 @@ def _threshold_by_bisection(
         else:
             hi = mid
             failing.append(saturation)
-        if hi / lo < 1.0005:
+        if hi / lo < 1.0 + 1e-6:
             break
     return min(failing), (max(passing) if passing else None)
 
@@ -599,17 +599,10 @@ def _summarize(
                 final = smaller
         summary.failures[kind.value] = final
 
+    order = (Verdict.ERROR, Verdict.INCORRECT, Verdict.UNSTABLE)
+    kinds = [summary.failures[v.value] for v in order if v.value in summary.failures]
+    primary = kinds[0] if kinds else None
     hints: list[str] = []
-    primary = next((summary.failures[v.value] for v in (Verdict.ERROR, Verdict.INCORRECT,
-                                                          Verdict.UNSTABLE)
-                    if v.value in summary.failures), None)
-    if primary is not None:
-        hints.extend(primary.diagnosis)
-        timed_out = TIMEOUT_MARK in primary.message
-        if primary.verdict is not Verdict.UNSTABLE and primary.problem is not None \
-                and not timed_out:
-            hints.extend(condition_hints(primary.problem, verdict_of, primary.verdict.value,
-                                         caps.activations))
 
     unstable = summary.failures.get(Verdict.UNSTABLE.value)
     if unstable is not None and unstable.problem is not None:
@@ -618,15 +611,31 @@ def _summarize(
         candidates = [t for t in (first_fail, *observed) if t is not None]
         summary.threshold_saturation = min(candidates) if candidates else None
         if summary.threshold_saturation is not None:
-            bound = f"{summary.threshold_saturation:.6g}"
-            path = (f"; on the shrunk network scaled toward the interior it passes up to "
+            path = (f"; the shrunk network scaled toward the interior passes up to "
                     f"max |h| = {last_pass:.6g}" if last_pass is not None else "")
-            hints.append(
+            saturation_hint = (
                 f"wrong only at saturation: it passes in the interior (max |h| <= "
-                f"{INTERIOR_LIMIT:g}) and in {run.dtype} first fails at max |h| = {bound}{path}"
+                f"{INTERIOR_LIMIT:g}) and in {run.dtype} first fails at max |h| = "
+                f"{summary.threshold_saturation:.6g}{path}"
             )
-        if primary is unstable:
-            hints[:0] = [h for h in unstable.diagnosis if h not in hints]
+            if primary is unstable:
+                hints.append(saturation_hint)
+
+    if primary is not None:
+        hints.extend(primary.diagnosis)
+        if primary.verdict is not Verdict.UNSTABLE and primary.problem is not None \
+                and TIMEOUT_MARK not in primary.message:
+            hints.extend(condition_hints(primary.problem, verdict_of, primary.verdict.value,
+                                         caps.activations))
+        for other in kinds[1:]:
+            extra = ""
+            if other is unstable and summary.threshold_saturation is not None:
+                extra = f", first at max |h| = {summary.threshold_saturation:.6g}"
+            hints.append(
+                f"also {other.verdict.value} on other examples{extra} (shrunk separately to "
+                f"network {other.spec.describe()}, batch {other.problem.batch_size}): "
+                f"{other.message}"
+            )
     summary.diagnosis = list(dict.fromkeys(hints))
 
     if primary is not None:

@@ -34,7 +34,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradverify.dtypes import available_dtypes
+from gradverify.dtypes import SUPPORTED_DTYPES, available_dtypes
 from gradverify.functions import ACTIVATIONS, LOSSES, activation, loss_function
 from gradverify.implementations import Capabilities
 from gradverify.network import NetworkSpec, Problem, forward
@@ -91,7 +91,7 @@ def dtypes(
 ) -> st.SearchStrategy[str]:
     """Dtype names the implementation supports and this machine provides (e.g. 'float32')."""
     declared = (capabilities or Capabilities()).dtypes
-    wanted = _names(names, declared, dict.fromkeys(declared if names is None else names), "dtype")
+    wanted = _names(names, declared, dict.fromkeys(SUPPORTED_DTYPES), "dtype")
     usable = [d for d in wanted if d in available_dtypes()]
     if not usable:
         raise ValueError(f"none of the dtypes {', '.join(wanted)} is available here "
@@ -313,11 +313,16 @@ def problems(
                      max_batch, max_log2_scale, max_saturation)
 
 
+def _more_layers() -> st.SearchStrategy[bool]:
+    """Another hidden layer? True 3 times in 4; shrinks toward False."""
+    return st.integers(0, 3).map(bool)
+
+
 @st.composite
 def _hidden_layer(draw: st.DrawFn, n_in: int, acts: tuple[str, ...], max_width: int,
                   max_log2_scale: float) -> tuple[int, str, np.ndarray, np.ndarray] | None:
     """One more hidden layer ``(width, activation, W, b)``, or None to stop (shrinks to None)."""
-    if draw(st.integers(0, 3)) == 0:
+    if not draw(_more_layers()):
         return None
     width = draw(st.integers(1, max_width))
     act = draw(st.sampled_from(acts))
@@ -343,6 +348,10 @@ def _problems(draw: st.DrawFn, dtype_strategy: st.SearchStrategy[str], acts: tup
         layer_acts.append(layer[1])
         weights.append(layer[2])
         biases.append(layer[3])
+    else:
+        # At the maximum depth, draw (and ignore) one more "another layer?" choice, as a list
+        # does: deleting an earlier layer then leaves the choices after it aligned.
+        draw(_more_layers())
     min_out = 2 if loss == "softmax_ce" else 1
     widths.append(draw(st.integers(min_out, max(min_out, max_width))))
     layer_acts.append(draw(st.sampled_from(_loss_output_activations(loss, acts))))
