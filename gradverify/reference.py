@@ -179,12 +179,16 @@ def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[n
 
 def round_to_float64(x: Any) -> float:
     """Correctly rounded (to nearest, ties to even) float64 value of an mpf, subnormals included."""
-    sign, man, exp, _ = x._mpf_
+    sign, man, exp, bc = x._mpf_
     if not man:
         if x == 0:
             return 0.0
         return float(x)  # inf or nan
     n = -man if sign else man
+    if exp + bc > 1025:  # |x| >= 2**1024: beyond float64 (avoids shifting by a huge exponent)
+        return -np.inf if sign else np.inf
+    if exp + bc < -1076:  # |x| < 2**-1076: below half the smallest subnormal
+        return -0.0 if sign else 0.0
     try:
         return float(n << exp) if exp >= 0 else n / (1 << -exp)  # int / int rounds correctly
     except OverflowError:

@@ -195,6 +195,15 @@ def test_dyadic_arithmetic_is_exact():
             assert Fraction(int(result.ints[i, j])) * Fraction(2) ** result.exponent == exact
 
 
+def test_round_to_float64_handles_exponents_far_outside_float64():
+    ctx = mpmath.MPContext()
+    ctx.prec = 100
+    assert round_to_float64(ctx.exp(-ctx.mpf(3e38))) == 0.0
+    assert round_to_float64(-ctx.exp(ctx.mpf(3e38))) == -np.inf
+    assert round_to_float64(ctx.mpf(2) ** -1076 * 3) == 5e-324  # 0.75 x smallest subnormal
+    assert round_to_float64(ctx.mpf(2) ** -1075 * 3) == 1e-323  # 1.5 x: ties to even
+
+
 @pytest.mark.parametrize("value", [0.1, 1 / 3, 5e-324, 2.5e-308, 1.7e308, -7.0, 0.0])
 def test_round_to_float64_is_correct_rounding(value):
     ctx = mpmath.MPContext()
