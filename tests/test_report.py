@@ -588,3 +588,25 @@ def test_a_hanging_implementation_still_gets_a_report_quickly(tmp_path):
     assert any(n.startswith("hangs: scan stopped") for n in doc["notes"])
     assert any("hung before" in n or "exceeded" in n for n in doc["notes"])
     assert len(calls) <= 8  # each measurement gives up after its first time-out
+
+
+def test_threshold_summary_counts_errors_only_where_the_gradient_stays_large():
+    from gradverify.report.scan_data import threshold_summary
+
+    def row(label, side, criterion, value):
+        return {"implementation": "f", "dtype": "float32", "label": label, "side": side,
+                "criterion": criterion, "found": value is not None, "value": value,
+                "bits": "0x1" if value is not None else None, "monotone": True,
+                "settled": True, "raises_anywhere": False}
+
+    # sigmoid(h) - y -> -e^-h for y = 1, h -> +inf: a relative error there is not held
+    # against the summary; y = 0, h > 0 (gradient about 1) and inf/NaN anywhere are
+    tiny_side = [row(1.0, "positive", "error_1", 16.6), row(1.0, "positive", "nonfinite", None),
+                 row(1.0, "positive", "error_1e-3", 10.0)]
+    assert threshold_summary(tiny_side)["rows"] == [
+        ["f", "float32", "finite throughout", "never", "never"]]
+    large_side = tiny_side + [row(0.0, "positive", "error_1", 20.0),
+                              row(1.0, "negative", "nonfinite", -88.7)]
+    cells = threshold_summary(large_side)["rows"][0]
+    assert cells[2].startswith("-88.7 ") and "y=1, h < 0" in cells[2]
+    assert cells[3] == "never" and cells[4].startswith("20 ") and "y=0, h > 0" in cells[4]
