@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, note, settings, target
-from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from gradverify.check import INTERIOR_LIMIT, check_problem
@@ -385,7 +384,9 @@ def _run_dtype(
         print_blob=False,
     )(test)
     if seed is not None:
-        test = hypothesis_seed(seed)(test)
+        # What ``hypothesis.seed(seed)`` does, except that it also switches the example
+        # database off; here the database stays as configured (saved failures replay first).
+        test._hypothesis_internal_use_seed = seed
     # One database key (and derandomized stream) per implementation, dtype and options.
     key = f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|{sorted(strategy_options.items())}"
     test.hypothesis.inner_test._hypothesis_internal_add_digest = key.encode()

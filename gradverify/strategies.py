@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -66,13 +67,26 @@ def _unit_floats() -> st.SearchStrategy[float]:
     shrunk counterexample then has weights and inputs of 1 rather than 0, which would
     hide most of its gradient (``dW = delta z^T`` is 0 where ``z`` is).
     """
-    return st.floats(0.0, 2.0, allow_nan=False, allow_infinity=False,
-                     allow_subnormal=False).map(lambda v: 1.0 - v)
+    return _UNIT_FLOATS
 
 
-def _float_array(shape: tuple[int, ...], elements: st.SearchStrategy[float]) -> st.SearchStrategy:
-    # fill=nothing(): every entry is drawn (and shrunk) on its own; the arrays are small.
-    return hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing())
+_UNIT_FLOATS = st.floats(0.0, 2.0, allow_nan=False, allow_infinity=False,
+                         allow_subnormal=False).map(lambda v: 1.0 - v)
+_ELEMENTS = {
+    "unit": _UNIT_FLOATS,
+    "probability": st.floats(0.0, 1.0, allow_subnormal=False),
+    "binary": st.sampled_from([0.0, 1.0]),
+}
+
+
+@functools.lru_cache(maxsize=512)
+def _float_array(shape: tuple[int, ...], elements: str = "unit") -> st.SearchStrategy:
+    """float64 arrays of ``shape``; every entry is drawn (and shrunk) on its own.
+
+    ``elements`` is "unit" ([-1, 1], see :func:`_unit_floats`), "probability" ([0, 1]) or
+    "binary" ({0, 1}). Strategies are cached: building one per draw costs more than drawing.
+    """
+    return hnp.arrays(np.float64, shape, elements=_ELEMENTS[elements], fill=st.nothing())
 
 
 def _names(given: Sequence[str] | None, declared: Sequence[str], known: dict, kind: str
@@ -159,7 +173,7 @@ def inputs(n_inputs: int, batch: int) -> st.SearchStrategy[np.ndarray]:
     """Inputs ``x`` of shape ``(n_inputs, batch)`` with entries in [-1, 1] (float64).
 
     Shrinks toward 1.0 entries (see :func:`_unit_floats`)."""
-    return _float_array((n_inputs, batch), _unit_floats())
+    return _float_array((n_inputs, batch))
 
 
 @st.composite
@@ -178,14 +192,15 @@ def labels(draw: st.DrawFn, loss: str, n_outputs: int, batch: int) -> np.ndarray
             y = np.zeros(shape)
             y[classes, np.arange(batch)] = 1.0
             return y
-        weights = draw(_float_array(shape, st.floats(0.0, 1.0, allow_subnormal=False)))
+        weights = draw(_float_array(shape, "probability"))
         totals = weights.sum(axis=0, keepdims=True)
         return np.where(totals > 0, weights / np.where(totals > 0, totals, 1.0), 1.0 / n_outputs)
     if not soft:
-        return draw(_float_array(shape, st.sampled_from([0.0, 1.0])))
-    return draw(_float_array(shape, st.floats(0.0, 1.0, allow_subnormal=False)))
+        return draw(_float_array(shape, "binary"))
+    return draw(_float_array(shape, "probability"))
 
 
+@functools.lru_cache(maxsize=64)
 def saturation_scales(max_log2_scale: float = DEFAULT_MAX_LOG2_SCALE) -> st.SearchStrategy[float]:
     """Log-uniform scale factors ``2**s``, ``s`` in ``[0, max_log2_scale]``; shrinks toward 1."""
     if not max_log2_scale >= 0:
@@ -193,6 +208,7 @@ def saturation_scales(max_log2_scale: float = DEFAULT_MAX_LOG2_SCALE) -> st.Sear
     return st.floats(0.0, float(max_log2_scale)).map(lambda s: float(2.0 ** s))
 
 
+@functools.lru_cache(maxsize=64)
 def logit_bands(max_saturation: float = DEFAULT_MAX_SATURATION
                 ) -> st.SearchStrategy[float | None]:
     """A target ``|h_L|`` for the output logits, log-uniform in ``[1, max_saturation]``, or None.
@@ -220,13 +236,14 @@ def _cap(spec: NetworkSpec, weights: list[np.ndarray], biases: list[np.ndarray],
             z = activation(name).forward(h)
 
 
+@functools.lru_cache(maxsize=1024)
 @st.composite
 def _layer_parameters(draw: st.DrawFn, n_out: int, n_in: int, max_log2_scale: float
                       ) -> tuple[np.ndarray, np.ndarray]:
     """``(W, b)`` with entries in [-1, 1] times one drawn scale ``2**s``."""
     scale = draw(saturation_scales(max_log2_scale))
-    weights = draw(_float_array((n_out, n_in), _unit_floats())) * scale
-    biases = draw(_float_array((n_out,), _unit_floats())) * scale
+    weights = draw(_float_array((n_out, n_in))) * scale
+    biases = draw(_float_array((n_out,))) * scale
     return weights, biases
 
 
@@ -315,9 +332,13 @@ def problems(
 
 def _more_layers() -> st.SearchStrategy[bool]:
     """Another hidden layer? True 3 times in 4; shrinks toward False."""
-    return st.integers(0, 3).map(bool)
+    return _MORE_LAYERS
 
 
+_MORE_LAYERS = st.integers(0, 3).map(bool)
+
+
+@functools.lru_cache(maxsize=1024)
 @st.composite
 def _hidden_layer(draw: st.DrawFn, n_in: int, acts: tuple[str, ...], max_width: int,
                   max_log2_scale: float) -> tuple[int, str, np.ndarray, np.ndarray] | None:
