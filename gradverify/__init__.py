@@ -54,7 +54,8 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
+    from gradverify.adapters.plain import check_function
     from gradverify.check import assert_gradients_match, check, check_problem
     from gradverify.finite_diff import directional_check, finite_difference_gradients
     from gradverify.implementations import (
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from gradverify.network import NetworkSpec, Problem
     from gradverify.reference import reference_gradients
+    from gradverify.report import render_report, write_report
     from gradverify.results import CheckResult, Verdict
     from gradverify.scan import ScanResult, scan
     from gradverify.search import SearchResult, search
