@@ -95,8 +95,12 @@ def diagnose_gradients(
         return []
     hints: list[str] = []
 
-    # 1. one constant factor or a sign flip across every failing tensor
+    # 1. one constant factor or a sign flip across every failing tensor. A fit says something
+    # only with two or more non-zero entries and a factor away from 1 (near 1 it is rounding).
     factors = [constant_factor(values[i], references[i]) for i in failed]
+    informative = sum(int(np.count_nonzero(references[i])) for i in failed) >= 2
+    factors = [f if f is not None and informative and abs(f - 1) > 1e-3 else None
+               for f in factors]
     if all(f is not None for f in factors) and np.allclose(factors, factors[0], rtol=1e-6):
         c = float(factors[0])
         names = ", ".join(tensors[i].name for i in failed)
@@ -131,9 +135,11 @@ def diagnose_gradients(
     first = bad_layers[0]
     if depth > 1:
         if first < depth:
+            agree = f"layer {depth} agrees" if first + 1 == depth else (
+                f"layers {first + 1}..{depth} agree")
             hints.append(
                 f"counting backward from the output, layer {first} is the first whose gradient "
-                f"disagrees; layers {first + 1}..{depth} agree"
+                f"disagrees; {agree}"
             )
         else:
             hints.append(f"the output layer ({depth}) already disagrees")

@@ -66,3 +66,21 @@ def test_reduced_internal_precision_is_recognised():
     result = check_problem(half_precision, p)
     assert result.verdict.value == "incorrect"
     assert any("float16 precision" in h for h in result.diagnosis), result.diagnosis
+
+
+def test_no_factor_claim_from_a_single_entry_or_a_factor_near_one():
+    from gradverify.network import NetworkSpec, Problem
+
+    def slightly_off(weights, biases, x, y, *, activations, loss):
+        dw, db = _fused(weights, biases, x, y, activations=activations, loss=loss)
+        return [dw[0] * 0.9999, dw[1]], [db[0] * 0.9999, db[1]]
+
+    spec = NetworkSpec((1, 1, 1), ("sigmoid", "sigmoid"), "bce")
+    p = Problem.from_arrays(spec, [np.array([[0.5]]), np.array([[1.0]])],
+                            [np.array([0.25]), np.array([0.5])], np.ones((1, 1)),
+                            np.zeros((1, 1)))
+    result = check_problem(slightly_off, p)
+    assert result.verdict.value == "incorrect"
+    assert not any("factor" in h for h in result.diagnosis), result.diagnosis
+    assert any("layer 1 is the first whose gradient disagrees; layer 2 agrees" in h
+               for h in result.diagnosis), result.diagnosis
