@@ -22,6 +22,7 @@ and restored afterwards (not thread-safe).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -168,22 +169,22 @@ def _certified(v: Any, bits: int) -> tuple[float, float, Any] | None:
     """(correctly rounded float64, float64 residual, midpoint as mpf), or None if the ball
     is not known to ``bits`` relative bits or might round to two different float64 values.
     """
-    mid = _to_mpf(v.mid())
     if v.is_exact():
+        mid = _to_mpf(v.mid())
         hi = _float(mid)
-        return hi, _residual(mid, hi) if np.isfinite(hi) else 0.0, mid
+        return hi, _residual(mid, hi) if math.isfinite(hi) else 0.0, mid
     if not v.is_finite() or v.rel_accuracy_bits() < bits:
         return None
     hi = float(v)  # the midpoint rounded to nearest
-    if not np.isfinite(hi):
+    if not math.isfinite(hi):
         return None
     # The ball must lie strictly inside hi's rounding interval; the gap below a power of two
     # is the smaller one, so half the spacing just below |hi| is a safe radius.
-    half_gap = float(np.spacing(np.nextafter(abs(hi), 0.0))) / 2 if hi else 2.0**-1075
-    residual = v - v.__class__(hi)
-    if not abs(residual) < v.__class__(half_gap):
+    half_gap = math.ulp(math.nextafter(abs(hi), 0.0)) / 2 if hi else 2.0**-1075
+    residual = v - hi
+    if not abs(residual) < half_gap:
         return None
-    return hi, float(residual), mid
+    return hi, float(residual), _to_mpf(v.mid())
 
 
 def flint_reference_gradients(
