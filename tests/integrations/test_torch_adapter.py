@@ -109,6 +109,18 @@ def test_float16_works(loss):
     assert check_problem(impl, problem).verdict is Verdict.PASS
 
 
+def test_bfloat16_when_declared():
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
+    interior = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=2, dtype="bfloat16")
+    saturated = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=2,
+                               dtype="bfloat16", output_shift=60.0)
+    logits = from_module(nn.BCEWithLogitsLoss(), dtypes=("bfloat16",))
+    probabilities = from_module(nn.BCELoss(), dtypes=("bfloat16",))
+    assert check_problem(logits, interior).verdict is Verdict.PASS
+    assert check_problem(logits, saturated).verdict is Verdict.PASS
+    assert check_problem(probabilities, saturated).verdict is Verdict.UNSTABLE
+
+
 # --- layouts, reductions and other loss modules -----------------------------------------
 
 
