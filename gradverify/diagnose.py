@@ -282,6 +282,9 @@ def symmetric_variant(problem: Problem) -> Problem | None:
     return problem.with_parameters(weights, biases)
 
 
+_VERDICTS = ("pass", "incorrect", "unstable", "error")
+
+
 def _outcome(verdicts: Sequence[str]) -> str:
     """'passes' when every variant passed, else the verdicts the variants got."""
     distinct = list(dict.fromkeys(verdicts))
@@ -324,7 +327,8 @@ def condition_hints(
 
     def gone(variants: Sequence[Problem]) -> tuple[bool, list[str]]:
         verdicts = [verdict_of(p) for p in variants]
-        return bool(verdicts) and kind not in verdicts, verdicts
+        known = all(v in _VERDICTS for v in verdicts)  # e.g. not "not checked"
+        return bool(verdicts) and known and kind not in verdicts, verdicts
 
     singles = single_sample_variants(problem)
     holds, verdicts = gone(singles)
@@ -341,7 +345,7 @@ def condition_hints(
         failing = [d for d, v in by_depth.items() if v == kind] + [spec.depth]
         k = min(failing)
         shallower = {d: v for d, v in by_depth.items() if d < k}
-        if k > 1 and shallower:
+        if k > 1 and shallower and all(v in _VERDICTS for v in shallower.values()):
             depths = ", ".join(str(d) for d in sorted(shallower))
             hints.append(
                 f"{kind} only at depth >= {k}: the same network without its first layers "
@@ -353,7 +357,8 @@ def condition_hints(
     if ones and holds:
         necessary = ones
         if len(ones) > 1:
-            necessary = [k for k in ones if verdict_of(widened_variant(problem, [k])) != kind]
+            alone = {k: verdict_of(widened_variant(problem, [k])) for k in ones}
+            necessary = [k for k, v in alone.items() if v in _VERDICTS and v != kind]
         where = ", ".join(_where(k, spec.depth) for k in (necessary or ones))
         hints.append(
             f"{kind} only where a width is 1 ({where}): the same network with "

@@ -18,6 +18,12 @@ property over :func:`gradverify.strategies.problems`:
 
 A call that exceeds the per-call time limit ends that dtype's search at once with an
 ``error`` verdict (no shrinking, so a hanging implementation cannot stall the search).
+
+Reproducibility: the seed (chosen at random and reported when not given) fixes the
+examples Hypothesis generates, given the same program: Hypothesis also mixes in literal
+constants from the local modules that are loaded, so another set of imported modules draws
+other examples. An example database replays saved failures first. The reproduction
+snippet rebuilds the counterexample itself, exactly, anywhere.
 """
 
 from __future__ import annotations
@@ -397,11 +403,10 @@ def _run_dtype(
             test()
     except _Stop as stop:
         found[Verdict.ERROR] = stop.result
-    except BaseException as exc:  # noqa: BLE001 - sorted below; anything else re-raised
+    except Exception as exc:  # our failures, grouped or wrapped by Hypothesis
         others = _collect_failures(exc, found)
-        # Flaky reports wrap the original failures; anything else is a bug to surface.
-        unexplained = [e for e in others if not _is_flaky(e)]
-        if unexplained and not found:
+        # A Flaky report wraps the original failures; anything else is an internal error.
+        if any(not _is_flaky(e) for e in others):
             raise
     for verdict, result in run.last_failure.items():
         found.setdefault(verdict, result)
@@ -500,9 +505,35 @@ def _simpler_problems(problem: Problem) -> Iterator[Problem]:
                 yield variant
 
 
-def _minimize_structure(
-    impl: Callable, result: CheckResult, options: dict[str, Any], budget: int = 80
-) -> CheckResult:
+class _Checker:
+    """``check_problem`` for the work after the search; after one time-out it stops calling.
+
+    An implementation that hangs on some inputs would otherwise cost the full time limit
+    on every variant tried while minimising, bisecting and diagnosing.
+    """
+
+    def __init__(self, impl: Callable, options: dict[str, Any]) -> None:
+        self.impl, self.options, self.hung = impl, options, False
+
+    def __call__(self, problem: Problem, **kwargs: Any) -> CheckResult | None:
+        if self.hung:
+            return None
+        kwargs.setdefault("finite_differences", False)
+        try:
+            result = check_problem(self.impl, problem, **kwargs, **self.options)
+        except ExactReferenceError:  # pragma: no cover - variants stay in range
+            return None
+        if result.verdict is Verdict.ERROR and TIMEOUT_MARK in result.message:
+            self.hung = True
+        return result
+
+    def verdict_of(self, problem: Problem) -> str:
+        result = self(problem, repeat=2)
+        return result.verdict.value if result is not None else "not checked"
+
+
+def _minimize_structure(checker: _Checker, result: CheckResult, budget: int = 80
+                        ) -> CheckResult:
     """Greedily remove layers, samples and units while the failure keeps its kind.
 
     Hypothesis shrinks values well but cannot always shrink two widths together (a
@@ -511,15 +542,11 @@ def _minimize_structure(
     current = result
     checks = 0
     improved = True
-    while improved and checks < budget:
+    while improved and checks < budget and not checker.hung:
         improved = False
         for candidate in _simpler_problems(current.problem):
             checks += 1
-            try:
-                attempt = check_problem(impl, candidate, finite_differences=False, repeat=1,
-                                        **options)
-            except ExactReferenceError:
-                attempt = None
+            attempt = checker(candidate, repeat=1)
             if attempt is not None and attempt.verdict is result.verdict:
                 current, improved = attempt, True
                 break
@@ -529,7 +556,7 @@ def _minimize_structure(
 
 
 def _threshold_by_bisection(
-    impl: Callable, problem: Problem, options: dict[str, Any]
+    checker: _Checker, problem: Problem
 ) -> tuple[float | None, float | None]:
     """Bisect the scaling of ``problem`` toward the interior: (first failing, last passing) |h|.
 
@@ -544,8 +571,9 @@ def _threshold_by_bisection(
         mid = math.sqrt(lo * hi)
         variant = problem.desaturated(mid)
         saturation = variant.max_abs_logit()
-        result = check_problem(impl, variant, classify=False, finite_differences=False, repeat=1,
-                               **options)
+        result = checker(variant, classify=False, repeat=1)
+        if result is None:
+            break
         if result.verdict is Verdict.PASS:
             lo = mid
             passing.append(saturation)
@@ -580,23 +608,17 @@ def _summarize(
     passing = [s["saturation"] for s in samples if s["verdict"] == "pass"]
     summary.max_passing_saturation = max(passing) if passing else None
 
-    def verdict_of(p: Problem) -> str:
-        try:
-            return check_problem(impl, p, finite_differences=False, repeat=2,
-                                 **options).verdict.value
-        except ExactReferenceError:  # pragma: no cover - variants stay in range
-            return "no reference"
-
+    checker = _Checker(impl, options)
+    checker.hung = run.stopped is not None
     for kind in (Verdict.ERROR, Verdict.INCORRECT, Verdict.UNSTABLE):
         shrunk = found.get(kind)
         if shrunk is None:
             continue
         final = shrunk
-        if shrunk.problem is not None and TIMEOUT_MARK not in shrunk.message:
-            smaller = _minimize_structure(impl, shrunk, options)
-            final = check_problem(impl, smaller.problem, finite_differences="auto", repeat=2,
-                                  **options)
-            if final.verdict is not kind:  # flaky: keep what the search saw
+        if shrunk.problem is not None:
+            smaller = _minimize_structure(checker, shrunk)
+            final = checker(smaller.problem, finite_differences="auto", repeat=2)
+            if final is None or final.verdict is not kind:  # flaky: keep what was seen
                 final = smaller
         summary.failures[kind.value] = final
 
@@ -607,7 +629,7 @@ def _summarize(
 
     unstable = summary.failures.get(Verdict.UNSTABLE.value)
     if unstable is not None and unstable.problem is not None:
-        first_fail, last_pass = _threshold_by_bisection(impl, unstable.problem, options)
+        first_fail, last_pass = _threshold_by_bisection(checker, unstable.problem)
         observed = [s["saturation"] for s in samples if s["verdict"] == "unstable"]
         candidates = [t for t in (first_fail, *observed) if t is not None]
         summary.threshold_saturation = min(candidates) if candidates else None
@@ -625,9 +647,9 @@ def _summarize(
     if primary is not None:
         hints.extend(primary.diagnosis)
         if primary.verdict is not Verdict.UNSTABLE and primary.problem is not None \
-                and TIMEOUT_MARK not in primary.message:
-            hints.extend(condition_hints(primary.problem, verdict_of, primary.verdict.value,
-                                         caps.activations))
+                and not checker.hung:
+            hints.extend(condition_hints(primary.problem, checker.verdict_of,
+                                         primary.verdict.value, caps.activations))
         for other in kinds[1:]:
             extra = ""
             if other is unstable and summary.threshold_saturation is not None:
@@ -695,7 +717,7 @@ def search(
             available here, e.g. bfloat16 without ml_dtypes, are skipped).
         max_examples: generated examples per dtype (shrinking runs more).
         seed: the Hypothesis seed; None picks one at random (reported in the result)
-            unless derandomized.
+            unless derandomized. Unlike ``hypothesis.seed``, it leaves the database on.
         derandomize: a fixed example sequence with no seed; default: on when the ``CI``
             environment variable is set.
         database: Hypothesis example database: None (off), a directory path, or an
@@ -720,6 +742,8 @@ def search(
         raise ValueError(f"timeout must be positive seconds or None; got {timeout!r}")
     if not callable(impl):
         raise TypeError(f"impl must be a callable backprop; got {type(impl).__name__}")
+    activations, losses, dtypes = (
+        (names,) if isinstance(names, str) else names for names in (activations, losses, dtypes))
     start = time.perf_counter()
     ci = bool(os.environ.get("CI"))
     derandomize = ci if derandomize is None else bool(derandomize)
