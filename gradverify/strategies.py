@@ -1,7 +1,9 @@
 """Hypothesis strategies for gradient problems, for the search and for users' own ``@given`` tests.
 
 Every strategy here shrinks toward the simple end: fewer layers, narrower layers, batch 1,
-weights and inputs near 0, and *smaller saturation*. Saturation is drawn on purpose (a plain
+weights and inputs of 1 (then 0, -1, 1/2, ...), hard labels of 0, and *smaller
+saturation*. Each hidden layer (width, activation, parameters) is one block of choices, so
+the shrinker removes whole layers. Saturation is drawn on purpose (a plain
 N(0, 1) draw almost never reaches it) in two ways, both of which shrink toward none:
 
 * a per-layer scale ``2**s`` on the weights and biases, with ``s`` uniform in

@@ -11,6 +11,7 @@ number of examples, a fixed seed), shrunk to a small network, and named by the r
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 
@@ -160,10 +161,10 @@ PLANTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def planted_results():
-    """One default search per planted bug (shared by the tests below)."""
-    return {kind: search(impl, seed=SEED, database=None) for kind, (impl, _) in PLANTED.items()}
+@functools.cache
+def planted_result(kind: str):
+    """The default search on one planted bug (run once per process, shared by the tests)."""
+    return search(PLANTED[kind][0], seed=SEED, database=None)
 
 
 def test_the_zoo_has_ten_kinds_and_a_correct_control():
@@ -175,9 +176,9 @@ def test_the_zoo_has_ten_kinds_and_a_correct_control():
 
 
 @pytest.mark.parametrize("kind", list(PLANTED))
-def test_planted_bug_is_found_shrunk_and_named(planted_results, kind):
+def test_planted_bug_is_found_shrunk_and_named(kind):
     _, phrase = PLANTED[kind]
-    result = planted_results[kind]
+    result = planted_result(kind)
     assert result.verdict is Verdict.INCORRECT, str(result)
     ce = result.counterexample
     assert ce is not None and ce.verdict is Verdict.INCORRECT
@@ -191,8 +192,8 @@ def test_planted_bug_is_found_shrunk_and_named(planted_results, kind):
 
 
 @pytest.mark.parametrize("kind", ["sign", "depth >= 3 only", "W instead of W^T"])
-def test_reproduction_snippet_reproduces_the_failure(planted_results, kind):
-    result = planted_results[kind]
+def test_reproduction_snippet_reproduces_the_failure(kind):
+    result = planted_result(kind)
     namespace: dict = {}
     exec(compile(result.reproduction, "<reproduction>", "exec"), namespace)  # noqa: S102
     reproduced = namespace["result"]
