@@ -280,7 +280,6 @@ class _DtypeRun:
 
     dtype: str
     samples: list[dict] = field(default_factory=list)
-    last_failure: dict[Verdict, CheckResult] = field(default_factory=dict)
     stopped: CheckResult | None = None
 
 
@@ -348,8 +347,59 @@ def _run_dtype(
     strategy_options: dict[str, Any],
     progress: Callable[[str, int, int], None] | None,
 ) -> tuple[_DtypeRun, dict[Verdict, CheckResult]]:
+    """Search one dtype: Hypothesis rounds until ``max_examples`` are generated.
+
+    Hypothesis stops generating soon after its first failure and shrinks it. So that one
+    early failure (say ``unstable`` at the second example) cannot hide another kind (an
+    ``incorrect`` one at depth 3), the search continues in a new round (seed + 1, ...)
+    with the generated examples that remain, treating the kinds already found as passing.
+    """
     run = _DtypeRun(dtype)
+    found: dict[Verdict, CheckResult] = {}
+    remaining = max_examples
+    for round_number in range(len(_FAILURE_TYPES) + 1):
+        before = len(run.samples)
+        new = _run_round(
+            impl, caps, dtype, run, set(found), name=name, max_examples=remaining,
+            seed=None if seed is None else seed + round_number, round_number=round_number,
+            derandomize=derandomize, database=database, tolerance_factor=tolerance_factor,
+            timeout=timeout, strategy_options=strategy_options, progress=progress,
+            planned=max_examples,
+        )
+        found.update({k: v for k, v in new.items() if k not in found})
+        if not new or run.stopped is not None or len(found) == len(_FAILURE_TYPES):
+            break
+        # generated examples used up: those up to this round's first new failure
+        firsts = [i for i, s in enumerate(run.samples[before:])
+                  if Verdict(s["verdict"]) in new]
+        remaining -= (firsts[0] + 1) if firsts else len(run.samples) - before
+        if remaining <= 0:
+            break
+    return run, found
+
+
+def _run_round(
+    impl: Callable,
+    caps: Capabilities,
+    dtype: str,
+    run: _DtypeRun,
+    known: set[Verdict],
+    *,
+    name: str,
+    max_examples: int,
+    seed: int | None,
+    round_number: int,
+    derandomize: bool,
+    database: ExampleDatabase | None,
+    tolerance_factor: float,
+    timeout: float | None,
+    strategy_options: dict[str, Any],
+    progress: Callable[[str, int, int], None] | None,
+    planned: int,
+) -> dict[Verdict, CheckResult]:
+    """One Hypothesis run; failures of a kind in ``known`` count as passing here."""
     strategy = problems(caps, dtypes=[dtype], **strategy_options)
+    last: dict[Verdict, CheckResult] = {}
 
     def prop(problem: Problem) -> None:
         try:
@@ -364,17 +414,19 @@ def _run_dtype(
                             "verdict": result.verdict.value})
         if progress is not None:
             done = len(run.samples)
-            progress(f"search {name} ({dtype})", done, max(done, max_examples))
+            progress(f"search {name} ({dtype})", done, max(done, planned))
         note(f"{dtype}, network {problem.spec.describe()}, batch {problem.batch_size}, "
              f"max |h| = {result.saturation:.6g}: {result.verdict.value}, {bits:.1f} bits")
         target(bits, label="bits of error")
         target(math.log2(1.0 + result.saturation), label="log2(1 + max |h|)")
         if result.verdict is Verdict.PASS:
             return
-        run.last_failure[result.verdict] = result
         if result.verdict is Verdict.ERROR and TIMEOUT_MARK in result.message:
             run.stopped = result
             raise _Stop(result)
+        if result.verdict in known:
+            return
+        last[result.verdict] = result
         raise _FAILURE_TYPES[result.verdict](result)
 
     test = given(strategy)(prop)
@@ -393,8 +445,9 @@ def _run_dtype(
         # What ``hypothesis.seed(seed)`` does, except that it also switches the example
         # database off; here the database stays as configured (saved failures replay first).
         test._hypothesis_internal_use_seed = seed
-    # One database key (and derandomized stream) per implementation, dtype and options.
-    key = f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|{sorted(strategy_options.items())}"
+    # One database key (and derandomized stream) per implementation, dtype, options, round.
+    key = (f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|"
+           f"{sorted(strategy_options.items())}|{round_number}")
     test.hypothesis.inner_test._hypothesis_internal_add_digest = key.encode()
 
     found: dict[Verdict, CheckResult] = {}
@@ -408,9 +461,9 @@ def _run_dtype(
         # A Flaky report wraps the original failures; anything else is an internal error.
         if any(not _is_flaky(e) for e in others):
             raise
-    for verdict, result in run.last_failure.items():
+    for verdict, result in last.items():
         found.setdefault(verdict, result)
-    return run, found
+    return found
 
 
 def _is_flaky(exc: BaseException) -> bool:

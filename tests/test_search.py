@@ -104,24 +104,24 @@ def test_ci_means_derandomized_and_no_database(monkeypatch):
     assert _trace(runs[0]) == _trace(runs[1])
 
 
-@supports(**F64, name="rarely-wrong")
-def wrong_for_batches_of_4(weights, biases, x, y, *, activations, loss):
-    if x.shape[1] == 4:
+@supports(**F64, name="wrong-for-batches")
+def wrong_for_batches(weights, biases, x, y, *, activations, loss):
+    if x.shape[1] >= 2:
         return sign_flipped(weights, biases, x, y, activations=activations, loss=loss)
     return _fused(weights, biases, x, y, activations)
 
 
 def test_the_example_database_is_configurable(tmp_path):
     memory = InMemoryExampleDatabase()
-    result = search(wrong_for_batches_of_4, seed=1, database=memory)
+    result = search(wrong_for_batches, seed=1, max_examples=40, database=memory)
     assert result.verdict is Verdict.INCORRECT
     assert memory.data, "the failing example was not saved"
-    fresh = search(wrong_for_batches_of_4, seed=2, max_examples=20, database=None)
-    replay = search(wrong_for_batches_of_4, seed=2, max_examples=20, database=memory)
+    fresh = search(wrong_for_batches, seed=2, max_examples=5, database=None)
+    replay = search(wrong_for_batches, seed=2, max_examples=5, database=memory)
     assert fresh.samples[0]["verdict"] == "pass"
     assert replay.samples[0]["verdict"] == "incorrect"  # the saved failure comes first
     path = tmp_path / "examples"
-    on_disk = search(sign_flipped, seed=1, max_examples=20, database=path)
+    on_disk = search(sign_flipped, seed=1, max_examples=5, database=path)
     assert on_disk.database == str(path) and any(path.rglob("*"))
     assert search(fused_bce_backprop, dtypes=("float64",), max_examples=5,
                   database=None, seed=1).database is None
@@ -168,6 +168,26 @@ def test_failure_kinds_are_kept_apart_and_each_shrunk():
     assert result.verdict is Verdict.ERROR and result.counterexample is error
     assert any(h.startswith("error only at depth >= 3") for h in result.diagnosis)
     assert any(h.startswith("also incorrect") for h in result.diagnosis)
+
+
+@supports(**F64, name="naive-and-deep-bug")
+def naive_with_a_deep_bug(weights, biases, x, y, *, activations, loss):
+    dw, db = naive_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
+    if len(weights) >= 3:
+        dw[0] = dw[0] * 2
+    return dw, db
+
+
+def test_an_early_instability_does_not_hide_a_logic_bug():
+    result = search(naive_with_a_deep_bug, seed=0, database=None)
+    summary = result.per_dtype["float64"]
+    assert set(summary.failures) == {"unstable", "incorrect"}
+    assert result.verdict is Verdict.INCORRECT
+    assert summary.failures["incorrect"].spec.depth == 3
+    assert summary.failures["unstable"].spec.depth == 1
+    assert summary.threshold_saturation is not None
+    assert any(h.startswith("incorrect only at depth >= 3") for h in result.diagnosis)
+    assert any(h.startswith("also unstable") for h in result.diagnosis)
 
 
 # ---------------------------------------------------------------------------
