@@ -46,7 +46,7 @@ def exact_rosenbrock_grad(t):
     for i in range(len(x) - 1):
         g[i] += -400 * x[i] * (x[i + 1] - x[i] ** 2) - 2 * (1 - x[i])
         g[i + 1] += 200 * (x[i + 1] - x[i] ** 2)
-    return np.array([round_to_float64(v) for v in g])
+    return np.array([round_to_float64(v) for v in g], dtype=np.float64)
 
 
 def wrong_in_one_entry(t):
