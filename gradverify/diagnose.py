@@ -47,9 +47,10 @@ def constant_factor(value: np.ndarray, reference: np.ndarray) -> float | None:
     if not (np.all(np.isfinite(a)) and np.any(r)):
         return None
     scale = np.max(np.abs(r))
-    a, r = a / scale, r / scale
-    c = float(a @ r / (r @ r))
-    residual = np.linalg.norm(a - c * r) / max(np.linalg.norm(a), np.linalg.norm(r))
+    with np.errstate(all="ignore"):  # huge values overflow the fit: then it explains nothing
+        a, r = a / scale, r / scale
+        c = float(a @ r / (r @ r))
+        residual = np.linalg.norm(a - c * r) / max(np.linalg.norm(a), np.linalg.norm(r))
     return c if residual < _FIT and c != 0 else None
 
 

@@ -349,10 +349,12 @@ def _run_dtype(
 ) -> tuple[_DtypeRun, dict[Verdict, CheckResult]]:
     """Search one dtype: Hypothesis rounds until ``max_examples`` are generated.
 
-    Hypothesis stops generating soon after its first failure and shrinks it. So that one
-    early failure (say ``unstable`` at the second example) cannot hide another kind (an
-    ``incorrect`` one at depth 3), the search continues in a new round (seed + 1, ...)
-    with the generated examples that remain, treating the kinds already found as passing.
+    Hypothesis stops generating soon after its first failure and shrinks it. So that an
+    early ``unstable`` failure (say at the second example) cannot hide a logic bug or an
+    error elsewhere (an ``incorrect`` one at depth 3), the search then continues in a new
+    round (seed + 1, ...) with the generated examples that remain, treating the kinds
+    already found as passing. An ``incorrect`` or ``error`` failure already decides the
+    verdict, so it ends the search (Hypothesis still reports the other kinds it met).
     """
     run = _DtypeRun(dtype)
     found: dict[Verdict, CheckResult] = {}
@@ -367,7 +369,7 @@ def _run_dtype(
             planned=max_examples,
         )
         found.update({k: v for k, v in new.items() if k not in found})
-        if not new or run.stopped is not None or len(found) == len(_FAILURE_TYPES):
+        if not new or run.stopped is not None or set(found) != {Verdict.UNSTABLE}:
             break
         # generated examples used up: those up to this round's first new failure
         firsts = [i for i, s in enumerate(run.samples[before:])
