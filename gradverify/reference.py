@@ -184,7 +184,7 @@ def round_to_float64(x: Any) -> float:
         if x == 0:
             return 0.0
         return float(x)  # inf or nan
-    n = -man if sign else man
+    n = int(-man if sign else man)  # a Python int: under gmpy2, mpz / int gives an mpfr
     if exp + bc > 1025:  # |x| >= 2**1024: beyond float64 (avoids shifting by a huge exponent)
         return -np.inf if sign else np.inf
     if exp + bc < -1076:  # |x| < 2**-1076: below half the smallest subnormal
