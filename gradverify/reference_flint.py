@@ -161,7 +161,7 @@ def _to_mpf(v: Any) -> Any:
 
 
 def _float(x: Any) -> float:
-    """round_to_float64 as a Python float (under gmpy2 it can return an mpfr)."""
+    """round_to_float64 of an mpf, as a Python float."""
     return float(round_to_float64(x))
 
 

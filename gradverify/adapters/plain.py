@@ -161,7 +161,7 @@ def mp_reference_gradient(
             low = high
     except (ValueError, ZeroDivisionError, OverflowError) as exc:
         raise ReferenceError(f"the mpmath reference is outside its domain: {exc}") from exc
-    # dtype given: under gmpy2, round_to_float64 can return an mpfr rather than a float
+    # float64 arrays whatever scalar type round_to_float64 returns
     hi = np.array([round_to_float64(v) for v in high[1]], dtype=np.float64)
     lo = np.array([round_to_float64(v - h) if np.isfinite(h) else 0.0
                    for v, h in zip(high[1], hi, strict=True)], dtype=np.float64)
