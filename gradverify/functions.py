@@ -232,8 +232,16 @@ def _bce_naive_gradient(z: Array, y: Array) -> Array:
     return (z - y) / (z * (1 - z))
 
 
+def _mp_bce_value_one(ctx: MPContext, h: MPF, y: MPF) -> MPF:
+    # softplus(h) - y h, arranged so that y = 1 at h = 700 gives log1p(e^-700) ~ e^-700
+    # instead of 700 + e^-700 - 700 cancelling to 0.
+    if h >= 0:
+        return (1 - y) * h + ctx.log1p(ctx.exp(-h))
+    return ctx.log1p(ctx.exp(h)) - y * h
+
+
 def _mp_bce_value(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
-    return _elementwise(ctx, lambda c, hv, yv: _mp_softplus(c, hv) - yv * hv, h, y)
+    return _elementwise(ctx, _mp_bce_value_one, h, y)
 
 
 def _mp_bce_delta_one(ctx: MPContext, h: MPF, y: MPF) -> MPF:

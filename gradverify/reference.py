@@ -177,22 +177,44 @@ def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[n
 # ---------------------------------------------------------------------------
 
 
+def _round_scaled(n: int, exp: int) -> float:
+    """Correctly rounded float64 value of the exact ``n * 2**exp`` (Python ints)."""
+    if n == 0:
+        return 0.0
+    top = exp + n.bit_length()
+    if top > 1025:  # |x| >= 2**1024: beyond float64 (and no shift by a huge exponent)
+        return -np.inf if n < 0 else np.inf
+    if top < -1076:  # |x| < 2**-1076: below half the smallest subnormal
+        return -0.0 if n < 0 else 0.0
+    try:
+        return float(n << exp) if exp >= 0 else n / (1 << -exp)  # int / int rounds correctly
+    except OverflowError:
+        return -np.inf if n < 0 else np.inf
+
+
 def round_to_float64(x: Any) -> float:
     """Correctly rounded (to nearest, ties to even) float64 value of an mpf, subnormals included."""
-    sign, man, exp, bc = x._mpf_
+    sign, man, exp, _ = x._mpf_
     if not man:
         if x == 0:
             return 0.0
         return float(x)  # inf or nan
     n = int(-man if sign else man)  # a Python int: under gmpy2, mpz / int gives an mpfr
-    if exp + bc > 1025:  # |x| >= 2**1024: beyond float64 (avoids shifting by a huge exponent)
-        return -np.inf if sign else np.inf
-    if exp + bc < -1076:  # |x| < 2**-1076: below half the smallest subnormal
-        return -0.0 if sign else 0.0
-    try:
-        return float(n << exp) if exp >= 0 else n / (1 << -exp)  # int / int rounds correctly
-    except OverflowError:
-        return -np.inf if sign else np.inf
+    return _round_scaled(n, exp)
+
+
+def split_to_float64(x: Any) -> tuple[float, float]:
+    """``(hi, lo)``: hi = x rounded to float64, lo = (x - hi) rounded; exact arithmetic in ints."""
+    hi = round_to_float64(x)
+    if hi == 0.0 or not np.isfinite(hi):
+        return hi, 0.0
+    sign, man, exp, _ = x._mpf_
+    n = int(-man if sign else man)
+    h_num, h_den = hi.as_integer_ratio()  # h_den is a power of two
+    h_exp = 1 - h_den.bit_length()
+    base = min(exp, h_exp)
+    residual = (n << (exp - base)) - (h_num << (h_exp - base))
+    return hi, _round_scaled(residual, base)
 
 
 def _agree(a: Any, b: Any, bits: int) -> bool:
@@ -246,12 +268,10 @@ class ReferenceGradients:
 
 
 def _split(exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    hi = np.array([round_to_float64(v) for v in exact.flat], dtype=np.float64)
-    lo = np.array(
-        [round_to_float64(v - h) if np.isfinite(h) else 0.0 for v, h in zip(exact.flat, hi)],
-        dtype=np.float64,
-    )
-    return hi.reshape(exact.shape), lo.reshape(exact.shape)
+    pairs = [split_to_float64(v) for v in exact.flat]
+    hi = np.array([p[0] for p in pairs], dtype=np.float64).reshape(exact.shape)
+    lo = np.array([p[1] for p in pairs], dtype=np.float64).reshape(exact.shape)
+    return hi, lo
 
 
 def _cancellation_bits(problem: Problem) -> int:

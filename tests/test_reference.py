@@ -215,3 +215,27 @@ def test_round_to_float64_is_correct_rounding(value):
     if np.isfinite(nxt) and value != 0.0:
         mid = (ctx.mpf(value) + ctx.mpf(float(nxt))) / 2
         assert round_to_float64(mid + abs(mid) * ctx.mpf(2) ** -200) == nxt
+
+
+@pytest.mark.parametrize("value", ["0.1", "1e-310", "-2.5e-320", "1e300", "-3.3", "7e-5"])
+def test_split_to_float64_is_a_double_double(value):
+    from gradverify.reference import split_to_float64
+
+    ctx = mpmath.MPContext()
+    ctx.prec = 300
+    x = ctx.mpf(value)
+    hi, lo = split_to_float64(x)
+    assert hi == round_to_float64(x)
+    assert lo == round_to_float64(x - ctx.mpf(hi))  # the residual, itself correctly rounded
+    assert abs(lo) <= abs(hi) * 2.0**-52 or hi == 0 or abs(hi) < 1e-300
+
+
+def test_exact_loss_keeps_its_tiny_value_at_extreme_saturation():
+    spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
+    problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([700.0])],
+                                  np.ones((1, 1)), np.array([[1.0]]))
+    ref = reference_gradients(problem)
+    ctx = mpmath.MPContext()
+    ctx.prec = 200
+    expected = ctx.log1p(ctx.exp(-ctx.mpf(700)))  # -log(sigmoid(700))
+    assert abs(ref.exact_loss - expected) <= expected * ctx.mpf(2) ** -80
