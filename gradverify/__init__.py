@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "BUILTIN_IMPLEMENTATIONS": "gradverify.implementations",
     "check": "gradverify.check",
     "check_problem": "gradverify.check",
+    "fast_check": "gradverify.check",
     "assert_gradients_match": "gradverify.check",
     "CheckResult": "gradverify.results",
     "Verdict": "gradverify.results",
@@ -56,7 +57,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
     from gradverify.adapters.plain import check_function
-    from gradverify.check import assert_gradients_match, check, check_problem
+    from gradverify.check import assert_gradients_match, check, check_problem, fast_check
     from gradverify.finite_diff import directional_check, finite_difference_gradients
     from gradverify.implementations import (
         BUILTIN_IMPLEMENTATIONS,

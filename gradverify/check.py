@@ -33,7 +33,7 @@ from gradverify.network import Problem
 from gradverify.reference import ReferenceGradients, reference_gradients
 from gradverify.results import CheckResult, ElementError, TensorComparison, Verdict
 
-__all__ = ["assert_gradients_match", "check", "check_problem"]
+__all__ = ["assert_gradients_match", "check", "check_problem", "fast_check"]
 
 INTERIOR_LIMIT = 1.0
 """max |h| of the interior companion problem used to tell unstable from incorrect."""
@@ -224,6 +224,55 @@ def check_problem(
             problem, tensors, _tensor_arrays(outcome), ref_arrays,
             significand_bits(problem.dtype),
         )
+    result.elapsed = time.perf_counter() - start
+    return result
+
+
+def fast_check(
+    impl: Callable,
+    problem: Problem,
+    *,
+    directions: int = 4,
+    seed: int = 0,
+    tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    name: str | None = None,
+) -> CheckResult:
+    """A cheap check without the exact reference: ``v^T g`` against directional differences.
+
+    Along each of ``directions`` random unit vectors v (seeded), the implementation's
+    projected gradient must agree with a Richardson directional difference of the float64
+    loss within ``4 x`` the difference's error estimate plus ``tolerance_factor`` roundings
+    of the dtype under test on ``|v|.|g|``. It costs one call and about seven loss
+    evaluations per direction; a sparse error can hide from it, so it can only say
+    ``pass``, ``incorrect`` or ``error`` (never ``unstable``).
+    """
+    from gradverify.dtypes import unit_roundoff
+    from gradverify.finite_diff import directional_check, flatten_parameters
+
+    start = time.perf_counter()
+    name = name or implementation_name(impl)
+    outcome = call_backprop(impl, problem, timeout=timeout, repeat=1)
+    if not outcome.ok:
+        return _error_result(name, problem, outcome.error or "", time.perf_counter() - start)
+    check = directional_check(problem, outcome.dweights, outcome.dbiases,
+                              directions=directions, seed=seed)
+    g = np.abs(flatten_parameters(outcome.dweights, outcome.dbiases))
+    v = np.random.default_rng(seed).standard_normal((directions, g.size))  # the same v
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        scale = np.abs(v) @ g  # bounds the rounding of each projection v.g
+        slack = (4 * check.projected_fd_error
+                 + tolerance_factor * unit_roundoff(problem.dtype) * scale)
+        gap = np.abs(check.projected_gradient - check.projected_fd)
+        bad = ~(gap <= slack) & ~check.unreliable
+    result = CheckResult(
+        implementation=name, verdict=Verdict.INCORRECT if bad.any() else Verdict.PASS,
+        dtype=problem.dtype_name, spec=problem.spec, saturation=problem.max_abs_logit(),
+        problem=problem, fd_directional_discrepancy=check.max_relative_discrepancy(),
+        message=(f"fast check: {int(bad.sum())} of {directions} random directions disagree with "
+                 f"the directional finite differences (no exact reference)"),
+    )
     result.elapsed = time.perf_counter() - start
     return result
 

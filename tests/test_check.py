@@ -276,3 +276,14 @@ def test_large_networks_get_a_directional_second_opinion():
     assert result.fd_directional_discrepancy is not None
     assert result.fd_directional_discrepancy < 1e-6
     assert "random directions" in str(result)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fast_check_passes_correct_and_flags_wrong_gradients(dtype):
+    problem = random_problem((4, 5, 1), ("tanh", "sigmoid"), batch=3, seed=8, dtype=dtype)
+    assert gradverify.fast_check(fused_bce_backprop, problem).verdict is Verdict.PASS
+    for bug in (sign_flip, sum_instead_of_mean, missing_activation_derivative):
+        result = gradverify.fast_check(bug, problem)
+        assert result.verdict is Verdict.INCORRECT, str(result)
+        assert "random directions disagree" in result.message
+    assert gradverify.fast_check(raises, problem).verdict is Verdict.ERROR
