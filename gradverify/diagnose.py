@@ -145,12 +145,14 @@ def diagnose_gradients(
         else:
             hints.append(f"the output layer ({depth}) already disagrees")
 
-    # 5. an error level that looks like a lower working precision
-    worst_rel = max(tensors[i].max_relative_error for i in failed)
-    if np.isfinite(worst_rel) and worst_rel > 0:
-        effective_bits = -np.log2(worst_rel)
+    # 5. an error level that looks like a lower working precision: every tensor is off, and
+    # each by about that precision's rounding (a logic bug is off in some tensors, or by more)
+    levels = [t.normwise_error for t in tensors]
+    if len(failed) == len(tensors) and all(np.isfinite(r) and r > 0 for r in levels):
+        bits = [-np.log2(r) for r in levels]
+        effective_bits = min(bits)
         for name, p in (("float16", 11), ("bfloat16", 8), ("float32", 24)):
-            if p < significand_bits and p - 4 <= effective_bits <= p + 2:
+            if p < significand_bits and all(p - 4 <= b <= p + 2 for b in bits):
                 hints.append(
                     f"the errors (about 2^-{effective_bits:.0f}) look like {name} precision "
                     f"({p} bits): is part of the computation done in a lower precision?"
