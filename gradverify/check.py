@@ -22,6 +22,7 @@ import numpy as np
 from gradverify.compare import (
     DEFAULT_TOLERANCE_FACTOR,
     elementwise_errors,
+    full_width_bits,
     normwise_error,
     tolerance,
 )
@@ -87,8 +88,10 @@ def _compare(
         if base is not None:
             base_error = normwise_error(base, hi, lo)
             base_finite = np.isfinite(np.asarray(base, dtype=np.float64))
+            base_bits = elementwise_errors(base, hi, lo, dtype).bits
         else:
             base_error, base_finite = 0.0, np.ones(hi.shape, bool)
+            base_bits = np.zeros(hi.shape)
         blamed_nonfinite = int(np.count_nonzero(errs.nonfinite & base_finite))
         err = normwise_error(np.where(errs.nonfinite & ~base_finite, hi, value), hi, lo)
         tol = tolerance(base_error, dtype, factor)
@@ -106,6 +109,8 @@ def _compare(
             max_bits=float(np.max(errs.bits, initial=0.0)),
             nonfinite=blamed_nonfinite, baseline_error=base_error, tolerance=tol,
             passed=bool(blamed_nonfinite == 0 and err <= tol), fd_max_error=fd_max,
+            max_excess_bits=_excess_bits(errs.bits, base_bits, errs.nonfinite & base_finite,
+                                         dtype),
         ))
         # candidates for the worst-elements list: the largest bits of error per tensor
         flat_bits = errs.bits.ravel()
@@ -125,6 +130,13 @@ def _compare(
             )))
     elements.sort(key=lambda e: (e[0], e[1]), reverse=True)
     return tensors, [e[2] for e in elements[:worst]]
+
+
+def _excess_bits(bits: np.ndarray, base_bits: np.ndarray, blamed_nonfinite: np.ndarray,
+                 dtype: np.dtype) -> float:
+    """Worst bits of error beyond the baseline's; inf/NaN the baseline avoids counts in full."""
+    excess = np.where(blamed_nonfinite, full_width_bits(dtype), np.maximum(bits - base_bits, 0.0))
+    return float(np.max(excess, initial=0.0))
 
 
 def _error_result(name: str, problem: Problem, message: str, elapsed: float) -> CheckResult:

@@ -8,6 +8,7 @@ lets the implementation's exception escape.
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -171,9 +172,8 @@ def call_backprop(
     for attempt in range(max(1, repeat)):
         weights, biases, x, y = _inputs(problem, caps.layout)
         originals = [a.copy() for a in (*weights, *biases, x, y)]
-        call = lambda: impl(  # noqa: E731
-            weights, biases, x, y, activations=spec.activations, loss=spec.loss
-        )
+        call = functools.partial(impl, weights, biases, x, y, activations=spec.activations,
+                                 loss=spec.loss)
         try:
             raw = _run_with_time_limit(call, timeout)
         except ImplementationTimeout:

@@ -91,7 +91,8 @@ class DtypeSummary:
         dtype: the dtype name.
         verdict: the worst verdict over every example tried.
         examples: checks run (generation, targeting and shrinking).
-        worst_bits: the largest bits of error seen in any example.
+        worst_bits: the largest bits of error beyond the stable baseline's seen in any example
+            (see CheckResult.worst_bits).
         threshold_saturation: for ``unstable``: the smallest max |h| (over all layers) at
             which a failure was observed, refined by bisection; None otherwise.
         max_passing_saturation: the largest max |h| at which an example passed.

@@ -287,3 +287,21 @@ def test_fast_check_passes_correct_and_flags_wrong_gradients(dtype):
         assert result.verdict is Verdict.INCORRECT, str(result)
         assert "random directions disagree" in result.message
     assert gradverify.fast_check(raises, problem).verdict is Verdict.ERROR
+
+
+def test_worst_bits_count_only_error_beyond_the_stable_baseline():
+    # all labels 1 at h ~ 60: the exact gradients are ~e^-60, which fused (z - y = 0) and the
+    # stable baseline both lose entirely; that is not fused's fault, and naive's NaN is
+    problem = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, output_shift=60.0)
+    problem = problem.astype("float64")
+    from gradverify.network import Problem
+
+    ones = Problem.from_arrays(problem.spec, problem.weights, problem.biases, problem.x,
+                               np.ones_like(problem.y))
+    fused = check_problem(fused_bce_backprop, ones)
+    assert fused.verdict is Verdict.PASS
+    assert max(t.max_bits for t in fused.tensors) > 40  # raw error against the exact value
+    assert fused.worst_bits < 4
+    naive = check_problem(naive_bce_backprop, ones)
+    assert naive.verdict is Verdict.UNSTABLE
+    assert naive.worst_bits > 60

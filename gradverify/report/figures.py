@@ -450,7 +450,7 @@ def search_samples_figure(
                                linewidth=0.9)
             ax.set_xscale("log")
             ax.set_xlabel("saturation max |h| over all layers")
-            ax.set_ylabel("worst bits of error")
+            ax.set_ylabel("worst bits of error beyond the stable baseline")
         handles = [Line2D([], [], linestyle="none", marker="o", markersize=5,
                           color=DTYPE_COLORS.get(d, "0.3"), label=d)
                    for d in _ordered_dtypes(seen)]

@@ -86,7 +86,7 @@ def _summary(doc: Mapping[str, Any]) -> str:
     if not impls:
         return "<p>No implementation was checked.</p>"
     dtypes = list(dict.fromkeys(d["dtype"] for i in impls for d in i.get("dtypes", [])))
-    header = ["implementation", "verdict", "examples", "worst bits of error",
+    header = ["implementation", "verdict", "examples", "worst bits beyond the stable baseline",
               *[f"{_e(d)}: verdict, first failing |h|" for d in dtypes]]
     rows = []
     for impl in impls:

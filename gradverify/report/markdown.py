@@ -78,7 +78,7 @@ def _verdicts(doc: Mapping[str, Any]) -> str:
             row.append(_text(item.get("verdict", "-"))
                        + ("" if threshold is None else f", \\|h\\| >= {_num(threshold)}"))
         rows.append(row)
-    header = ["implementation", "verdict", "examples", "worst bits",
+    header = ["implementation", "verdict", "examples", "worst bits beyond baseline",
               *[f"{_text(d)} (verdict, first failing \\|h\\|)" for d in dtypes]]
     return _table(header, rows)
 
