@@ -18,7 +18,7 @@ import numpy as np
 from gradverify.dtypes import dtype_name, resolve_dtype
 from gradverify.functions import activation, has_fused_delta, loss_function
 
-__all__ = ["NetworkSpec", "Problem", "ForwardPass"]
+__all__ = ["ForwardPass", "NetworkSpec", "Problem", "cap_saturation", "forward"]
 
 
 @dataclass(frozen=True)
@@ -210,16 +210,7 @@ class Problem:
         """
         weights = [w.astype(np.float64) for w in self.weights]
         biases = [b.astype(np.float64) for b in self.biases]
-        z = self.x.astype(np.float64)
-        with np.errstate(all="ignore"):
-            for i, name in enumerate(self.spec.activations):
-                h = weights[i] @ z + biases[i][:, None]
-                peak = float(np.max(np.abs(h)))
-                if peak > limit:
-                    weights[i] *= limit / peak
-                    biases[i] *= limit / peak
-                    h = weights[i] @ z + biases[i][:, None]
-                z = activation(name).forward(h)
+        cap_saturation(self.spec, weights, biases, self.x.astype(np.float64), limit)
         return self.with_parameters(weights, biases)
 
     def to_dict(self) -> dict:
@@ -240,6 +231,26 @@ class Problem:
         return cls.from_arrays(spec, [np.array(w) for w in data["weights"]],
                                [np.array(b) for b in data["biases"]], np.array(data["x"]),
                                np.array(data["y"]), data["dtype"])
+
+
+def cap_saturation(
+    spec: NetworkSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x: np.ndarray,
+    limit: float,
+) -> None:
+    """Scale each layer's float64 ``W_i`` and ``b_i`` in place so that its max |h_i| <= limit."""
+    z = x
+    with np.errstate(all="ignore"):
+        for i, name in enumerate(spec.activations):
+            h = weights[i] @ z + biases[i][:, None]
+            peak = float(np.max(np.abs(h)))
+            if peak > limit:
+                weights[i] *= limit / peak
+                biases[i] *= limit / peak
+                h = weights[i] @ z + biases[i][:, None]
+            z = activation(name).forward(h)
 
 
 def forward(

@@ -35,6 +35,7 @@ from gradverify.network import Problem
 
 __all__ = [
     "Dyadic",
+    "agree_to_bits",
     "ReferenceError",
     "ReferenceGradients",
     "mpmath_backend",
@@ -217,7 +218,7 @@ def split_to_float64(x: Any) -> tuple[float, float]:
     return hi, _round_scaled(residual, base)
 
 
-def _agree(a: Any, b: Any, bits: int) -> bool:
+def agree_to_bits(a: Any, b: Any, bits: int) -> bool:
     """|a - b| <= 2**-bits |b|, decided exactly on the raw mpf tuples (conservatively)."""
     diff = libmp.mpf_sub(a._mpf_, b._mpf_)  # no precision given: exact
     if diff == libmp.fzero:
@@ -313,8 +314,9 @@ def reference_gradients(
                 )
             high = _reverse_mode(problem, 2 * prec)
             pairs = zip((*low[0], *low[1]), (*high[0], *high[1]), strict=True)
-            if _agree(low[2], high[2], bits) and all(
-                _agree(a, b, bits) for x, y in pairs for a, b in zip(x.flat, y.flat, strict=True)
+            if agree_to_bits(low[2], high[2], bits) and all(
+                agree_to_bits(a, b, bits)
+                for x, y in pairs for a, b in zip(x.flat, y.flat, strict=True)
             ):
                 break
             prec *= 2

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["CheckResult", "ElementError", "TensorComparison", "Verdict", "worst_verdict"]
+__all__ = [
+    "CheckResult",
+    "ElementError",
+    "TensorComparison",
+    "Verdict",
+    "json_number",
+    "worst_verdict",
+]
 
 
 class Verdict(StrEnum):
@@ -31,8 +38,8 @@ def worst_verdict(verdicts: Any) -> Verdict:
     return max((Verdict(v) for v in verdicts), key=_SEVERITY.__getitem__, default=Verdict.PASS)
 
 
-def _num(x: float | None) -> float | None | str:
-    """JSON has no inf/NaN: encode them as strings."""
+def json_number(x: float | None) -> float | None | str:
+    """A float for JSON, which has no inf/NaN: those become the strings "inf", "-inf", "nan"."""
     if x is None:
         return None
     x = float(x)
@@ -77,13 +84,13 @@ class TensorComparison:
     def to_dict(self) -> dict:
         return {
             "name": self.name, "layer": self.layer, "kind": self.kind, "shape": list(self.shape),
-            "normwise_error": _num(self.normwise_error),
-            "max_relative_error": _num(self.max_relative_error),
-            "max_ulps": _num(self.max_ulps), "max_bits": _num(self.max_bits),
-            "nonfinite": self.nonfinite, "baseline_error": _num(self.baseline_error),
-            "tolerance": _num(self.tolerance), "passed": self.passed,
-            "fd_max_error": _num(self.fd_max_error),
-            "max_excess_bits": _num(self.max_excess_bits),
+            "normwise_error": json_number(self.normwise_error),
+            "max_relative_error": json_number(self.max_relative_error),
+            "max_ulps": json_number(self.max_ulps), "max_bits": json_number(self.max_bits),
+            "nonfinite": self.nonfinite, "baseline_error": json_number(self.baseline_error),
+            "tolerance": json_number(self.tolerance), "passed": self.passed,
+            "fd_max_error": json_number(self.fd_max_error),
+            "max_excess_bits": json_number(self.max_excess_bits),
         }
 
 
@@ -103,10 +110,11 @@ class ElementError:
 
     def to_dict(self) -> dict:
         return {
-            "tensor": self.tensor, "index": list(self.index), "value": _num(self.value),
-            "reference": _num(self.reference), "relative_error": _num(self.relative_error),
-            "ulps": _num(self.ulps), "bits": _num(self.bits), "fd": _num(self.fd),
-            "fd_error": _num(self.fd_error),
+            "tensor": self.tensor, "index": list(self.index),
+            "value": json_number(self.value), "reference": json_number(self.reference),
+            "relative_error": json_number(self.relative_error),
+            "ulps": json_number(self.ulps), "bits": json_number(self.bits),
+            "fd": json_number(self.fd), "fd_error": json_number(self.fd_error),
         }
 
     def describe(self) -> str:
@@ -169,7 +177,7 @@ class CheckResult:
             "verdict": self.verdict.value,
             "dtype": self.dtype,
             "spec": self.spec.to_dict() if self.spec is not None else None,
-            "saturation": _num(self.saturation),
+            "saturation": json_number(self.saturation),
             "message": self.message,
             "diagnosis": list(self.diagnosis),
             "tensors": [t.to_dict() for t in self.tensors],
@@ -177,7 +185,7 @@ class CheckResult:
             "reference": {"precision_bits": self.reference_precision,
                           "mpmath_backend": self.reference_backend},
             "interior_verdict": self.interior_verdict.value if self.interior_verdict else None,
-            "fd_directional_discrepancy": _num(self.fd_directional_discrepancy),
+            "fd_directional_discrepancy": json_number(self.fd_directional_discrepancy),
             "elapsed_seconds": self.elapsed,
             "problem": (self.problem.to_dict()
                         if self.problem is not None and self.problem.spec.parameter_count <= 10_000

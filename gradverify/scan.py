@@ -132,8 +132,8 @@ from gradverify.lattice import (
     shortest_decimal,
 )
 from gradverify.network import NetworkSpec, Problem
-from gradverify.reference import ReferenceError, mpmath_backend
-from gradverify.results import _num
+from gradverify.reference import ReferenceError, agree_to_bits, mpmath_backend
+from gradverify.results import json_number
 
 __all__ = [
     "CRITERIA",
@@ -214,7 +214,7 @@ class _Exact:
         low = fn(self._ctx(prec))
         while True:
             high = fn(self._ctx(2 * prec))
-            if _agree(low, high, self.bits):
+            if agree_to_bits(low, high, self.bits):
                 return high
             prec *= 2
             if prec > _MAX_PRECISION:
@@ -223,18 +223,6 @@ class _Exact:
                     f"{_MAX_PRECISION} bits of working precision"
                 )
             low = high
-
-
-def _agree(a: Any, b: Any, bits: int) -> bool:
-    """|a - b| <= 2**-bits |b|, decided on the raw mpf tuples (conservatively)."""
-    diff = libmp.mpf_sub(a._mpf_, b._mpf_)  # exact
-    if diff == libmp.fzero:
-        return True
-    _, b_man, b_exp, b_bc = b._mpf_
-    if not b_man:
-        return False
-    _, _, d_exp, d_bc = diff
-    return d_exp + d_bc <= b_exp + b_bc - 1 - bits
 
 
 def _output_delta(ctx: Any, h: Any, y: Any) -> Any:
@@ -663,19 +651,19 @@ class Threshold:
         out: dict[str, Any] = {"criterion": self.criterion, "found": self.found}
         if self.found:
             out.update({
-                "index": self.index, "value": _num(self.value), "decimal": self.decimal,
-                "bits": self.bits, "previous_value": _num(self.previous_value),
+                "index": self.index, "value": json_number(self.value), "decimal": self.decimal,
+                "bits": self.bits, "previous_value": json_number(self.previous_value),
                 "previous_bits": self.previous_bits, "status": self.status,
-                "gradient": _num(self.gradient), "exact": _num(self.exact),
-                "relative_error": _num(self.relative_error), "message": self.message,
+                "gradient": json_number(self.gradient), "exact": json_number(self.exact),
+                "relative_error": json_number(self.relative_error), "message": self.message,
                 "checked_below": self.checked_below, "settled": self.settled,
             })
         out.update({
             "monotone": self.monotone,
             "recovery_count": self.recovery_count,
             "recoveries": [
-                {"start": _num(a), "start_bits": bit_pattern(a, fmt),
-                 "end": _num(b), "end_bits": bit_pattern(b, fmt), "refined": refined}
+                {"start": json_number(a), "start_bits": bit_pattern(a, fmt),
+                 "end": json_number(b), "end_bits": bit_pattern(b, fmt), "refined": refined}
                 for a, b, refined in self.recoveries
             ],
         })
@@ -706,8 +694,8 @@ class SideScan:
             "raises_anywhere": self.raises_anywhere,
             "checked_points": self.checked_points,
             "verification": self.verification,
-            "max_relative_error": _num(self.max_relative_error),
-            "max_error_bits": _num(self.max_error_bits),
+            "max_relative_error": json_number(self.max_relative_error),
+            "max_error_bits": json_number(self.max_error_bits),
             "thresholds": {k: t.to_dict() for k, t in self.thresholds.items()},
         }
 
@@ -785,12 +773,12 @@ class SweepSeries:
     def to_dict(self) -> dict:
         return {
             "implementation": self.implementation, "dtype": self.dtype, "label": self.label,
-            "side": self.side, "h": [_num(v) for v in self.h],
-            "saturation": [_num(v) for v in self.saturation],
-            "gradient": [_num(v) for v in self.gradient],
-            "exact": [_num(v) for v in self.exact],
-            "relative_error": [_num(v) for v in self.relative_error],
-            "bits": [_num(v) for v in self.bits],
+            "side": self.side, "h": [json_number(v) for v in self.h],
+            "saturation": [json_number(v) for v in self.saturation],
+            "gradient": [json_number(v) for v in self.gradient],
+            "exact": [json_number(v) for v in self.exact],
+            "relative_error": [json_number(v) for v in self.relative_error],
+            "bits": [json_number(v) for v in self.bits],
             "nonfinite": list(self.nonfinite), "error": list(self.error),
         }
 

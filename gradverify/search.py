@@ -50,7 +50,7 @@ from gradverify.implementations import Capabilities, capabilities_of, implementa
 from gradverify.network import NetworkSpec, Problem
 from gradverify.reference import ReferenceError as ExactReferenceError
 from gradverify.repro import reproduction_snippet
-from gradverify.results import CheckResult, Verdict, worst_verdict
+from gradverify.results import CheckResult, Verdict, json_number, worst_verdict
 from gradverify.strategies import problems
 
 __all__ = ["DEFAULT_MAX_EXAMPLES", "DtypeSummary", "SearchResult", "search"]
@@ -70,17 +70,6 @@ BISECTION_STEPS = 24
 # ---------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------
-
-
-def _num(x: float | None) -> float | str | None:
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
 
 
 @dataclass
@@ -123,14 +112,14 @@ class DtypeSummary:
             "dtype": self.dtype,
             "verdict": self.verdict.value,
             "examples": self.examples,
-            "worst_bits": _num(self.worst_bits),
-            "threshold_saturation": _num(self.threshold_saturation),
-            "max_passing_saturation": _num(self.max_passing_saturation),
+            "worst_bits": json_number(self.worst_bits),
+            "threshold_saturation": json_number(self.threshold_saturation),
+            "max_passing_saturation": json_number(self.max_passing_saturation),
             "counterexample": self.counterexample.to_dict() if self.counterexample else None,
             "reproduction": self.reproduction,
             "failures": {k: v.to_dict() for k, v in self.failures.items()},
             "diagnosis": list(self.diagnosis),
-            "saturation_range": [_num(self.saturation_range[0]), _num(self.saturation_range[1])],
+            "saturation_range": [json_number(v) for v in self.saturation_range],
             "elapsed_seconds": self.elapsed,
             "stopped_early": self.stopped_early,
         }
@@ -181,15 +170,15 @@ class SearchResult:
             "max_examples": self.max_examples,
             "examples": self.examples,
             "elapsed_seconds": self.elapsed,
-            "saturation_range": [_num(self.saturation_range[0]), _num(self.saturation_range[1])],
-            "worst_bits": _num(self.worst_bits),
-            "thresholds": {d: _num(t) for d, t in self.thresholds.items()},
+            "saturation_range": [json_number(v) for v in self.saturation_range],
+            "worst_bits": json_number(self.worst_bits),
+            "thresholds": {d: json_number(t) for d, t in self.thresholds.items()},
             "per_dtype": {d: s.to_dict() for d, s in self.per_dtype.items()},
             "diagnosis": list(self.diagnosis),
             "counterexample": self.counterexample.to_dict() if self.counterexample else None,
             "reproduction": self.reproduction,
-            "samples": [{k: _num(v) if k in ("saturation", "bits") else v for k, v in s.items()}
-                        for s in self.samples],
+            "samples": [{k: json_number(v) if k in ("saturation", "bits") else v
+                         for k, v in s.items()} for s in self.samples],
         }
 
     def seed_line(self) -> str:

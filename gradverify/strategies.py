@@ -38,9 +38,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradverify.dtypes import SUPPORTED_DTYPES, available_dtypes
-from gradverify.functions import ACTIVATIONS, LOSSES, activation, loss_function
+from gradverify.functions import ACTIVATIONS, LOSSES, loss_function
 from gradverify.implementations import Capabilities
-from gradverify.network import NetworkSpec, Problem, forward
+from gradverify.network import NetworkSpec, Problem, cap_saturation, forward
 
 __all__ = [
     "DEFAULT_MAX_SATURATION",
@@ -223,19 +223,6 @@ def logit_bands(max_saturation: float = DEFAULT_MAX_SATURATION
     return st.none() | st.floats(0.0, top).map(lambda t: float(2.0 ** t))
 
 
-def _cap(spec: NetworkSpec, weights: list[np.ndarray], biases: list[np.ndarray], x: np.ndarray,
-         limit: float) -> None:
-    """Scale each layer (in place) so that its max |h| is at most ``limit`` (float64)."""
-    z = x
-    with np.errstate(all="ignore"):
-        for i, name in enumerate(spec.activations):
-            h = weights[i] @ z + biases[i][:, None]
-            peak = float(np.max(np.abs(h)))
-            if peak > limit:
-                weights[i] *= limit / peak
-                biases[i] *= limit / peak
-                h = weights[i] @ z + biases[i][:, None]
-            z = activation(name).forward(h)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -250,7 +237,7 @@ def _layer_parameters(draw: st.DrawFn, n_out: int, n_in: int, max_log2_scale: fl
 
 
 @st.composite
-def _band_and_cap(draw: st.DrawFn, spec: NetworkSpec, weights: list[np.ndarray],
+def _band_andcap_saturation(draw: st.DrawFn, spec: NetworkSpec, weights: list[np.ndarray],
                   biases: list[np.ndarray], x: np.ndarray, max_saturation: float) -> None:
     """Maybe move the output logits to a drawn band ``+-T``; then cap every layer (in place)."""
     x = np.asarray(x, dtype=np.float64)
@@ -262,7 +249,7 @@ def _band_and_cap(draw: st.DrawFn, spec: NetworkSpec, weights: list[np.ndarray],
             shift = signs * band - h_last.mean(axis=1)
         if np.all(np.isfinite(shift)):
             biases[-1] = biases[-1] + shift
-    _cap(spec, weights, biases, x, max_saturation)
+    cap_saturation(spec, weights, biases, x, max_saturation)
 
 
 @st.composite
@@ -288,7 +275,7 @@ def parameters(
         W, b = draw(_layer_parameters(w[i + 1], w[i], max_log2_scale))
         weights.append(W)
         biases.append(b)
-    draw(_band_and_cap(spec, weights, biases, x, max_saturation))
+    draw(_band_andcap_saturation(spec, weights, biases, x, max_saturation))
     return weights, biases
 
 
@@ -385,5 +372,5 @@ def _problems(draw: st.DrawFn, dtype_strategy: st.SearchStrategy[str], acts: tup
     batch = draw(batch_sizes(max_batch))
     x = draw(inputs(spec.widths[0], batch))
     y = draw(labels(loss, spec.widths[-1], batch))
-    draw(_band_and_cap(spec, weights, biases, x, max_saturation))
+    draw(_band_andcap_saturation(spec, weights, biases, x, max_saturation))
     return Problem.from_arrays(spec, weights, biases, x, y, dtype, label="hypothesis")

@@ -10,7 +10,7 @@ flint = pytest.importorskip("flint", reason="python-flint is not installed "
 
 from gradverify.check import check_problem  # noqa: E402
 from gradverify.implementations import fused_bce_backprop, naive_bce_backprop  # noqa: E402
-from gradverify.reference import _agree, reference_gradients  # noqa: E402
+from gradverify.reference import agree_to_bits, reference_gradients  # noqa: E402
 from gradverify.reference_flint import flint_reference_gradients  # noqa: E402
 from gradverify.results import Verdict  # noqa: E402
 from tests.strategies import random_problem  # noqa: E402
@@ -39,7 +39,7 @@ def test_flint_reference_equals_the_mpmath_reference(kwargs):
         np.testing.assert_array_equal(hi_f, hi, err_msg=name)
         # the residuals and exact values agree to the 80 bits both certify
         np.testing.assert_allclose(lo_f, lo, rtol=0, atol=float(np.max(np.abs(hi))) * 2.0**-78)
-        assert all(_agree(a, b, 78) for a, b in zip(exact_f.flat, exact.flat, strict=True))
+        assert all(agree_to_bits(a, b, 78) for a, b in zip(exact_f.flat, exact.flat, strict=True))
 
 
 def test_flint_precision_is_restored():

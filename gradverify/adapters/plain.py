@@ -50,11 +50,11 @@ from gradverify.reference import (
     DEFAULT_BITS,
     MAX_PRECISION,
     ReferenceError,
-    _agree,
+    agree_to_bits,
     mpmath_backend,
     round_to_float64,
 )
-from gradverify.results import ElementError, Verdict, _fmt, _num
+from gradverify.results import ElementError, Verdict, _fmt, json_number
 
 __all__ = [
     "FD_ERROR_MULTIPLE",
@@ -151,7 +151,7 @@ def mp_reference_gradient(
         low = _mp_gradient(mp_fun, flat, prec)
         while True:
             high = _mp_gradient(mp_fun, flat, 2 * prec)
-            if all(_agree(a, b, bits) for a, b in zip((low[0], *low[1]), (high[0], *high[1]),
+            if all(agree_to_bits(a, b, bits) for a, b in zip((low[0], *low[1]), (high[0], *high[1]),
                                                        strict=True)):
                 break
             prec *= 2
@@ -209,9 +209,9 @@ class FunctionCheckResult:
         return {
             "implementation": self.implementation, "verdict": self.verdict.value,
             "dtype": self.dtype, "parameter_count": self.parameter_count,
-            "reference": self.reference, "normwise_error": _num(self.normwise_error),
-            "tolerance": _num(self.tolerance), "allowed": _num(self.allowed),
-            "fd_normwise_error": _num(self.fd_normwise_error),
+            "reference": self.reference, "normwise_error": json_number(self.normwise_error),
+            "tolerance": json_number(self.tolerance), "allowed": json_number(self.allowed),
+            "fd_normwise_error": json_number(self.fd_normwise_error),
             "worst": [w.to_dict() for w in self.worst], "message": self.message,
             "reference_precision": self.reference_precision,
             "mpmath_backend": self.reference_backend, "elapsed_seconds": self.elapsed,
@@ -355,7 +355,7 @@ def check_function(
             return finish(Verdict.ERROR, f"mp_fun raised {type(exc).__name__}: {exc}"
                           f"{_last_frame(exc)}")
         f0 = float(fun(theta64.copy()))
-        if not _agree(mpmath.mpf(f0), value, CONSISTENCY_BITS):
+        if not agree_to_bits(mpmath.mpf(f0), value, CONSISTENCY_BITS):
             return finish(Verdict.ERROR, f"fun and mp_fun disagree at theta ({f0!r} against "
                           f"{mpmath.nstr(value, 17)}): they are not the same function")
         result.reference, result.allowed = "mpmath", tol

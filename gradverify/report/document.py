@@ -38,11 +38,12 @@ Non-finite numbers are the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (JSON has
 from __future__ import annotations
 
 import json
-import math
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from gradverify.results import json_number
 
 __all__ = [
     "SCHEMA",
@@ -83,14 +84,7 @@ def _float(value: Any) -> float | None:
 
 
 def _json_number(value: Any) -> float | str | None:
-    x = _float(value)
-    if x is None:
-        return None
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
+    return json_number(_float(value))
 
 
 def generator_info() -> dict[str, str]:
