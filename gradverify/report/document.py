@@ -38,6 +38,7 @@ Non-finite numbers are the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (JSON has
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,6 +82,24 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def format_number(value: Any, spec: str = ".4g") -> str:
+    """A number for a table cell: '-' for None, 'NaN'/'inf'/'-inf', else ``format(x, spec)``.
+
+    A value that is not a number is returned as its ``str`` (callers escape it).
+    """
+    if value is None:
+        return "-"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return format(x, spec)
 
 
 def _json_number(value: Any) -> float | str | None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from gradverify.report.document import format_number
 
 __all__ = ["render_html"]
 
@@ -46,17 +47,7 @@ def _e(value: Any) -> str:
 
 
 def _num(value: Any, spec: str = ".4g") -> str:
-    if value is None:
-        return "-"
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return _e(value)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return _e(format(x, spec))
+    return _e(format_number(value, spec))
 
 
 def verdict_badge(verdict: Any) -> str:

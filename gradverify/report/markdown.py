@@ -8,9 +8,10 @@ results are escaped for Markdown tables and inline HTML.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from gradverify.report.document import format_number
 
 __all__ = ["MAX_BYTES", "render_markdown"]
 
@@ -28,17 +29,7 @@ def _text(value: Any) -> str:
 
 
 def _num(value: Any, spec: str = ".4g") -> str:
-    if value is None:
-        return "-"
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return _text(value)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return format(x, spec)
+    return _text(format_number(value, spec))
 
 
 def _fence(code: str) -> str:
