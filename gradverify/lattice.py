@@ -193,7 +193,7 @@ def round_mpf(x: Any, fmt: FloatFormat) -> float:
     raw = getattr(x, "_mpf_", x)
     sign, man, exp, bc = raw
     if not man:
-        if raw in (libmp.fzero, libmp.fnzero):
+        if raw[2] == 0 and raw[3] == 0:  # +0 or -0 (not every mpmath names -0)
             return -0.0 if sign else 0.0
         return libmp.to_float(raw)  # inf or nan
     p = fmt.precision
