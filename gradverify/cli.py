@@ -355,7 +355,7 @@ def _run_scan(args: argparse.Namespace) -> int:
     results = []
     for target in targets:
         results.append(scan(target.impl, dtypes=target.dtypes, name=target.name,
-                            progress=progress))
+                            progress=progress, exhaustive=args.exhaustive))
     print(format_scan_table(results), flush=True)
     if args.json:
         write_atomic(args.json, json.dumps(scan_document(results), indent=2) + "\n")
@@ -426,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="write JUnit XML: one test case per implementation x dtype")
             sub.add_argument("--exit-zero", action="store_true",
                              help="always exit 0 (findings and errors are still printed)")
+        if name == "scan":
+            sub.add_argument("--exhaustive", action="store_true",
+                             help="check every finite float of float16 and bfloat16 instead of "
+                                  "bisecting and sampling (slower; catches isolated first-bad "
+                                  "floats that sampling can miss)")
         if name == "report":
             sub.add_argument("--title", help="title of the report page")
         sub.add_argument("--debug", action="store_true",

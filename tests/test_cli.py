@@ -497,3 +497,20 @@ def test_report_writes_the_report_and_refuses_an_unrelated_directory(project, ca
     assert code == 2
     assert one_line_error(err).startswith("gradverify report: error: ")
     assert (project / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_scan_exhaustive_flag_reaches_the_scanner(monkeypatch, capsys):
+    import gradverify.scan as scan_module
+    from gradverify.cli import main
+
+    seen = {}
+    real_scan = scan_module.scan
+
+    def recording_scan(impl, **kwargs):
+        seen.update(kwargs)
+        return real_scan(impl, **{**kwargs, "exhaustive": False, "sweep_points": 8})
+
+    monkeypatch.setattr(scan_module, "scan", recording_scan)
+    assert main(["scan", "fused", "--dtypes", "float16", "--exhaustive"]) == 0
+    assert seen["exhaustive"] is True
+    assert "fused" in capsys.readouterr().out
