@@ -322,20 +322,25 @@ def _collect_failures(exc: BaseException, into: dict[Verdict, CheckResult]) -> l
     return others
 
 
+@dataclass(frozen=True)
+class _RunSettings:
+    """What every Hypothesis round of one search shares."""
+
+    impl: Callable
+    caps: Capabilities
+    name: str
+    max_examples: int  # generated examples planned per dtype
+    seed: int | None
+    derandomize: bool
+    database: ExampleDatabase | None
+    tolerance_factor: float
+    timeout: float | None
+    strategy_options: dict[str, Any]
+    progress: Callable[[str, int, int], None] | None
+
+
 def _run_dtype(
-    impl: Callable,
-    caps: Capabilities,
-    dtype: str,
-    *,
-    name: str,
-    max_examples: int,
-    seed: int | None,
-    derandomize: bool,
-    database: ExampleDatabase | None,
-    tolerance_factor: float,
-    timeout: float | None,
-    strategy_options: dict[str, Any],
-    progress: Callable[[str, int, int], None] | None,
+    config: _RunSettings, dtype: str
 ) -> tuple[_DtypeRun, dict[Verdict, CheckResult]]:
     """Search one dtype: Hypothesis rounds until ``max_examples`` are generated.
 
@@ -348,16 +353,11 @@ def _run_dtype(
     """
     run = _DtypeRun(dtype)
     found: dict[Verdict, CheckResult] = {}
-    remaining = max_examples
+    remaining = config.max_examples
     for round_number in range(len(_FAILURE_TYPES) + 1):
         before = len(run.samples)
-        new = _run_round(
-            impl, caps, dtype, run, set(found), name=name, max_examples=remaining,
-            seed=None if seed is None else seed + round_number, round_number=round_number,
-            derandomize=derandomize, database=database, tolerance_factor=tolerance_factor,
-            timeout=timeout, strategy_options=strategy_options, progress=progress,
-            planned=max_examples,
-        )
+        new = _run_round(config, dtype, run, set(found), max_examples=remaining,
+                         round_number=round_number)
         found.update({k: v for k, v in new.items() if k not in found})
         if not new or run.stopped is not None or set(found) != {Verdict.UNSTABLE}:
             break
@@ -371,32 +371,25 @@ def _run_dtype(
 
 
 def _run_round(
-    impl: Callable,
-    caps: Capabilities,
+    config: _RunSettings,
     dtype: str,
     run: _DtypeRun,
     known: set[Verdict],
     *,
-    name: str,
     max_examples: int,
-    seed: int | None,
     round_number: int,
-    derandomize: bool,
-    database: ExampleDatabase | None,
-    tolerance_factor: float,
-    timeout: float | None,
-    strategy_options: dict[str, Any],
-    progress: Callable[[str, int, int], None] | None,
-    planned: int,
 ) -> dict[Verdict, CheckResult]:
     """One Hypothesis run; failures of a kind in ``known`` count as passing here."""
-    strategy = problems(caps, dtypes=[dtype], **strategy_options)
+    impl, caps, name, progress = config.impl, config.caps, config.name, config.progress
+    seed = None if config.seed is None else config.seed + round_number
+    strategy = problems(caps, dtypes=[dtype], **config.strategy_options)
     last: dict[Verdict, CheckResult] = {}
 
     def prop(problem: Problem) -> None:
         try:
-            result = check_problem(impl, problem, name=name, tolerance_factor=tolerance_factor,
-                                   finite_differences=False, timeout=timeout, repeat=2)
+            result = check_problem(impl, problem, name=name,
+                                   tolerance_factor=config.tolerance_factor,
+                                   finite_differences=False, timeout=config.timeout, repeat=2)
         except ExactReferenceError:  # pragma: no cover - the strategies stay in range
             from hypothesis import reject
 
@@ -406,7 +399,7 @@ def _run_round(
                             "verdict": result.verdict.value})
         if progress is not None:
             done = len(run.samples)
-            progress(f"search {name} ({dtype})", done, max(done, planned))
+            progress(f"search {name} ({dtype})", done, max(done, config.max_examples))
         note(f"{dtype}, network {problem.spec.describe()}, batch {problem.batch_size}, "
              f"max |h| = {result.saturation:.6g}: {result.verdict.value}, {bits:.1f} bits")
         target(bits, label="bits of error")
@@ -425,8 +418,8 @@ def _run_round(
     test = settings(
         max_examples=max_examples,
         deadline=None,
-        database=database,
-        derandomize=derandomize and seed is None,
+        database=config.database,
+        derandomize=config.derandomize and seed is None,
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=True,
         phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
@@ -439,7 +432,7 @@ def _run_round(
         test._hypothesis_internal_use_seed = seed
     # One database key (and derandomized stream) per implementation, dtype, options, round.
     key = (f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|"
-           f"{sorted(strategy_options.items())}|{round_number}")
+           f"{sorted(config.strategy_options.items())}|{round_number}")
     test.hypothesis.inner_test._hypothesis_internal_add_digest = key.encode()
 
     found: dict[Verdict, CheckResult] = {}
@@ -803,15 +796,16 @@ def search(
     # fail early, with a clear message, on options that admit no network
     problems(caps, dtypes=names, **strategy_options)
 
+    config = _RunSettings(
+        impl=impl, caps=caps, name=name, max_examples=max_examples, seed=seed,
+        derandomize=derandomize, database=db, tolerance_factor=float(tolerance_factor),
+        timeout=timeout, strategy_options=strategy_options, progress=progress,
+    )
     per_dtype: dict[str, DtypeSummary] = {}
     samples: list[dict] = []
     for dtype in names:
         dtype_start = time.perf_counter()
-        run, found = _run_dtype(
-            impl, caps, dtype, name=name, max_examples=max_examples, seed=seed,
-            derandomize=derandomize, database=db, tolerance_factor=float(tolerance_factor),
-            timeout=timeout, strategy_options=strategy_options, progress=progress,
-        )
+        run, found = _run_dtype(config, dtype)
         per_dtype[dtype] = _summarize(impl, caps, run, found, name=name, options=options,
                                       elapsed=time.perf_counter() - dtype_start)
         samples.extend(run.samples)
