@@ -13,6 +13,7 @@ This module is imported by the pytest plugin at start-up, so it imports nothing 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from typing import Any
 __all__ = [
     "FAIL_ON_CHOICES",
     "LAYOUT_CHOICES",
+    "MAX_EXAMPLES_LIMIT",
     "OPTIONS",
     "Option",
     "Settings",
@@ -38,6 +40,10 @@ __all__ = [
 FAIL_ON_CHOICES: tuple[str, ...] = ("incorrect", "unstable")
 LAYOUT_CHOICES: tuple[str, ...] = ("columns", "rows")
 SUBCOMMANDS: tuple[str, ...] = ("check", "scan", "report")
+MAX_EXAMPLES_LIMIT = 1_000_000
+"""The most search examples an option may ask for, per implementation and dtype. At
+milliseconds to seconds per example a million already takes hours to weeks; a larger value
+(10**22) is a mistake, refused before anything runs instead of running forever."""
 
 
 def parse_name_list(text: str) -> tuple[str, ...]:
@@ -67,7 +73,8 @@ class Option:
     """One setting and its spelling on each surface (``None``: not offered there).
 
     ``kind`` is one of "names" (a list of names), "int", "float", "choice" or "path".
-    ``minimum`` bounds "int" and "float" values from below (inclusive).
+    ``minimum`` and ``maximum`` bound "int" and "float" values (inclusive); a "float" must
+    also be finite (nan and inf are refused), and a "path" must not be empty.
     """
 
     dest: str
@@ -77,6 +84,7 @@ class Option:
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
     cli_flag: str | None = None
     subcommands: tuple[str, ...] = SUBCOMMANDS
     pytest_flag: str | None = None
@@ -100,7 +108,7 @@ class Option:
             value = text
         else:
             if not text:
-                raise ValueError("expected a path")
+                raise ValueError("expected a path, got an empty string")
             value = text
         return self.check(value)
 
@@ -110,8 +118,14 @@ class Option:
             raise ValueError(
                 f"expected one of {', '.join(self.choices)}; got {value!r}"
             )
+        if self.kind == "float" and not math.isfinite(value):
+            raise ValueError(f"expected a finite number; got {value!r}")
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"expected a value >= {self.minimum:g}; got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"expected a value <= {self.maximum:,}; got {value!r}")
+        if self.kind == "path" and not value:
+            raise ValueError("expected a path, got an empty string")
         return value
 
     def argparse_type(self) -> Callable[[str], Any]:
@@ -155,7 +169,8 @@ OPTIONS: tuple[Option, ...] = (
         "max_examples", "int", None,
         "examples the Hypothesis search tries per implementation "
         "(default: the search's own default)",
-        metavar="N", minimum=1, cli_flag="--max-examples", subcommands=("check", "report"),
+        metavar="N", minimum=1, maximum=MAX_EXAMPLES_LIMIT, cli_flag="--max-examples",
+        subcommands=("check", "report"),
         pytest_flag="--gradverify-max-examples", ini_name="gradverify_max_examples",
         config_key="max-examples",
     ),
@@ -178,7 +193,7 @@ OPTIONS: tuple[Option, ...] = (
         "fail_on", "choice", "unstable",
         "the least severe verdict that fails: 'unstable' (default) or 'incorrect' "
         "(then unstable implementations only warn); error verdicts always fail",
-        choices=FAIL_ON_CHOICES, cli_flag="--fail-on", subcommands=("check",),
+        choices=FAIL_ON_CHOICES, cli_flag="--fail-on", subcommands=("check", "report"),
         pytest_flag="--gradverify-fail-on", ini_name="gradverify_fail_on",
         config_key="fail-on",
     ),

@@ -99,6 +99,13 @@ def test_unknown_key_without_a_close_match_lists_the_known_keys(tmp_path):
     ("dtypes = []", "'dtypes' must not be empty"),
     ('dtypes = ["float8"]', "'dtypes': unknown dtype 'float8'"),
     ("report-dir = 3", "'report-dir' must be a string; got integer 3"),
+    ('report-dir = ""', "'report-dir': expected a path, got an empty string"),
+    ("tolerance-factor = nan", "'tolerance-factor': expected a finite number; got nan"),
+    ("tolerance-factor = inf", "'tolerance-factor': expected a finite number; got inf"),
+    ("tolerance-factor = 0", "'tolerance-factor': expected a value >= 1; got 0.0"),
+    ("tolerance-factor = -1", "'tolerance-factor': expected a value >= 1; got -1.0"),
+    ("max-examples = 10000000000000000000000",
+     "'max-examples': expected a value <= 1,000,000; got 10000000000000000000000"),
     ('implementations = "pkg:fn"', "'implementations' must be an array of tables"),
 ])
 def test_wrong_types_name_the_key_and_the_file(tmp_path, line, expected):
@@ -145,3 +152,33 @@ def test_find_config_only_returns_files_with_the_table(tmp_path):
     assert find_config(tmp_path) is None
     path = write(tmp_path, "[tool.gradverify]\nseed = 1\n")
     assert find_config(tmp_path) == path
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_bytes(b"[tool.gradverify]\nseed = 1  # caf\xe9\n")
+    assert error_of(path) == (f"{path}: not UTF-8 text (byte 0xe9 at offset 33); TOML files "
+                              "must be UTF-8")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        find_config(tmp_path)  # found by name, then refused with the same message
+
+
+def test_unreadable_and_absurd_files_are_named(tmp_path):
+    assert error_of(tmp_path) == f"{tmp_path}: cannot read: not a regular file"
+    deep = write(tmp_path, "a = " + "[" * 5000 + "]" * 5000 + "\n", name="deep.toml")
+    assert error_of(deep) == f"{deep}: invalid TOML: nested too deeply"
+
+
+@pytest.mark.parametrize("content", [b"[tool.gradverify]\nseed = 1 # \xff\n",
+                                     b"[tool.gradverify]\ntolerance-factor = nan\n"])
+def test_the_cli_exits_2_naming_the_config_file(tmp_path, monkeypatch, capsys, content):
+    from gradverify.cli import main
+
+    (tmp_path / "pyproject.toml").write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "fused"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("gradverify check: error: pyproject.toml: ")
+

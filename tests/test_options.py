@@ -9,6 +9,7 @@ import pytest
 from gradverify.cli import build_parser
 from gradverify.config import parse_section
 from gradverify.options import (
+    MAX_EXAMPLES_LIMIT,
     OPTIONS,
     Option,
     counts_as_failure,
@@ -138,3 +139,59 @@ def test_option_is_declarative():
     assert option.check(2) == 2
     with pytest.raises(ValueError):
         option.check(1)
+
+
+@pytest.mark.parametrize(("flag", "value", "reason"), [
+    ("--tolerance-factor", "nan", "expected a finite number; got nan"),
+    ("--tolerance-factor", "inf", "expected a finite number; got inf"),
+    ("--tolerance-factor", "-inf", "expected a finite number; got -inf"),
+    ("--tolerance-factor", "0", "expected a value >= 1; got 0.0"),
+    ("--tolerance-factor", "-1", "expected a value >= 1; got -1.0"),
+    ("--max-examples", str(10**22), f"expected a value <= 1,000,000; got {10**22}"),
+    ("--max-examples", "0", "expected a value >= 1; got 0"),
+])
+def test_absurd_values_exit_2_naming_the_option_before_anything_runs(capsys, flag, value,
+                                                                     reason):
+    from gradverify.cli import main
+
+    assert main(["check", "no_such_module:fn", f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"gradverify check: error: argument {flag}: {reason}"
+
+
+def test_the_limits_are_inclusive():
+    by_dest = {o.dest: o for o in OPTIONS}
+    assert by_dest["max_examples"].parse("1000000") == MAX_EXAMPLES_LIMIT == 1_000_000
+    assert by_dest["tolerance_factor"].parse("1") == 1.0
+    assert by_dest["tolerance_factor"].parse("1e300") == 1e300
+
+
+class _PytestConfig:
+    """The two methods of pytest.Config that values_from_pytest reads."""
+
+    def __init__(self, flags: dict, ini: dict) -> None:
+        self.flags, self.ini = flags, ini
+
+    def getoption(self, dest):
+        return self.flags.get(dest)
+
+    def getini(self, name):
+        return self.ini.get(name, "")
+
+
+@pytest.mark.parametrize(("ini", "where", "reason"), [
+    (False, "--gradverify-tolerance-factor", "expected a finite number; got nan"),
+    (True, "gradverify_tolerance_factor", "expected a finite number; got nan"),
+    (False, "--gradverify-max-examples", "expected a value <= 1,000,000"),
+    (True, "gradverify_max_examples", "expected a value <= 1,000,000"),
+])
+def test_pytest_flags_and_ini_keys_go_through_the_same_checks(ini, where, reason):
+    from gradverify.options import values_from_pytest
+
+    value = "nan" if "tolerance" in where else str(10**22)
+    (option,) = [o for o in OPTIONS if where in (o.pytest_flag, o.ini_name)]
+    config = _PytestConfig({} if ini else {option.pytest_dest: value},
+                           {where: value} if ini else {})
+    with pytest.raises(ValueError) as info:
+        values_from_pytest(config, ini=ini)
+    assert str(info.value).startswith(f"{where}: {reason}")
