@@ -19,6 +19,7 @@ from test_figures import assert_nontrivial_png
 
 from gradverify.implementations import fused_bce_backprop, naive_bce_backprop, supports
 from gradverify.report import OutputDirectoryError, load_schema, render_report, write_report
+from gradverify.report.atomic import MANIFEST
 from gradverify.report.document import SCHEMA
 from gradverify.report.markdown import render_markdown
 from gradverify.report.progress import Progress, progress_enabled
@@ -195,6 +196,10 @@ def small_report(out: Path, title: str = "previous") -> Path:
 def test_a_new_report_replaces_the_previous_one(tmp_path):
     out = tmp_path / "reports"
     small_report(out, "first")
+    # a figure the previous report drew (and listed in its manifest) but this one does not
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["files"].append("stale.png")
+    (out / MANIFEST).write_text(json.dumps(manifest))
     (out / "stale.png").write_bytes(b"old")
     small_report(out, "second")
     assert "second" in (out / "index.html").read_text()
@@ -232,13 +237,22 @@ def test_the_two_rename_fallback_also_replaces_and_recovers(tmp_path, monkeypatc
                           capture_output=True, text=True, check=True).stdout.strip()
     aside = tmp_path / f".reports.old-{dead}-0000"
     out.rename(aside)
-    (tmp_path / f".reports.tmp-{dead}-1111").mkdir()
-    atomic.check_output_directory(out, marker="report.json")
-    with atomic.replace_directory(out, marker="report.json") as tmp:
+    half_built = tmp_path / f".reports.tmp-{dead}-1111"
+    half_built.mkdir()
+    (half_built / MANIFEST).write_text(json.dumps(
+        {"tool": "gradverify", "manifest": "gradverify.manifest/1", "complete": False,
+         "files": []}))
+    (half_built / "index.html").write_text("half")
+    not_ours = tmp_path / f".reports.tmp-{dead}-2222"  # same pattern, no manifest: kept
+    not_ours.mkdir()
+    (not_ours / "notes.txt").write_text("mine")
+    atomic.check_output_directory(out)
+    with atomic.replace_directory(out, schema="gradverify.report/1") as tmp:
         assert snapshot(out) == before  # recovered before anything else happened
-        assert not (tmp_path / f".reports.tmp-{dead}-1111").exists()
+        assert not half_built.exists()
         (tmp / "report.json").write_text("{}")
     assert (out / "report.json").read_text() == "{}"
+    assert (not_ours / "notes.txt").read_text() == "mine"
 
 
 def test_a_directory_that_is_not_a_report_is_never_replaced(tmp_path):
@@ -406,8 +420,12 @@ def test_write_report_reports_progress_to_a_callback(tmp_path):
 
 def test_report_files_are_named_as_documented(report):
     names = {p.name for p in report.iterdir()}
-    assert {"index.html", "summary.md", "report.json"} <= names
-    assert all(n.endswith(".png") for n in names - {"index.html", "summary.md", "report.json"})
+    assert {"index.html", "summary.md", "report.json", MANIFEST} <= names
+    documents = {"index.html", "summary.md", "report.json", MANIFEST}
+    assert all(n.endswith(".png") for n in names - documents)
+    manifest = json.loads((report / MANIFEST).read_text())
+    assert manifest["tool"] == "gradverify" and manifest["schema"] == "gradverify.report/1"
+    assert manifest["files"] == sorted(names - {MANIFEST})
     assert os.stat(report).st_mode & 0o755 == 0o755 & ~_umask()
 
 

@@ -1,9 +1,10 @@
 """Running the checks for a report and writing it: ``write_report`` and ``render_report``.
 
 A report directory holds ``index.html`` (self-contained), ``summary.md`` (for a CI job
-summary), ``report.json`` (the document ``gradverify.report/1``) and the PNG figures. It
-is written atomically (see :mod:`gradverify.report.atomic`): an interrupted or failed run
-leaves the previous report as it was.
+summary), ``report.json`` (the document ``gradverify.report/1``), the PNG figures and
+``gradverify-manifest.json`` (the list of those files). It is written atomically (see
+:mod:`gradverify.report.atomic`): an interrupted or failed run leaves the previous report as
+it was, and a directory holding anything gradverify did not write is never replaced.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradverify.report.atomic import check_output_directory, replace_directory
-from gradverify.report.document import as_dict, build_document, to_json
+from gradverify.report.atomic import (
+    check_output_directory,
+    replace_directory,
+    resolve_output_path,
+)
+from gradverify.report.document import SCHEMA, as_dict, build_document, to_json
 from gradverify.report.progress import Progress, ProgressCallback
 
 __all__ = [
@@ -112,7 +117,7 @@ def render_report(
     elapsed_seconds: float | None = None,
     progress: bool | None | ProgressCallback = None,
 ) -> Path:
-    """Write a report from precomputed results; return the report directory.
+    """Write a report from precomputed results; return the report directory (absolute).
 
     Args:
         out_dir: the report directory; replaced atomically.
@@ -159,7 +164,8 @@ def _render(
                            layers=layers, hidden_underflow=hidden_underflow)
     drawers = _figure_data(parts, searches)
     steps.total = steps.done + len(drawers) + 1
-    with replace_directory(out_dir, marker=DOCUMENT) as tmp:
+    out = resolve_output_path(out_dir, what="report directory")
+    with replace_directory(out, schema=SCHEMA) as tmp:
         images: dict[str, bytes] = {}
         figure_entries = []
         for fig_id, draw in drawers:
@@ -183,7 +189,7 @@ def _render(
         (tmp / SUMMARY).write_text(render_markdown(doc), encoding="utf-8")
         (tmp / DOCUMENT).write_text(to_json(doc), encoding="utf-8")
         steps.advance("report written")
-    return Path(out_dir)
+    return out
 
 
 def write_report_from_results(out_dir: str | Path, results: Sequence[Any], *,
@@ -266,7 +272,7 @@ def write_report(
             :func:`gradverify.search.search` and :func:`gradverify.scan.scan`.
 
     Returns:
-        The report directory.
+        The report directory, as an absolute path.
 
     Raises:
         ValueError, TypeError: bad arguments (one-line messages).
@@ -278,7 +284,9 @@ def write_report(
     from gradverify.search import search
 
     impls = _implementations(implementations)
-    check_output_directory(out_dir, marker=DOCUMENT)  # fail now, not after the search
+    # fail now, not after the search; and write where out_dir pointed at the start, even if
+    # an implementation changes the working directory
+    out_dir = check_output_directory(out_dir, what="report directory")
     if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
         raise ValueError(f"max_examples must be a positive integer; got {max_examples!r}")
     if isinstance(dtypes, str):
