@@ -2,28 +2,36 @@
 
 Exit codes:
 
-- 0: every verdict passes (``scan`` and ``report`` measure and always exit 0 on success);
-- 1: findings: ``incorrect`` or ``error`` verdicts, or ``unstable`` under ``--fail-on unstable``;
-- 2: a usage, configuration or import error, with a one-line reason;
+- 0: every implementation was checked and every verdict passes (``scan``: every scan ran to
+  the end and no call failed);
+- 1: findings: ``incorrect`` or ``error`` verdicts, or ``unstable`` under ``--fail-on unstable``
+  (``scan``: a call raised, hung or returned something malformed); also when an
+  implementation stops the run itself (``sys.exit``);
+- 2: a usage, configuration or import error, or an output that cannot be written, with a
+  one-line reason;
 - 3: an internal error of gradverify (``--debug`` shows the traceback);
 - 130: interrupted (Ctrl-C); no output file is written.
 
-``--exit-zero`` makes ``check`` exit 0 whatever happened (the messages are still printed).
+``--exit-zero`` makes a command exit 0 whatever happened (the messages are still printed).
 Implementations are named ``MODULE:ATTR`` (the current directory is importable, as with
 ``python -m``) or by a built-in name: naive, epsilon, fused.
+
+Output paths (``--json``, ``--junit-xml``, ``--out``) are resolved against the working
+directory at start-up and checked before anything runs; ``--json -`` writes the JSON to
+stdout and everything else to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import json
 import os
 import sys
-import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,7 @@ from gradverify.options import (
     resolve_settings,
     search_arguments,
 )
+from gradverify.report.atomic import OutputPathError
 
 __all__ = [
     "EXIT_FINDINGS",
@@ -58,11 +67,15 @@ EXIT_INTERRUPTED = 130
 
 CHECK_SCHEMA = "gradverify.check/1"
 
+STDOUT = "-"
+"""``--json -``: the JSON goes to stdout, and every other line to stderr."""
+
 CHECK_EPILOG = """\
 exit codes:
   0    every verdict is pass
   1    findings: incorrect or error verdicts, or unstable under --fail-on unstable
-  2    usage, configuration or import error (one-line reason on stderr)
+  2    usage, configuration or import error, or an unusable output path (one-line
+       reason on stderr)
   3    internal error of gradverify (--debug shows the traceback)
   130  interrupted; no output file written
   --exit-zero turns every code except 130 into 0.
@@ -92,13 +105,15 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def load_target(spec: str) -> Callable:
+def load_target(spec: str, *, directory: str | None = None) -> Callable:
     """The callable named by ``"package.module:attr"`` (``attr`` may be dotted) or a built-in.
 
-    The current directory is put first on ``sys.path``, as ``python -m`` does.
+    ``directory`` (default: the current directory) is put first on ``sys.path``, as
+    ``python -m`` does.
 
     Raises:
-        UsageError: malformed name, failed import, missing attribute, not callable.
+        UsageError: malformed name, failed import (including a module that calls
+            ``sys.exit`` while it is imported), missing attribute, not callable.
     """
     if ":" not in spec:
         builtins = _builtins()
@@ -111,7 +126,7 @@ def load_target(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UsageError(f"{spec!r} is not MODULE:ATTR (e.g. mypkg.nn:backprop)")
-    cwd = os.getcwd()
+    cwd = directory if directory is not None else os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
     importlib.invalidate_caches()  # files created since the last import are found
@@ -125,6 +140,10 @@ def load_target(spec: str) -> Callable:
         raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
         raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
+    except SystemExit as exc:
+        raise UsageError(f"importing {module_name!r} failed: it called sys.exit({exc.code!r}) "
+                         "while being imported (guard the script part with "
+                         "if __name__ == '__main__':)") from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -132,6 +151,8 @@ def load_target(spec: str) -> Callable:
         except AttributeError:
             raise UsageError(f"{spec}: {module_name!r} has no attribute "
                              f"{attr!r}") from None
+        except Exception as exc:  # noqa: BLE001 - a property or __getattr__ may raise
+            raise UsageError(f"{spec}: getting {part!r} failed: {_one_line(exc)}") from None
     if not callable(obj):
         raise UsageError(f"{spec} is a {type(obj).__name__}, not a callable backprop")
     return obj
@@ -158,8 +179,9 @@ class Target:
         return self.overrides.get("dtypes")
 
 
-def _source_location(impl: Callable) -> tuple[str, int] | None:
-    """(path relative to the current directory, first line) of ``impl``'s source, if local."""
+def _source_location(impl: Callable, start: str | None = None) -> tuple[str, int] | None:
+    """(path relative to ``start``, default the current directory, and first line) of
+    ``impl``'s source, if it lies below ``start``."""
     try:
         path = inspect.getsourcefile(impl)
         _, line = inspect.getsourcelines(impl)
@@ -168,7 +190,7 @@ def _source_location(impl: Callable) -> tuple[str, int] | None:
     if not path:
         return None
     try:
-        rel = os.path.relpath(path)
+        rel = os.path.relpath(path, start)
     except ValueError:
         return None
     return (rel, max(line, 1)) if not rel.startswith("..") else None
@@ -193,7 +215,7 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
     )
     from gradverify.strategies import problems
 
-    impl = load_target(spec)
+    impl = load_target(spec, directory=cli.get("cwd"))
     entry = config.entry_for(spec)
     declared = capabilities_of(impl)
     changes: dict[str, Any] = {}
@@ -233,22 +255,81 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
 # ---------------------------------------------------------------------------
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+@dataclass
+class Outputs:
+    """Where a run writes: resolved against the start-up directory and checked before any
+    implementation is loaded, so a bad path fails at once and code that changes directory
+    cannot move an output."""
 
-    A reader never sees a half-written file, and an interrupted run leaves any previous
-    file in place.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    json: Path | None = None
+    json_to_stdout: bool = False
+    junit_xml: Path | None = None
+    report_dir: Path | None = None
+    step_summary: Path | None = None
+
+
+def _path_argument(text: str) -> str:
+    """argparse type of an output path: anything but the empty string."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
+def _outputs(args: argparse.Namespace, settings: Settings | None = None,
+             config: GradverifyConfig | None = None) -> Outputs:
+    from gradverify.report.atomic import check_output_directory, check_output_file
+
+    base = args.cwd
+    outputs = Outputs()
+    json_path = getattr(args, "json", None)
+    if json_path == STDOUT:
+        outputs.json_to_stdout = True
+    elif json_path is not None:
+        outputs.json = check_output_file(json_path, what="--json", base=base)
+    junit = getattr(args, "junit_xml", None)
+    if junit == STDOUT:
+        raise UsageError("--junit-xml -: only --json can write to stdout; give a file path")
+    if junit is not None:
+        outputs.junit_xml = check_output_file(junit, what="--junit-xml", base=base)
+        if outputs.junit_xml == outputs.json:
+            raise UsageError(f"--json and --junit-xml name the same file {outputs.json}")
+    if args.command == "report":
+        from_config = getattr(args, "report_dir", None) is None and config is not None \
+            and config.values.get("report_dir") is not None
+        what = f"report-dir ({config.path})" if from_config else "--out"
+        outputs.report_dir = check_output_directory(
+            (settings.report_dir if settings else None) or "reports", what=what, base=base)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.command == "check" and os.environ.get("GITHUB_ACTIONS") == "true" and summary:
+        outputs.step_summary = check_output_file(summary, what="$GITHUB_STEP_SUMMARY",
+                                                 base=base)
+    return outputs
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+    """While ``enabled``, whatever is printed to stdout (ours, and an implementation's, from
+    Python or, where stdout is a real file descriptor, from C code and child processes)
+    goes to stderr, so that stdout carries only the JSON written afterwards."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+        saved = os.dup(out_fd)
+        os.dup2(err_fd, out_fd)
+    except (AttributeError, OSError, ValueError):  # not real files (e.g. captured)
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, out_fd)
+            os.close(saved)
 
 
 def _check_document(results: Sequence[Any], settings: Settings, failed: bool) -> dict:
@@ -296,77 +377,135 @@ def _targets(args: argparse.Namespace, config: GradverifyConfig,
     return [_prepare(spec, vars(args), config, declare=declare) for spec in specs]
 
 
-def _run_check(args: argparse.Namespace) -> int:
-    config = _config(args)
-    settings = _settings(args, config)
-    targets = _targets(args, config, builtins_by_default=False)
-
-    from gradverify.ci_outputs import append_step_summary, github_annotations, step_summary
-    from gradverify.search import search
-
-    kwargs = search_arguments(settings)
-    kwargs.pop("dtypes", None)  # per target, after its declaration and config entry
-    results = []
-    for target in targets:
-        result = search(target.impl, name=target.name, **target.overrides, **kwargs)
-        results.append(result)
-        print(str(result), end="\n\n", flush=True)
-
-    verdicts = [str(r.verdict) for r in results]
-    failed = any(counts_as_failure(v, settings.fail_on) for v in verdicts)
-    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in
-                       ("pass", "unstable", "incorrect", "error") if v in verdicts)
+def _outcome(failed: bool, args: argparse.Namespace) -> str:
     outcome = "FAILED" if failed else "ok"
     if failed and args.exit_zero:
         outcome += " (exit code 0: --exit-zero)"
-    print(f"gradverify check: {len(results)} implementation(s): {counts} "
-          f"[fail-on {settings.fail_on}] -> {outcome}", flush=True)
+    return outcome
 
-    if args.json:
-        write_atomic(args.json, json.dumps(_check_document(results, settings, failed),
-                                           indent=2, allow_nan=False) + "\n")
-    if args.junit_xml:
-        from gradverify.ci_outputs import junit_xml
 
-        write_atomic(args.junit_xml, junit_xml(results, fail_on=settings.fail_on))
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        locations = {t.name: loc for t in targets if (loc := _source_location(t.impl))}
-        for line in github_annotations(results, fail_on=settings.fail_on, locations=locations):
-            print(line)
-        append_step_summary(step_summary(results, fail_on=settings.fail_on))
+def _run_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    settings = _settings(args, config)
+    outputs = _outputs(args, settings, config)
+
+    from gradverify.ci_outputs import append_step_summary, github_annotations, step_summary
+    from gradverify.report.atomic import write_file_atomic
+    from gradverify.search import search
+
+    with _stdout_to_stderr(outputs.json_to_stdout):
+        targets = _targets(args, config, builtins_by_default=False)
+        kwargs = search_arguments(settings)
+        kwargs.pop("dtypes", None)  # per target, after its declaration and config entry
+        results = []
+        for target in targets:
+            result = search(target.impl, name=target.name, **target.overrides, **kwargs)
+            results.append(result)
+            print(str(result), end="\n\n", flush=True)
+
+        verdicts = [str(r.verdict) for r in results]
+        # a pass needs a verdict for every target, each of them passing
+        failed = len(results) != len(targets) or not results or any(
+            counts_as_failure(v, settings.fail_on) for v in verdicts)
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in
+                           ("pass", "unstable", "incorrect", "error") if v in verdicts)
+        print(f"gradverify check: {len(results)} implementation(s): {counts} "
+              f"[fail-on {settings.fail_on}] -> {_outcome(failed, args)}", flush=True)
+
+        document = json.dumps(_check_document(results, settings, failed), indent=2,
+                              allow_nan=False) + "\n"
+        if outputs.json is not None:
+            write_file_atomic(outputs.json, document, what="--json")
+        if outputs.junit_xml is not None:
+            from gradverify.ci_outputs import junit_xml
+
+            write_file_atomic(outputs.junit_xml, junit_xml(results, fail_on=settings.fail_on),
+                              what="--junit-xml")
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            locations = {t.name: loc for t in targets
+                         if (loc := _source_location(t.impl, args.cwd))}
+            for line in github_annotations(results, fail_on=settings.fail_on,
+                                           locations=locations):
+                print(line)
+            if outputs.step_summary is not None:
+                try:
+                    append_step_summary(step_summary(results, fail_on=settings.fail_on),
+                                        outputs.step_summary)
+                except OSError as exc:
+                    raise OutputPathError(f"$GITHUB_STEP_SUMMARY {outputs.step_summary}: "
+                                          f"cannot append: {exc.strerror or exc}") from None
+            sys.stdout.flush()
+    if outputs.json_to_stdout:
+        sys.stdout.write(document)
         sys.stdout.flush()
     return EXIT_FINDINGS if failed else EXIT_OK
 
 
+def _scan_failures(result: Any) -> bool:
+    """Whether any call of the scanned implementation failed (raised, hung, malformed)."""
+    sides = [side for row in result.rows for side in row.sides]
+    return any(side.raises_anywhere for side in sides) or any(
+        h.error_points for h in result.hidden)
+
+
 def _run_scan(args: argparse.Namespace) -> int:
     from gradverify.implementations import capabilities_of
+    from gradverify.report.atomic import write_file_atomic
     from gradverify.report.progress import progress_enabled
-    from gradverify.scan import format_scan_table, scan, scan_document
+    from gradverify.scan import ScanAborted, format_scan_table, scan, scan_document
 
     config = _config(args)
-    targets = _targets(args, config, builtins_by_default=True, declare=True)
-    for target in targets:
-        caps = capabilities_of(target.impl)
-        if "sigmoid" not in caps.activations or "bce" not in caps.losses:
-            raise UsageError(f"{target.spec}: the scan needs a sigmoid output with loss bce; "
-                             f"it declares activations {', '.join(caps.activations)} and "
-                             f"losses {', '.join(caps.losses)}")
-    progress = progress_enabled(None)
-    results = []
-    for target in targets:
-        results.append(scan(target.impl, dtypes=target.dtypes, name=target.name,
-                            progress=progress, exhaustive=args.exhaustive))
-    print(format_scan_table(results), flush=True)
-    if args.json:
-        write_atomic(args.json, json.dumps(scan_document(results), indent=2) + "\n")
-    return EXIT_OK
+    outputs = _outputs(args, config=config)
+    with _stdout_to_stderr(outputs.json_to_stdout):
+        targets = _targets(args, config, builtins_by_default=True, declare=True)
+        for target in targets:
+            caps = capabilities_of(target.impl)
+            if "sigmoid" not in caps.activations or "bce" not in caps.losses:
+                raise UsageError(f"{target.spec}: the scan needs a sigmoid output with loss "
+                                 f"bce; it declares activations {', '.join(caps.activations)} "
+                                 f"and losses {', '.join(caps.losses)}")
+        progress = progress_enabled(None)
+        results, problems = [], []
+        for target in targets:
+            try:
+                result = scan(target.impl, dtypes=target.dtypes, name=target.name,
+                              progress=progress, exhaustive=args.exhaustive)
+            except ScanAborted as exc:
+                problems.append(f"{target.name}: scan stopped: {exc}")
+                continue
+            results.append(result)
+            if _scan_failures(result):
+                problems.append(f"{target.name}: some calls raised, hung or returned something "
+                                "malformed (the raises column)")
+        if results:
+            print(format_scan_table(results), flush=True)
+        failed = bool(problems) or len(results) != len(targets)
+        if failed:
+            for problem in problems:
+                print(f"gradverify scan: {problem}")
+            print(f"gradverify scan: {len(targets)} implementation(s), "
+                  f"{len(problems)} with failed calls -> {_outcome(failed, args)}", flush=True)
+        document = json.dumps(scan_document(results), indent=2) + "\n"
+        if outputs.json is not None:
+            write_file_atomic(outputs.json, document, what="--json")
+    if outputs.json_to_stdout:
+        sys.stdout.write(document)
+        sys.stdout.flush()
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def _report_verdicts(path: Path) -> list[tuple[str, str]]:
+    """(name, verdict) of every implementation in the report just written at ``path``."""
+    doc = json.loads((path / "report.json").read_text(encoding="utf-8"))
+    return [(str(i.get("name")), str(i.get("verdict"))) for i in doc.get("implementations", [])]
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from gradverify.report import OutputDirectoryError, write_report
+    from gradverify.report import write_report
 
     config = _config(args)
     settings = _settings(args, config)
+    outputs = _outputs(args, settings, config)
     targets = _targets(args, config, builtins_by_default=True, declare=True)
     kwargs: dict[str, Any] = {}
     for dest in ("max_examples", "seed"):
@@ -377,13 +516,18 @@ def _run_report(args: argparse.Namespace) -> int:
         kwargs["dtypes"] = tuple(dict.fromkeys(requested))
     if args.title:
         kwargs["title"] = args.title
-    out = settings.report_dir or "reports"
-    try:
-        path = write_report(out, implementations={t.name: t.impl for t in targets}, **kwargs)
-    except OutputDirectoryError as exc:
-        raise UsageError(str(exc)) from None
+    path = write_report(outputs.report_dir, implementations={t.name: t.impl for t in targets},
+                        **kwargs)
     print(f"gradverify report: written to {path}")
-    return EXIT_OK
+    verdicts = _report_verdicts(path)
+    failing = [f"{name} ({verdict})" for name, verdict in verdicts
+               if counts_as_failure(verdict, settings.fail_on)]
+    failed = bool(failing) or len(verdicts) != len(targets)
+    if failed:
+        print(f"gradverify report: {len(failing)} of {len(targets)} implementation(s) not "
+              f"passing [fail-on {settings.fail_on}]: {', '.join(failing) or '-'} -> "
+              f"{_outcome(failed, args)}")
+    return EXIT_FINDINGS if failed else EXIT_OK
 
 
 # ---------------------------------------------------------------------------
@@ -420,12 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="TOML file with a [tool.gradverify] table (default: "
                               "./pyproject.toml if it has one)")
         if name in ("check", "scan"):
-            sub.add_argument("--json", metavar="PATH", help="write the results as JSON")
+            sub.add_argument("--json", metavar="PATH", type=_path_argument,
+                             help="write the results as JSON ('-': to stdout, and every other "
+                                  "line to stderr)")
         if name == "check":
-            sub.add_argument("--junit-xml", metavar="PATH",
+            sub.add_argument("--junit-xml", metavar="PATH", type=_path_argument,
                              help="write JUnit XML: one test case per implementation x dtype")
-            sub.add_argument("--exit-zero", action="store_true",
-                             help="always exit 0 (findings and errors are still printed)")
+        sub.add_argument("--exit-zero", action="store_true",
+                         help="always exit 0 (findings and errors are still printed)")
         if name == "scan":
             sub.add_argument("--exhaustive", action="store_true",
                              help="check every finite float of float16 and bfloat16 instead of "
@@ -450,14 +596,24 @@ def _main(argv: Sequence[str] | None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     debug = args.debug
     try:
+        args.cwd = os.getcwd()  # every relative path is taken from here, whatever runs later
+    except OSError as exc:
+        print(f"gradverify {args.command}: error: the current directory is not usable: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         return _RUNNERS[args.command](args)
-    except UsageError as exc:
+    except (UsageError, OutputPathError) as exc:
         print(f"gradverify {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\ngradverify {args.command}: interrupted; no output files written",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SystemExit as exc:  # gradverify raises none past argparse: an implementation did
+        print(f"gradverify {args.command}: error: an implementation stopped the run with "
+              f"sys.exit({exc.code!r}); no verdict, no output files written", file=sys.stderr)
+        return EXIT_FINDINGS
     except Exception as exc:  # noqa: BLE001 - the catch-all that turns bugs into exit 3
         if debug:
             traceback.print_exc()
@@ -472,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gradverify`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     code = _main(args)
-    if code != EXIT_INTERRUPTED and args and args[0] == "check" and "--exit-zero" in args:
+    if code != EXIT_INTERRUPTED and args and args[0] in _RUNNERS and "--exit-zero" in args:
         return EXIT_OK
     return code
 

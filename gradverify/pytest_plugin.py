@@ -93,7 +93,20 @@ def pytest_configure(config: pytest.Config) -> None:
         file_values = load_config(path, required=False).values if path else {}
     except (ValueError, ConfigError) as exc:
         raise pytest.UsageError(f"gradverify: {exc}") from None
-    config.stash[_STATE] = _SessionState(resolve_settings(given, ini, file_values))
+    settings = resolve_settings(given, ini, file_values)
+    if settings.report_dir and not _is_worker(config):
+        # checked before any test runs, and resolved against the invocation directory so
+        # that a test changing directory cannot move the report
+        from gradverify.report.atomic import OutputPathError, check_output_directory
+
+        where = ("--gradverify-report" if given.get("report_dir") else
+                 "gradverify_report" if ini.get("report_dir") else f"report-dir ({path})")
+        try:
+            settings.report_dir = str(check_output_directory(
+                settings.report_dir, what=where, base=config.invocation_params.dir))
+        except OutputPathError as exc:
+            raise pytest.UsageError(f"gradverify: {exc}") from None
+    config.stash[_STATE] = _SessionState(settings)
 
 
 def _state(config: pytest.Config) -> _SessionState:
@@ -254,6 +267,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             _write_report(state)
         except Exception as exc:  # noqa: BLE001 - reported in the summary, not a crash
             state.report_error = f"{type(exc).__name__}: {exc}"
+            if session.exitstatus == pytest.ExitCode.OK:  # an asked-for report is missing
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _fmt_bits(x: float | None) -> str:

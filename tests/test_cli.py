@@ -467,10 +467,12 @@ def test_python_m_gradverify_cli(project):
     assert proc.stdout.startswith("gradverify ")
 
 
-def test_write_atomic_replaces_whole_files(tmp_path):
+def test_write_file_atomic_replaces_whole_files(tmp_path):
+    from gradverify.report.atomic import write_file_atomic
+
     target = tmp_path / "sub" / "out.json"
-    cli.write_atomic(target, "first")
-    cli.write_atomic(target, "second")
+    write_file_atomic(target, "first")
+    write_file_atomic(target, "second")
     assert target.read_text() == "second"
     assert [p.name for p in target.parent.iterdir()] == ["out.json"]
 
@@ -486,7 +488,7 @@ def test_report_writes_the_report_and_refuses_an_unrelated_directory(project, ca
     args = ["report", "fused", "--dtypes", "float32", "--max-examples", "5", "--seed", "1"]
     code, out, _ = run(capsys, *args, "--out", "rep", "--title", "CLI <report>")
     assert code == 0
-    assert out.strip() == "gradverify report: written to rep"
+    assert out.strip() == f"gradverify report: written to {(project / 'rep').resolve()}"
     html = (project / "rep" / "index.html").read_text()
     assert "CLI &lt;report&gt;" in html
     doc = json.loads((project / "rep" / "report.json").read_text())

@@ -128,7 +128,7 @@ def test_xdist_workers_send_every_check_to_the_controller_and_report(suite):
         "test_a.py::test_a1", "test_a.py::test_a2", "test_b.py::test_b1", "test_b.py::test_b2",
         "test_b.py::test_b2"]
     assert [line.split()[0] for line in lines] == ["PASS", "INCORRECT", "PASS", "PASS", "PASS"]
-    assert "gradverify report written to rep" in out
+    assert f"gradverify report written to {suite.path.resolve() / 'rep'}" in out
     doc = json.loads((suite.path / "rep" / "report.json").read_text())
     text = json.dumps(doc)
     assert "sign_flipped" in text and "fused" in text
