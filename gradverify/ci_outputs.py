@@ -63,7 +63,7 @@ def _case(result: Any, dtype: str, fail_on: str) -> CheckCase:
     example = getattr(source, "counterexample", None)
     reproduction = getattr(source, "reproduction", None)
     threshold = getattr(summary, "threshold_saturation", None)
-    worst = getattr(source, "worst_bits", None)
+    worst = None if verdict == "error" else getattr(source, "worst_bits", None)
     if summary is None or verdict == "pass":
         details = "" if verdict == "pass" else str(result)
     else:
@@ -133,8 +133,9 @@ def junit_xml(results: Sequence[Any], *, fail_on: str, name: str = "gradverify")
     for case in cases:
         element = ET.SubElement(suite, "testcase", classname=_xml_text(
             f"gradverify.{case.implementation}"), name=case.dtype)
-        info = (f"verdict {case.verdict}; examples {case.examples}; "
-                f"worst error {_bits(case.worst_bits)} bits")
+        info = f"verdict {case.verdict}; examples {case.examples}"
+        if case.worst_bits is not None:  # none for an error verdict
+            info += f"; worst error {_bits(case.worst_bits)} bits"
         if case.failed:
             failure = ET.SubElement(element, "failure", type=case.verdict,
                                     message=_xml_text(case.summary))

@@ -3,22 +3,27 @@
 Each hint is a sentence for the user, produced only when the numbers support it:
 
 * the gradient is a constant multiple of the reference (the factor is named: the batch
-  size, the number of outputs, 2, ...), or its negative (a sign flip);
+  size, the number of outputs, 2, ...), or its negative (a sign flip): claimed only when the
+  elementwise ratios agree, up to rounding, over enough independent entries;
 * the gradient matches the transpose of the reference;
 * only bias gradients, or only weight gradients, are wrong;
 * the first layer, counting backward from the output, whose gradient disagrees;
-* the error level looks like a lower working precision.
+* the errors look like a lower working precision: every tensor is off by about that
+  precision's rounding and the values look rounded to it.
 
 Conditions over many examples (only at batch > 1, only at depth >= k, only with a width-1
-layer, only at saturation) come from the search; see :mod:`gradverify.search`.
+layer, only with an activation or a loss, only at saturation) come from variants of a failing
+problem that the search runs; see :func:`condition_hints` and :mod:`gradverify.search`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from gradverify.dtypes import resolve_dtype, ulp
 from gradverify.functions import loss_function
 from gradverify.network import NetworkSpec, Problem
 from gradverify.results import TensorComparison
@@ -29,6 +34,7 @@ __all__ = [
     "constant_factor",
     "diagnose_gradients",
     "hidden_identity_variant",
+    "loss_variant",
     "name_factor",
     "shallower_variant",
     "single_sample_variants",
@@ -37,21 +43,122 @@ __all__ = [
     "widened_variant",
 ]
 
-_FIT = 1e-6  # relative residual below which a fit explains the gradient
+# A ratio value_j / reference_j is evidence for a factor only where rounding cannot move it
+# much: an entry counts when its rounding allowance changes its ratio by at most _PINNED.
+_PINNED = 1e-2
+# A named factor (-1, 2, the batch size, ...) is a prediction rather than a fit, so a single
+# independent entry can confirm it, but only one whose ratio is pinned this tightly.
+_PINNED_ALONE = 1e-3
+_FIT_ROUNDING = 1e-6  # constant_factor's default allowance, relative to ||reference||_2
 
 
-def constant_factor(value: np.ndarray, reference: np.ndarray) -> float | None:
-    """The c with ``value ~= c * reference`` (least squares), if it explains ``value``."""
+@dataclass(frozen=True)
+class _Entries:
+    """One tensor as a factor fit sees it: value and reference divided by max |reference|."""
+
+    a: np.ndarray
+    r: np.ndarray
+    allowance: float  # |a_j - c r_j| may reach |c| times this from rounding alone
+    pinned: int  # entries whose ratio the allowance pins to within _PINNED
+    pinned_tightly: int  # entries whose ratio it pins to within _PINNED_ALONE
+
+    def explained_by(self, c: float) -> bool:
+        """Whether every entry of ``a`` is ``c`` times ``r``, up to the rounding allowance."""
+        with np.errstate(all="ignore"):
+            return bool(c != 0 and np.all(np.abs(self.a - c * self.r)
+                                          <= abs(c) * self.allowance))
+
+
+def _entries(value: np.ndarray, reference: np.ndarray, rounding: float) -> _Entries | None:
+    """``value`` against ``reference`` for a factor fit; None when no factor can be read off.
+
+    ``rounding`` is the normwise relative error rounding alone may cause (a check passes
+    within it). Twice that, times ``||reference||_2``, is every entry's allowance: a gradient
+    within it of ``reference`` stays within it of ``c * reference`` after a fit of ``c``.
+    """
     a = np.asarray(value, dtype=np.float64).ravel()
     r = np.asarray(reference, dtype=np.float64).ravel()
-    if not (np.all(np.isfinite(a)) and np.any(r)):
+    if a.shape != r.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(r))
+                                  and np.any(r) and np.isfinite(rounding)):
         return None
-    scale = np.max(np.abs(r))
-    with np.errstate(all="ignore"):  # huge values overflow the fit: then it explains nothing
+    with np.errstate(all="ignore"):  # huge values overflow the scaling: then no fit
+        scale = np.max(np.abs(r))
         a, r = a / scale, r / scale
+        if not np.all(np.isfinite(a)):
+            return None
+        allowance = 2 * float(rounding) * float(np.linalg.norm(r))
+        window = allowance / np.abs(r)  # how far rounding may move each ratio (inf at 0)
+    return _Entries(a, r, allowance, int(np.count_nonzero(window <= _PINNED)),
+                    int(np.count_nonzero(window <= _PINNED_ALONE)))
+
+
+def _common_factor(group: Sequence[_Entries]) -> float | None:
+    """The least-squares c over ``group``, if it explains every entry of every tensor."""
+    a = np.concatenate([e.a for e in group])
+    r = np.concatenate([e.r for e in group])
+    with np.errstate(all="ignore"):
         c = float(a @ r / (r @ r))
-        residual = np.linalg.norm(a - c * r) / max(np.linalg.norm(a), np.linalg.norm(r))
-    return c if residual < _FIT and c != 0 else None
+    return c if np.isfinite(c) and all(e.explained_by(c) for e in group) else None
+
+
+def constant_factor(value: np.ndarray, reference: np.ndarray,
+                    rounding: float = _FIT_ROUNDING) -> float | None:
+    """The c with ``value = c * reference`` entry by entry, if the elementwise ratios agree.
+
+    Every entry must be within ``2 * rounding * ||reference||_2 * |c|`` of ``c * reference_j``,
+    and at least two entries must have a ratio ``value_j / reference_j`` that this allowance
+    pins to within 1% (one entry fits any factor). None otherwise, or for inf/NaN.
+    """
+    e = _entries(value, reference, rounding)
+    if e is None or e.pinned < 2:
+        return None
+    return _common_factor([e])
+
+
+def _named_factors(problem: Problem) -> list[float]:
+    """The factors a bug typically introduces: -1, then +-n and +-1/n for the named n."""
+    counts = [problem.batch_size, problem.spec.widths[-1],
+              problem.batch_size * problem.spec.widths[-1], 2]
+    named = [-1.0]
+    for n in dict.fromkeys(n for n in counts if n != 1):
+        named.extend((float(n), 1.0 / n, -float(n), -1.0 / n))
+    return named
+
+
+def _independent_entries(problem: Problem, tensors: Sequence[TensorComparison],
+                         group: Sequence[int], entries: Sequence[_Entries]) -> int:
+    """How many entries of the tensors in ``group`` can differ in ratio independently.
+
+    The gradients of layer l are linear in delta_l (width_l x batch numbers), and every
+    layer below it receives its delta through the backward pass from delta_l. So, with l the
+    outermost layer of ``group``, at most width_l x batch of their ratios are independent:
+    with one unit and one sample, any error of that one number looks like a constant factor.
+    """
+    layer = max(tensors[i].layer for i in group)
+    return min(problem.spec.widths[layer] * problem.batch_size,
+               sum(e.pinned for e in entries))
+
+
+def _factor_of(problem: Problem, tensors: Sequence[TensorComparison], group: Sequence[int],
+               entries: dict[int, _Entries | None]) -> float | None:
+    """The one factor that explains every tensor in ``group``, if the entries support it.
+
+    A named factor needs one independent entry pinned tightly, or two pinned ones; a fitted
+    factor uses one entry up to fit it, so it needs two independent entries. None where 1
+    explains the tensors (what is left is rounding).
+    """
+    found = {i: entries.get(i) for i in group}
+    group_entries = [e for e in found.values() if e is not None]
+    if len(group_entries) < len(group):
+        return None
+    evidence = _independent_entries(problem, tensors, group, group_entries)
+    if evidence == 0 or all(e.explained_by(1.0) for e in group_entries):
+        return None
+    if evidence >= 2 or any(e.pinned_tightly for e in group_entries):
+        for n in _named_factors(problem):
+            if all(e.explained_by(n) for e in group_entries):
+                return n
+    return _common_factor(group_entries) if evidence >= 2 else None
 
 
 def name_factor(c: float, problem: Problem) -> str:
@@ -75,6 +182,31 @@ def name_factor(c: float, problem: Problem) -> str:
     return f"{c:.6g}"
 
 
+_LOWER_PRECISIONS = (("bfloat16", 8), ("float16", 11), ("float32", 24))  # fewest bits first
+
+
+def _rounded_to(dtype: str, values: Sequence[np.ndarray], references: Sequence[np.ndarray]
+                ) -> str:
+    """How the values look rounded to ``dtype`` (a phrase for the hint), or "" if they do not.
+
+    Either every entry is a ``dtype`` number (computed in it, then cast up), or every entry
+    is within one ``dtype`` ulp of the exact gradient rounded to ``dtype``.
+    """
+    try:
+        low = resolve_dtype(dtype)
+    except ValueError:  # bfloat16 without ml_dtypes: unavailable, so no claim about it
+        return ""
+    arrays = [np.asarray(v, dtype=np.float64) for v in values]
+    with np.errstate(all="ignore"):
+        if all(np.array_equal(a.astype(low).astype(np.float64), a) for a in arrays):
+            return f"every entry is a {dtype} number"
+        for a, r in zip(arrays, references, strict=True):
+            rounded = np.asarray(r, dtype=np.float64).astype(low).astype(np.float64)
+            if not np.all(np.abs(a - rounded) <= ulp(rounded, dtype)):
+                return ""
+    return f"every entry is within one {dtype} ulp of the exact gradient rounded to {dtype}"
+
+
 def _matches(a: np.ndarray, b: np.ndarray) -> bool:
     a = np.asarray(a, dtype=np.float64)
     if a.shape != b.shape or not np.all(np.isfinite(a)):
@@ -96,24 +228,22 @@ def diagnose_gradients(
         return []
     hints: list[str] = []
 
-    # 1. one constant factor or a sign flip across every failing tensor. A fit says something
-    # only with two or more non-zero entries and a factor away from 1 (near 1 it is rounding).
-    factors = [constant_factor(values[i], references[i]) for i in failed]
-    informative = sum(int(np.count_nonzero(references[i])) for i in failed) >= 2
-    factors = [f if f is not None and informative and abs(f - 1) > 1e-3 else None
-               for f in factors]
-    if all(f is not None for f in factors) and np.allclose(factors, factors[0], rtol=1e-6):
-        c = float(factors[0])
+    # 1. one constant factor or a sign flip across every failing tensor, else per tensor:
+    # only where the elementwise ratios agree over enough independent entries
+    entries = {i: _entries(values[i], references[i], tensors[i].tolerance) for i in failed}
+    common = _factor_of(problem, tensors, failed, entries)
+    if common is not None:
         names = ", ".join(tensors[i].name for i in failed)
-        if abs(c + 1) < 1e-6:
+        if common == -1:
             hints.append(f"the sign is flipped: {names} equal minus the exact gradient")
         else:
-            hints.append(f"off by a constant factor: {names} equal {name_factor(c, problem)} "
-                         "times the exact gradient")
+            hints.append(f"off by a constant factor: {names} equal "
+                         f"{name_factor(common, problem)} times the exact gradient")
     else:
-        for i, f in zip(failed, factors, strict=True):
-            if f is not None:
-                hints.append(f"{tensors[i].name} equals {name_factor(f, problem)} times the "
+        for i in failed:
+            c = _factor_of(problem, tensors, [i], entries)
+            if c is not None:
+                hints.append(f"{tensors[i].name} equals {name_factor(c, problem)} times the "
                              "exact gradient")
 
     # 2. transpose
@@ -145,17 +275,21 @@ def diagnose_gradients(
         else:
             hints.append(f"the output layer ({depth}) already disagrees")
 
-    # 5. an error level that looks like a lower working precision: every tensor is off, and
-    # each by about that precision's rounding (a logic bug is off in some tensors, or by more)
+    # 5. a lower working precision: every tensor is off by about that precision's rounding
+    # (a logic bug is off in some tensors, or by more), and the values carry its mark (see
+    # _rounded_to). A smooth bias at the same level, such as a small constant added to a
+    # denominator, does not.
     levels = [t.normwise_error for t in tensors]
     if len(failed) == len(tensors) and all(np.isfinite(r) and r > 0 for r in levels):
         bits = [-np.log2(r) for r in levels]
-        effective_bits = min(bits)
-        for name, p in (("float16", 11), ("bfloat16", 8), ("float32", 24)):
-            if p < significand_bits and all(p - 4 <= b <= p + 2 for b in bits):
+        for name, p in _LOWER_PRECISIONS:
+            if not (p < significand_bits and all(p - 4 <= b <= p + 2 for b in bits)):
+                continue
+            mark = _rounded_to(name, values, references)
+            if mark:
                 hints.append(
-                    f"the errors (about 2^-{effective_bits:.0f}) look like {name} precision "
-                    f"({p} bits): is part of the computation done in a lower precision?"
+                    f"the errors (about 2^-{min(bits):.0f}) look like {name} precision "
+                    f"({p} bits), and {mark}: is part of the computation done in {name}?"
                 )
                 break
     return hints
@@ -249,6 +383,33 @@ def activation_variant(problem: Problem, old: str, new: str) -> Problem | None:
                                x, y, problem.dtype)
 
 
+def loss_variant(problem: Problem, loss: str) -> Problem | None:
+    """The same network, parameters and inputs with another loss; None where it cannot be.
+
+    The output activation becomes the one ``loss`` requires (sigmoid for bce, identity for
+    softmax_ce), or stays for a loss that leaves it free (mse). The labels stay, except that
+    softmax_ce needs every column to be a distribution: each is divided by its sum (a column
+    of zeros becomes uniform). None for the problem's own loss, for softmax_ce with one
+    output, and for labels outside [0, 1] (bce and softmax_ce take probabilities).
+    """
+    spec = problem.spec
+    wanted = loss_function(loss)
+    if wanted.name == spec.loss:
+        return None
+    weights, biases, x, y = _float64_arrays(problem)
+    if wanted.name in ("bce", "softmax_ce") and not np.all((y >= 0) & (y <= 1)):
+        return None
+    if wanted.name == "softmax_ce":
+        if spec.widths[-1] < 2:
+            return None
+        totals = y.sum(axis=0, keepdims=True)
+        y = np.where(totals > 0, y / np.where(totals > 0, totals, 1.0), 1.0 / spec.widths[-1])
+    output = wanted.output_activation or spec.activations[-1]
+    acts = (*spec.activations[:-1], output)
+    return Problem.from_arrays(NetworkSpec(spec.widths, acts, wanted.name), weights, biases,
+                               x, y, problem.dtype)
+
+
 def hidden_identity_variant(problem: Problem) -> Problem | None:
     """Every hidden activation replaced by identity; None if they all are identity already."""
     spec = problem.spec
@@ -305,6 +466,7 @@ def condition_hints(
     verdict_of: Callable[[Problem], str],
     kind: str,
     activations: Sequence[str] = (),
+    losses: Sequence[str] = (),
 ) -> list[str]:
     """Which features of the failing ``problem`` are necessary for its failure of ``kind``.
 
@@ -314,13 +476,15 @@ def condition_hints(
             ("pass", "incorrect", "unstable" or "error").
         kind: the verdict of ``problem`` ("incorrect", "error", ...).
         activations: the activations the implementation supports (alternatives to try).
+        losses: the losses the implementation supports (alternatives to try).
 
     A feature is reported as necessary when no variant that removes it fails with
     ``kind``: only at batch size > 1, only at depth >= k, only where a width is 1, only
-    with a given activation, only with non-identity hidden activations, and only with
-    non-symmetric square weight matrices (``W_i`` used where ``W_i^T`` belongs). The hint
-    says what the variants gave instead. No hints when ``problem`` itself does not fail
-    with ``kind``.
+    with a given activation, only with a given loss, only with non-identity hidden
+    activations, and only with non-symmetric square weight matrices (``W_i`` used where
+    ``W_i^T`` belongs). The hint says what the variants gave instead. When some other
+    losses fail too and some do not, the hint names both. No hints when ``problem`` itself
+    does not fail with ``kind``.
     """
     kind = str(kind)
     if verdict_of(problem) != kind:
@@ -385,6 +549,12 @@ def condition_hints(
                 f"{', '.join(alternatives)} {_outcome(verdicts)}"
             )
 
+    loss_hint = _loss_hint(problem, kind, verdict_of,
+                           {new: loss_variant(problem, new) for new in losses},
+                           lambda variant: True)
+    if loss_hint:
+        hints.append(loss_hint)
+
     if "identity" in activations:
         plain = hidden_identity_variant(problem)
         holds, verdicts = gone([plain] if plain is not None else [])
@@ -404,6 +574,34 @@ def condition_hints(
             f"{_outcome(verdicts)}; the backward pass probably uses W_i where W_i^T belongs"
         )
     return hints
+
+
+def _loss_hint(problem: Problem, kind: str, verdict_of: Callable[[Problem], str],
+               variants: dict[str, Problem | None], inside: Callable[[Problem], bool]) -> str:
+    """The loss a failure needs, from the same network with each other loss; "" if none.
+
+    Said only when some other loss passes: a failure of another kind there (an error, say)
+    would not show that the loss matters.
+    """
+    verdicts = {loss: verdict_of(v) for loss, v in variants.items()
+                if v is not None and inside(v)}
+    if not verdicts or not all(v in _VERDICTS for v in verdicts.values()):
+        return ""
+    failing = [loss for loss, v in verdicts.items() if v == kind]
+    others: dict[str, list[str]] = {}
+    for loss, v in verdicts.items():
+        if v != kind:
+            others.setdefault(v, []).append(loss)
+    if "pass" not in others:
+        return ""
+    instead = ", with ".join(
+        f"{' and '.join(names)} {'passes' if v == 'pass' else f'gives {v}'}"
+        for v, names in others.items())
+    own = problem.spec.loss
+    if not failing:
+        return f"{kind} only with loss {own}: the same network with loss {instead}"
+    return (f"{kind} with loss {own} and with {' and '.join(failing)}, but the same network "
+            f"with loss {instead}")
 
 
 def _output_is_free(loss: str) -> bool:

@@ -285,9 +285,11 @@ def _summary_line(check: dict) -> str:
             parts.append(f"{dtype} {info['verdict']} from max|h| {threshold:.4g}")
         else:
             parts.append(f"{dtype} {info['verdict']}")
+    # an error verdict (raised, hung, malformed) has no bits of error to show
+    bits = ("" if check["verdict"] == "error" or check.get("worst_bits") is None
+            else f"worst {_fmt_bits(check['worst_bits'])} bits  ")
     return (f"{check['verdict'].upper():<9} {check['nodeid']}  {check['implementation']}  "
-            f"worst {_fmt_bits(check['worst_bits'])} bits  [{', '.join(parts)}]  "
-            f"tolerance {check['tolerance_factor']:g}x stable")
+            f"{bits}[{', '.join(parts)}]  tolerance {check['tolerance_factor']:g}x stable")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

@@ -117,13 +117,14 @@ class ElementError:
             "fd": json_number(self.fd), "fd_error": json_number(self.fd_error),
         }
 
-    def describe(self) -> str:
+    def describe(self, bits: bool = True) -> str:
+        """One line: where, value, exact value, FD, errors (``bits=False``: no bits of error)."""
         where = f"{self.tensor}[{', '.join(map(str, self.index))}]"
         fd = "" if self.fd is None else f", FD {self.fd:.6g} (+-{_fmt(self.fd_error, '.1g')})"
         return (
             f"{where}: got {self.value:.9g}, exact {self.reference:.9g}{fd}; "
-            f"rel. error {_fmt(self.relative_error)}, {_fmt(self.ulps, '.3g')} ulp, "
-            f"{_fmt(self.bits, '.1f')} bits"
+            f"rel. error {_fmt(self.relative_error)}, {_fmt(self.ulps, '.3g')} ulp"
+            + (f", {_fmt(self.bits, '.1f')} bits" if bits else "")
         )
 
 
@@ -154,14 +155,18 @@ class CheckResult:
         return self.verdict is Verdict.PASS
 
     @property
-    def worst_bits(self) -> float:
+    def worst_bits(self) -> float | None:
         """Bits of error beyond the stable baseline's, worst entry of any tensor.
 
         A passing implementation scores a few bits at most; inf/NaN where the baseline is
         finite scores about the dtype's full width. (Raw bits against the exact value, in
         ``TensorComparison.max_bits``, can be large for a correct implementation where the
-        exact gradient underflows the dtype.)
+        exact gradient underflows the dtype.) None for an ``error`` verdict: it says what the
+        implementation did (raised, hung, returned inf/NaN or a malformed result), and a
+        count of bits would suggest a gradient that was merely inaccurate.
         """
+        if self.verdict is Verdict.ERROR:
+            return None
         return max((t.max_excess_bits for t in self.tensors), default=0.0)
 
     @property
@@ -203,19 +208,20 @@ class CheckResult:
             lines.append(f"  {self.message}")
         for hint in self.diagnosis:
             lines.append(f"  hint: {hint}")
+        bits = self.verdict is not Verdict.ERROR  # an error verdict shows no bits of error
         if self.tensors:
-            lines.append("  tensor  normwise err  tolerance  max ulp    max bits  beyond baseline"
-                         "  non-finite  ok")
+            lines.append("  tensor  normwise err  tolerance  max ulp    "
+                         + ("max bits  beyond baseline  " if bits else "") + "non-finite  ok")
             for t in self.tensors:
                 lines.append(
                     f"  {t.name:<7} {_fmt(t.normwise_error, '<12.3g')}  "
                     f"{_fmt(t.tolerance, '<9.3g')}  {_fmt(t.max_ulps, '<9.3g')}  "
-                    f"{t.max_bits:<8.1f}  {t.max_excess_bits:<15.1f}  {t.nonfinite:<10d}  "
-                    f"{'yes' if t.passed else 'NO'}"
+                    + (f"{t.max_bits:<8.1f}  {t.max_excess_bits:<15.1f}  " if bits else "")
+                    + f"{t.nonfinite:<10d}  {'yes' if t.passed else 'NO'}"
                 )
         if self.worst and self.verdict is not Verdict.PASS:
             lines.append("  worst elements:")
-            lines.extend(f"    {w.describe()}" for w in self.worst)
+            lines.extend(f"    {w.describe(bits)}" for w in self.worst)
         if self.fd_directional_discrepancy is not None:
             lines.append(f"  finite differences (random directions) agree with the reference to "
                          f"{_fmt(self.fd_directional_discrepancy)} relative")

@@ -81,7 +81,8 @@ class DtypeSummary:
         verdict: the worst verdict over every example tried.
         examples: checks run (generation, targeting and shrinking).
         worst_bits: the largest bits of error beyond the stable baseline's seen in any example
-            (see CheckResult.worst_bits).
+            (see CheckResult.worst_bits); None for an ``error`` verdict, which is about what
+            the implementation did (raised, hung, ...), not about the bits it returned.
         threshold_saturation: for ``unstable``: the smallest max |h| (over all layers) at
             which a failure was observed, refined by bisection; None otherwise.
         max_passing_saturation: the largest max |h| at which an example passed.
@@ -96,7 +97,7 @@ class DtypeSummary:
     dtype: str
     verdict: Verdict
     examples: int
-    worst_bits: float
+    worst_bits: float | None
     threshold_saturation: float | None = None
     max_passing_saturation: float | None = None
     counterexample: CheckResult | None = None
@@ -150,8 +151,12 @@ class SearchResult:
         return self.verdict is Verdict.PASS
 
     @property
-    def worst_bits(self) -> float:
-        return max((s.worst_bits for s in self.per_dtype.values()), default=0.0)
+    def worst_bits(self) -> float | None:
+        """The worst bits of error of any dtype; None for an ``error`` verdict."""
+        if self.verdict is Verdict.ERROR:
+            return None
+        return max((s.worst_bits for s in self.per_dtype.values() if s.worst_bits is not None),
+                   default=0.0)
 
     @property
     def thresholds(self) -> dict[str, float | None]:
@@ -201,8 +206,9 @@ class SearchResult:
                     extra += f" (passes up to {s.max_passing_saturation:.6g} in other examples)"
             if s.stopped_early:
                 extra += f"; stopped early: {s.stopped_early}"
-            lines.append(f"  {s.dtype}: {s.verdict.value}, {s.examples} examples, worst "
-                         f"{s.worst_bits:.1f} bits of error{extra}")
+            bits = ("" if s.worst_bits is None
+                    else f", worst {s.worst_bits:.1f} bits of error")
+            lines.append(f"  {s.dtype}: {s.verdict.value}, {s.examples} examples{bits}{extra}")
         if self.diagnosis:
             lines.append("diagnosis:")
             lines.extend(f"  - {hint}" for hint in self.diagnosis)
@@ -638,7 +644,8 @@ def _summarize(
     sats = [s["saturation"] for s in samples if math.isfinite(s["saturation"])]
     summary = DtypeSummary(
         dtype=run.dtype, verdict=verdict, examples=len(samples),
-        worst_bits=max((s["bits"] for s in samples), default=0.0),
+        worst_bits=(None if verdict is Verdict.ERROR
+                    else max((s["bits"] for s in samples), default=0.0)),
         saturation_range=(min(sats, default=0.0), max(sats, default=0.0)),
         elapsed=elapsed,
         stopped_early=run.stopped.message if run.stopped is not None else None,
@@ -674,10 +681,10 @@ def _summarize(
         if summary.threshold_saturation is not None:
             path = (f"; the shrunk network scaled toward the interior passes up to "
                     f"max |h| = {last_pass:.6g}" if last_pass is not None else "")
+            # where it first fails is the dtype's own line (``first fails at max |h|``)
             saturation_hint = (
                 f"wrong only at saturation: it passes in the interior (max |h| <= "
-                f"{INTERIOR_LIMIT:g}) and in {run.dtype} first fails at max |h| = "
-                f"{summary.threshold_saturation:.6g}{path}"
+                f"{INTERIOR_LIMIT:g}){path}"
             )
             if primary is unstable:
                 hints.append(saturation_hint)
@@ -687,13 +694,11 @@ def _summarize(
         if primary.verdict is not Verdict.UNSTABLE and primary.problem is not None \
                 and not checker.hung:
             hints.extend(condition_hints(primary.problem, checker.verdict_of,
-                                         primary.verdict.value, caps.activations))
+                                         primary.verdict.value, caps.activations,
+                                         losses=caps.losses))
         for other in kinds[1:]:
-            extra = ""
-            if other is unstable and summary.threshold_saturation is not None:
-                extra = f", first at max |h| = {summary.threshold_saturation:.6g}"
             hints.append(
-                f"also {other.verdict.value} on other examples{extra} (shrunk separately to "
+                f"also {other.verdict.value} on other examples (shrunk separately to "
                 f"network {other.spec.describe()}, batch {other.problem.batch_size}): "
                 f"{other.message}"
             )
@@ -814,14 +819,8 @@ def search(
     primary = None
     if verdict is not Verdict.PASS:
         primary = next(s for s in per_dtype.values() if s.verdict is verdict)
-    diagnosis: list[str] = []
-    if primary is not None:
-        diagnosis.extend(primary.diagnosis)
-        for s in per_dtype.values():
-            if s is not primary and s.verdict is not Verdict.PASS:
-                extra = (f", first fails at max |h| = {s.threshold_saturation:.6g}"
-                         if s.threshold_saturation is not None else "")
-                diagnosis.append(f"{s.dtype}: {s.verdict.value}{extra}")
+    # the other dtypes' verdicts and thresholds are in their summaries, not repeated here
+    diagnosis: list[str] = list(primary.diagnosis) if primary is not None else []
     sats = [s["saturation"] for s in samples if math.isfinite(s["saturation"])]
     return SearchResult(
         implementation=name,

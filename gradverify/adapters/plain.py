@@ -202,7 +202,10 @@ class FunctionCheckResult:
         return self.verdict is Verdict.PASS
 
     @property
-    def worst_bits(self) -> float:
+    def worst_bits(self) -> float | None:
+        """The worst entry's bits of error; None for an ``error`` verdict (see CheckResult)."""
+        if self.verdict is Verdict.ERROR:
+            return None
         return max((w.bits for w in self.worst), default=0.0)
 
     def to_dict(self) -> dict:

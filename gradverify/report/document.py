@@ -205,7 +205,8 @@ def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
 
 def _from_check(check: Mapping[str, Any]) -> dict[str, Any]:
     bits = [_float(t.get("max_excess_bits", t.get("max_bits"))) for t in check.get("tensors") or []]
-    worst_bits = max((b for b in bits if b is not None), default=None)
+    worst_bits = (None if check.get("verdict") == "error"  # an error has no bits of error
+                  else max((b for b in bits if b is not None), default=None))
     failed = check.get("verdict") != "pass"
     return {
         "name": str(check.get("implementation")),
