@@ -4,10 +4,15 @@ For one problem at one dtype the engine
 
 1. calls the implementation through the harness (copies in, time limit, validation);
 2. computes the exact reference (mpmath reverse mode, precision verified);
-3. runs the stable float baseline at the same dtype and takes its error per tensor;
-4. compares: a tensor passes when its normwise error is within ``factor`` times the
-   baseline's and it has no inf/NaN where the baseline has none;
-5. on a failure, checks the same network scaled into the interior (max |h| <= 1). Passing
+3. runs the float baselines at the same dtype and takes their errors per tensor: the best
+   stable formulation, and (policy ``"autograd"``, the default) the conventional autograd
+   formulation that torch and jax compute;
+4. bounds, elementwise, what correct float arithmetic may do to each entry
+   (:mod:`gradverify.bounds`);
+5. compares: a tensor passes when it has no inf/NaN where the exact gradient and the stable
+   baseline are finite, and its error beyond the rounding floor is within ``factor`` times
+   the larger baseline error (see :mod:`gradverify.compare`);
+6. on a failure, checks the same network scaled into the interior (max |h| <= 1). Passing
    there makes the verdict ``unstable``; failing there too makes it ``incorrect``.
 """
 
@@ -15,24 +20,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gradverify.bounds import rounding_error_bounds
 from gradverify.compare import (
+    DEFAULT_POLICY,
     DEFAULT_TOLERANCE_FACTOR,
     elementwise_errors,
+    error_beyond_floor,
     full_width_bits,
     normwise_error,
     tolerance,
+    validate_policy,
 )
 from gradverify.diagnose import diagnose_gradients
 from gradverify.dtypes import significand_bits
+from gradverify.errstate import with_own_errstate
 from gradverify.harness import DEFAULT_TIMEOUT, CallOutcome, call_backprop
-from gradverify.implementations import implementation_name, stable_backprop
+from gradverify.implementations import (
+    conventional_backprop,
+    implementation_name,
+    stable_backprop,
+)
+from gradverify.isolation import isolate_option
 from gradverify.network import Problem
 from gradverify.reference import ReferenceGradients, reference_gradients
-from gradverify.results import CheckResult, ElementError, TensorComparison, Verdict
+from gradverify.results import (
+    CheckResult,
+    ElementError,
+    TensorComparison,
+    Verdict,
+    merge_warnings,
+)
 
 __all__ = ["assert_gradients_match", "check", "check_problem", "fast_check"]
 
@@ -67,22 +89,46 @@ def _finite_differences(problem: Problem, mode: Any) -> Any:
     return values, errors, unreliable
 
 
+@dataclass(frozen=True)
+class _Bar:
+    """What one problem's tensors are judged against: baselines and rounding floors."""
+
+    stable: list[np.ndarray | None]  # the stable formulation's gradients (None: it failed)
+    autograd: list[np.ndarray | None] | None  # the conventional formulation's (None: strict)
+    floors: list[np.ndarray]  # elementwise a-priori bounds on correct rounding error
+
+
+def _accuracy_bar(problem: Problem, policy: str) -> _Bar:
+    """Run the float baselines and compute the rounding floors for ``policy``."""
+    stable = call_backprop(stable_backprop, problem, timeout=None)
+    count = 2 * problem.spec.depth
+    stable_values = _tensor_arrays(stable) if stable.ok else [None] * count
+    floors = rounding_error_bounds(problem, "stable")
+    autograd_values = None
+    if policy == "autograd":
+        autograd = call_backprop(conventional_backprop, problem, timeout=None)
+        autograd_values = _tensor_arrays(autograd) if autograd.ok else [None] * count
+        floors = [np.maximum(a, b) for a, b in
+                  zip(floors, rounding_error_bounds(problem, "autograd"), strict=True)]
+    return _Bar(stable_values, autograd_values, floors)
+
+
 def _compare(
     problem: Problem,
     outcome: CallOutcome,
     reference: ReferenceGradients,
-    baseline: CallOutcome,
+    bar: _Bar,
     factor: float,
     fd: Any,
     worst: int,
 ) -> tuple[list[TensorComparison], list[ElementError]]:
     dtype = problem.dtype
     values = _tensor_arrays(outcome)
-    base_values = _tensor_arrays(baseline) if baseline.ok else [None] * len(values)
+    autograd_values = bar.autograd or [None] * len(values)
     tensors: list[TensorComparison] = []
     elements: list[tuple[float, float, ElementError]] = []
-    for k, ((name, hi, lo, _), value, base) in enumerate(
-        zip(reference.tensors(), values, base_values, strict=True)
+    for k, ((name, hi, lo, _), value, base, conventional, floor) in enumerate(
+        zip(reference.tensors(), values, bar.stable, autograd_values, bar.floors, strict=True)
     ):
         errs = elementwise_errors(value, hi, lo, dtype)
         if base is not None:
@@ -92,9 +138,13 @@ def _compare(
         else:
             base_error, base_finite = 0.0, np.ones(hi.shape, bool)
             base_bits = np.zeros(hi.shape)
+        autograd_error = (None if conventional is None
+                          else normwise_error(conventional, hi, lo))
         blamed_nonfinite = int(np.count_nonzero(errs.nonfinite & base_finite))
-        err = normwise_error(np.where(errs.nonfinite & ~base_finite, hi, value), hi, lo)
-        tol = tolerance(base_error, dtype, factor)
+        excused = np.where(errs.nonfinite & ~base_finite, hi, value)
+        err = normwise_error(excused, hi, lo)
+        beyond = error_beyond_floor(excused, hi, lo, floor)
+        tol = tolerance(base_error, dtype, factor, autograd_error)
         fd_max = None
         if fd is not None:
             fd_vals, fd_bad = fd[0][k], fd[2][k]
@@ -108,7 +158,8 @@ def _compare(
             max_ulps=float(np.max(errs.ulps, initial=0.0)),
             max_bits=float(np.max(errs.bits, initial=0.0)),
             nonfinite=blamed_nonfinite, baseline_error=base_error, tolerance=tol,
-            passed=bool(blamed_nonfinite == 0 and err <= tol), fd_max_error=fd_max,
+            passed=bool(blamed_nonfinite == 0 and beyond <= tol), fd_max_error=fd_max,
+            autograd_baseline_error=autograd_error, error_beyond_floor=beyond,
             max_excess_bits=_excess_bits(errs.bits, base_bits, errs.nonfinite & base_finite,
                                          dtype),
         ))
@@ -139,20 +190,25 @@ def _excess_bits(bits: np.ndarray, base_bits: np.ndarray, blamed_nonfinite: np.n
     return float(np.max(excess, initial=0.0))
 
 
-def _error_result(name: str, problem: Problem, message: str, elapsed: float) -> CheckResult:
+def _error_result(name: str, problem: Problem, outcome: CallOutcome, elapsed: float
+                  ) -> CheckResult:
     return CheckResult(
         implementation=name, verdict=Verdict.ERROR, dtype=problem.dtype_name, spec=problem.spec,
-        saturation=problem.max_abs_logit(), message=f"{name} {message}", problem=problem,
-        elapsed=elapsed,
+        saturation=problem.max_abs_logit(), message=f"{name} {outcome.error or ''}",
+        problem=problem, elapsed=elapsed, warnings=list(outcome.warnings),
+        call_failure=outcome.failure.value if outcome.failure is not None else None,
     )
 
 
+@with_own_errstate
+@isolate_option
 def check_problem(
     impl: Callable,
     problem: Problem,
     *,
     name: str | None = None,
     tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
+    policy: str = DEFAULT_POLICY,
     finite_differences: bool | str = "auto",
     worst: int = 5,
     timeout: float | None = DEFAULT_TIMEOUT,
@@ -166,7 +222,11 @@ def check_problem(
         impl: a backprop following the protocol.
         problem: network, parameters and batch, already in the dtype under test.
         name: the name shown in results (default: from the implementation).
-        tolerance_factor: how many times the stable baseline's error a tensor may have.
+        tolerance_factor: how many times the larger baseline error a tensor may have
+            beyond its rounding floor.
+        policy: ``"autograd"`` (default: as accurate as framework autograd passes) or
+            ``"strict"`` (as accurate as the best stable formulation); see
+            :mod:`gradverify.compare`.
         finite_differences: "auto" (full FD up to 2,000 parameters, else "directional"),
             True (full), "directional" (random projections of the reference), or False.
         worst: how many worst elements to report.
@@ -174,26 +234,30 @@ def check_problem(
         repeat: calls on the same input; differing answers make the verdict ``error``.
         classify: on failure, check the interior companion to tell unstable from incorrect.
         reference: a precomputed reference for this problem (to save time).
+        isolate: call ``impl`` in a supervised worker process (see
+            :mod:`gradverify.isolation`), so that exiting, crashing or hanging in C code
+            is an ``error`` verdict instead of the end of this process.
 
     Raises:
         gradverify.reference.ReferenceError: the exact reference does not exist here.
     """
     start = time.perf_counter()
+    validate_policy(policy)
     name = name or implementation_name(impl)
     outcome = call_backprop(impl, problem, timeout=timeout, repeat=repeat)
     if not outcome.ok:
-        return _error_result(name, problem, outcome.error or "", time.perf_counter() - start)
+        return _error_result(name, problem, outcome, time.perf_counter() - start)
     reference = reference or reference_gradients(problem)
-    baseline = call_backprop(stable_backprop, problem, timeout=None)
     fd = _finite_differences(problem, finite_differences)
-    tensors, worst_elements = _compare(problem, outcome, reference, baseline, tolerance_factor,
-                                       fd, worst)
+    tensors, worst_elements = _compare(problem, outcome, reference,
+                                       _accuracy_bar(problem, policy), tolerance_factor, fd,
+                                       worst)
     saturation = problem.max_abs_logit()
     result = CheckResult(
         implementation=name, verdict=Verdict.PASS, dtype=problem.dtype_name, spec=problem.spec,
         saturation=saturation, tensors=tensors, worst=worst_elements,
         reference_precision=reference.precision, reference_backend=reference.backend,
-        problem=problem,
+        problem=problem, policy=policy, warnings=list(outcome.warnings),
     )
     if fd is None and finite_differences in ("auto", "directional"):
         from gradverify.finite_diff import directional_check
@@ -207,10 +271,12 @@ def check_problem(
         if saturation > INTERIOR_LIMIT * 1.01 and classify:
             interior = check_problem(
                 impl, problem.desaturated(INTERIOR_LIMIT), name=name,
-                tolerance_factor=tolerance_factor, finite_differences=False, worst=worst,
+                tolerance_factor=tolerance_factor, policy=policy, finite_differences=False,
+                worst=worst,
                 timeout=timeout, repeat=1, classify=False,
             )
             result.interior_verdict = interior.verdict
+            result.warnings = merge_warnings(result.warnings, interior.warnings)
         what = f"{nonfinite} inf/NaN entries" if nonfinite else (
             "gradients outside tolerance (" + ", ".join(t.name for t in failed) + ")")
         if interior is not None and interior.verdict is Verdict.PASS:
@@ -222,6 +288,7 @@ def check_problem(
         elif interior is not None and interior.verdict is Verdict.ERROR:
             result.verdict = Verdict.ERROR
             result.message = f"{what}; in the interior: {interior.message}"
+            result.call_failure = interior.call_failure
         elif nonfinite and interior is None:
             result.verdict = Verdict.ERROR
             result.message = (f"{name} returned {nonfinite} inf/NaN entries at ordinary values "
@@ -240,6 +307,8 @@ def check_problem(
     return result
 
 
+@with_own_errstate
+@isolate_option
 def fast_check(
     impl: Callable,
     problem: Problem,
@@ -257,7 +326,8 @@ def fast_check(
     loss within ``4 x`` the difference's error estimate plus ``tolerance_factor`` roundings
     of the dtype under test on ``|v|.|g|``. It costs one call and about seven loss
     evaluations per direction; a sparse error can hide from it, so it can only say
-    ``pass``, ``incorrect`` or ``error`` (never ``unstable``).
+    ``pass``, ``incorrect`` or ``error`` (never ``unstable``). ``isolate=True`` calls
+    ``impl`` in a worker process, as in :func:`check_problem`.
     """
     from gradverify.dtypes import unit_roundoff
     from gradverify.finite_diff import directional_check, flatten_parameters
@@ -266,7 +336,7 @@ def fast_check(
     name = name or implementation_name(impl)
     outcome = call_backprop(impl, problem, timeout=timeout, repeat=1)
     if not outcome.ok:
-        return _error_result(name, problem, outcome.error or "", time.perf_counter() - start)
+        return _error_result(name, problem, outcome, time.perf_counter() - start)
     check = directional_check(problem, outcome.dweights, outcome.dbiases,
                               directions=directions, seed=seed)
     g = np.abs(flatten_parameters(outcome.dweights, outcome.dbiases))
@@ -284,6 +354,7 @@ def fast_check(
         problem=problem, fd_directional_discrepancy=check.max_relative_discrepancy(),
         message=(f"fast check: {int(bad.sum())} of {directions} random directions disagree with "
                  f"the directional finite differences (no exact reference)"),
+        warnings=list(outcome.warnings),
     )
     result.elapsed = time.perf_counter() - start
     return result

@@ -57,6 +57,9 @@ class Activation:
         mp_derivative: ``(ctx, h) -> act'(h)`` for one mpf, free of cancellation.
         kinks: the points where ``act`` is not differentiable.
         saturates: whether ``act'(h) -> 0`` as ``|h|`` grows (sigmoid, tanh).
+        derivative_from_output: the *conventional autograd* form of ``act'``, computed from
+            the layer output ``z = act(h)`` as torch and jax autograd compute it
+            (``z (1 - z)``, ``1 - z**2``); None where autograd uses ``h`` (relu, softplus).
     """
 
     name: str
@@ -66,6 +69,17 @@ class Activation:
     mp_derivative: Callable[[MPContext, MPF], MPF]
     kinks: tuple[float, ...] = ()
     saturates: bool = False
+    derivative_from_output: Callable[[Array], Array] | None = None
+
+    def conventional_derivative(self, h: Array, z: Array) -> Array:
+        """``act'`` as framework autograd computes it: from ``z`` where it can, else from ``h``.
+
+        Where ``z`` has rounded to its limit (sigmoid's 1, tanh's +-1) this loses every bit
+        that the stable :attr:`derivative` keeps; that is the accuracy torch and jax have.
+        """
+        if self.derivative_from_output is None:
+            return self.derivative(h)
+        return self.derivative_from_output(z)
 
 
 def _one(h: Array) -> Array:
@@ -86,10 +100,19 @@ def _sigmoid_derivative(h: Array) -> Array:
 
 
 def _tanh_derivative(h: Array) -> Array:
-    # 1/cosh(h)**2 keeps its relative accuracy where 1 - tanh(h)**2 cancels.
-    with np.errstate(over="ignore"):
-        c = np.cosh(h)
-        return np.ones_like(c) / (c * c)
+    # sech(h)**2 = 4e/(1 + e)**2 with e = exp(-2|h|): no cancellation (as in 1 - tanh**2)
+    # and no overflow (as in 1/cosh**2, which overflows float16 from |h| ~ 5.5).
+    e = np.exp(-2 * np.abs(h))
+    one = np.ones_like(e)
+    return (4 * e) / ((one + e) * (one + e))
+
+
+def _sigmoid_derivative_from_output(z: Array) -> Array:
+    return z * (1 - z)
+
+
+def _tanh_derivative_from_output(z: Array) -> Array:
+    return 1 - z * z
 
 
 def _relu(h: Array) -> Array:
@@ -131,6 +154,7 @@ ACTIVATIONS: dict[str, Activation] = {
             mp_forward=_mp_sigmoid,
             mp_derivative=_mp_sigmoid_derivative,
             saturates=True,
+            derivative_from_output=_sigmoid_derivative_from_output,
         ),
         Activation(
             name="tanh",
@@ -139,6 +163,7 @@ ACTIVATIONS: dict[str, Activation] = {
             mp_forward=lambda ctx, h: ctx.tanh(h),
             mp_derivative=lambda ctx, h: ctx.sech(h) ** 2,
             saturates=True,
+            derivative_from_output=_tanh_derivative_from_output,
         ),
         Activation(
             name="relu",

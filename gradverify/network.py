@@ -155,7 +155,9 @@ class Problem:
     ) -> Problem:
         """Build a problem, rounding every array to ``dtype`` (round to nearest)."""
         dt = resolve_dtype(dtype)
-        with np.errstate(over="ignore"):  # overflow to inf is rejected by validation below
+        # every numpy error ignored, whatever the caller set: overflow to inf is rejected by
+        # the validation below, and underflow to 0 or a subnormal is rounding, not an error
+        with np.errstate(all="ignore"):
             cast = [np.asarray(a, dtype=np.float64).astype(dt) for a in (*weights, *biases, x, y)]
         depth = spec.depth
         return cls(spec, tuple(cast[:depth]), tuple(cast[depth:2 * depth]), cast[-2], cast[-1],
@@ -274,8 +276,14 @@ def loss_value(spec: NetworkSpec, fp: ForwardPass, y: np.ndarray) -> np.floating
         return np.sum(loss_function(spec.loss).value(fp.h[-1], fp.z[-1], y)) / y.size
 
 
-def output_delta(spec: NetworkSpec, fp: ForwardPass, y: np.ndarray) -> np.ndarray:
-    """dJ/dh_L, stable: the fused form where the loss has one, else dJ/dz_L (.) act_L'(h_L)."""
+def output_delta(
+    spec: NetworkSpec, fp: ForwardPass, y: np.ndarray, *, conventional: bool = False
+) -> np.ndarray:
+    """dJ/dh_L: the fused form where the loss has one, else dJ/dz_L (.) act_L'.
+
+    ``act_L'`` is the stable form of ``h_L``, or with ``conventional`` the autograd form
+    from ``z_L`` (:meth:`gradverify.functions.Activation.conventional_derivative`).
+    """
     loss = loss_function(spec.loss)
     h, z = fp.h[-1], fp.z[-1]
     n = y.dtype.type(y.size)
@@ -283,4 +291,5 @@ def output_delta(spec: NetworkSpec, fp: ForwardPass, y: np.ndarray) -> np.ndarra
         if has_fused_delta(loss):
             return loss.output_delta(h, z, y) / n
         act = activation(spec.activations[-1])
-        return loss.naive_output_gradient(z, y) * act.derivative(h) / n
+        slope = act.conventional_derivative(h, z) if conventional else act.derivative(h)
+        return loss.naive_output_gradient(z, y) * slope / n
