@@ -467,6 +467,7 @@ def condition_hints(
     kind: str,
     activations: Sequence[str] = (),
     losses: Sequence[str] = (),
+    admits: Callable[[Problem], bool] | None = None,
 ) -> list[str]:
     """Which features of the failing ``problem`` are necessary for its failure of ``kind``.
 
@@ -477,6 +478,8 @@ def condition_hints(
         kind: the verdict of ``problem`` ("incorrect", "error", ...).
         activations: the activations the implementation supports (alternatives to try).
         losses: the losses the implementation supports (alternatives to try).
+        admits: whether a variant is inside the implementation's declared architecture
+            (depth, widths, batch); a variant outside it is skipped, never run.
 
     A feature is reported as necessary when no variant that removes it fails with
     ``kind``: only at batch size > 1, only at depth >= k, only where a width is 1, only
@@ -491,13 +494,17 @@ def condition_hints(
         return []
     hints: list[str] = []
     spec = problem.spec
+    inside = admits or (lambda variant: True)
+
+    def allowed(variants: Sequence[Problem | None]) -> list[Problem]:
+        return [v for v in variants if v is not None and inside(v)]
 
     def gone(variants: Sequence[Problem]) -> tuple[bool, list[str]]:
         verdicts = [verdict_of(p) for p in variants]
         known = all(v in _VERDICTS for v in verdicts)  # e.g. not "not checked"
         return bool(verdicts) and known and kind not in verdicts, verdicts
 
-    singles = single_sample_variants(problem)
+    singles = allowed(single_sample_variants(problem))
     holds, verdicts = gone(singles)
     if holds:
         hints.append(f"{kind} only at batch size > 1: each of the {len(singles)} samples alone "
@@ -507,7 +514,7 @@ def condition_hints(
         by_depth = {}
         for drop in range(1, spec.depth):
             variant = shallower_variant(problem, drop)
-            if variant is not None:
+            if variant is not None and inside(variant):
                 by_depth[spec.depth - drop] = verdict_of(variant)
         failing = [d for d, v in by_depth.items() if v == kind] + [spec.depth]
         k = min(failing)
@@ -520,11 +527,12 @@ def condition_hints(
             )
 
     ones = [k for k, n in enumerate(spec.widths) if n == 1]
-    holds, verdicts = gone([v for v in [widened_variant(problem)] if v is not None])
+    holds, verdicts = gone(allowed([widened_variant(problem)]))
     if ones and holds:
         necessary = ones
         if len(ones) > 1:
-            alone = {k: verdict_of(widened_variant(problem, [k])) for k in ones}
+            alone = {k: verdict_of(v) for k in ones
+                     for v in allowed([widened_variant(problem, [k])])}
             necessary = [k for k, v in alone.items() if v in _VERDICTS and v != kind]
         where = ", ".join(_where(k, spec.depth) for k in (necessary or ones))
         hints.append(
@@ -540,7 +548,7 @@ def condition_hints(
         for new in activations:
             if new != old:
                 variant = activation_variant(problem, old, new)
-                if variant is not None:
+                if variant is not None and inside(variant):
                     alternatives[new] = variant
         holds, verdicts = gone(list(alternatives.values()))
         if holds:
@@ -551,13 +559,12 @@ def condition_hints(
 
     loss_hint = _loss_hint(problem, kind, verdict_of,
                            {new: loss_variant(problem, new) for new in losses},
-                           lambda variant: True)
+                           inside)
     if loss_hint:
         hints.append(loss_hint)
 
     if "identity" in activations:
-        plain = hidden_identity_variant(problem)
-        holds, verdicts = gone([plain] if plain is not None else [])
+        holds, verdicts = gone(allowed([hidden_identity_variant(problem)]))
         if holds:
             hints.append(
                 f"{kind} only with non-identity hidden activations: with every hidden "
@@ -565,8 +572,7 @@ def condition_hints(
                 "suspect an activation derivative in the backward pass (missing or wrong)"
             )
 
-    sym = symmetric_variant(problem)
-    holds, verdicts = gone([sym] if sym is not None else [])
+    holds, verdicts = gone(allowed([symmetric_variant(problem)]))
     if holds:
         layers = ", ".join(f"W_{i}" for i in square_backward_layers(problem))
         hints.append(

@@ -16,6 +16,13 @@ Shrinking an instability therefore walks its saturation down toward the threshol
 it starts. Every drawn problem is finite in its dtype: each layer's ``max |h|`` is capped
 at ``max_saturation`` (1024 by default, well inside float16's range) before rounding.
 
+A declared architecture (``depth``, ``widths``, ``batch`` in the capabilities, see
+:class:`gradverify.implementations.Capabilities`) is respected: only the free parts are
+drawn, so every problem, shrunk ones included, has the declared depth, widths and batch.
+Arrays of more than 256 entries (a 784-wide input layer) are filled by a numpy generator
+seeded from one drawn integer, which keeps large layers within Hypothesis's budget; they
+shrink as a whole, toward seed 0.
+
 Example::
 
     from hypothesis import given
@@ -29,9 +36,11 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import strategies as st
@@ -81,13 +90,31 @@ _ELEMENTS = {
 }
 
 
+ELEMENTWISE_LIMIT = 256
+"""Arrays up to this many entries are drawn entry by entry; larger ones from a seeded generator."""
+
+
+def _generated_array(shape: tuple[int, ...], elements: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if elements == "unit":
+        return 1.0 - rng.uniform(0.0, 2.0, shape)
+    if elements == "probability":
+        return rng.uniform(0.0, 1.0, shape)
+    return rng.integers(0, 2, shape).astype(np.float64)
+
+
 @functools.lru_cache(maxsize=512)
 def _float_array(shape: tuple[int, ...], elements: str = "unit") -> st.SearchStrategy:
     """float64 arrays of ``shape``; every entry is drawn (and shrunk) on its own.
 
     ``elements`` is "unit" ([-1, 1], see :func:`_unit_floats`), "probability" ([0, 1]) or
     "binary" ({0, 1}). Strategies are cached: building one per draw costs more than drawing.
+    An array of more than :data:`ELEMENTWISE_LIMIT` entries comes from a numpy generator
+    seeded by one drawn integer (same ranges), so a 784-wide layer stays cheap to draw.
     """
+    if math.prod(shape) > ELEMENTWISE_LIMIT:
+        return st.integers(0, 2**32 - 1).map(
+            functools.partial(_generated_array, shape, elements))
     return hnp.arrays(np.float64, shape, elements=_ELEMENTS[elements], fill=st.nothing())
 
 
@@ -118,11 +145,47 @@ def dtypes(
 _dtype_strategy = dtypes  # ``problems`` has a parameter named ``dtypes``
 
 
-def batch_sizes(max_batch: int = 4) -> st.SearchStrategy[int]:
-    """Batch sizes 1..max_batch; shrinks toward 1."""
+def batch_sizes(max_batch: int = 4, min_batch: int = 1) -> st.SearchStrategy[int]:
+    """Batch sizes min_batch..max_batch; shrinks toward min_batch."""
     if max_batch < 1:
         raise ValueError(f"max_batch must be at least 1; got {max_batch}")
-    return st.integers(1, max_batch)
+    if not 1 <= min_batch <= max_batch:
+        raise ValueError(f"need 1 <= min_batch <= max_batch; got {min_batch}, {max_batch}")
+    return st.integers(min_batch, max_batch)
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    """What may be drawn: depth and batch ranges, and the widths fixed in advance."""
+
+    min_depth: int
+    max_depth: int
+    widths: tuple[int | None, ...]  # max_depth + 1 entries; None: drawn in 1..max_width
+    max_width: int
+    min_batch: int
+    max_batch: int
+
+    def width(self, draw: st.DrawFn, k: int, minimum: int = 1) -> int:
+        fixed = self.widths[k] if k < len(self.widths) else None
+        if fixed is not None:
+            return fixed
+        return draw(st.integers(minimum, max(minimum, self.max_width)))
+
+
+def _architecture(caps: Capabilities, loss_names: Sequence[str], max_depth: int,
+                  max_width: int, max_batch: int) -> _Architecture:
+    """The declared architecture of ``caps``, else the size limits; ValueError if it is empty."""
+    if max_depth < 1 or max_width < 1:
+        raise ValueError(f"max_depth and max_width must be at least 1; got {max_depth}, "
+                         f"{max_width}")
+    batch_sizes(max_batch)  # validates max_batch
+    lo, hi = caps.depth_range or (1, max_depth)
+    widths = caps.widths or (None,) * (hi + 1)
+    if caps.widths is not None and caps.widths[-1] == 1 and "softmax_ce" in loss_names:
+        raise ValueError("loss 'softmax_ce' needs at least 2 outputs, but the declared widths "
+                         f"{caps.describe_widths()} end in 1; leave softmax_ce out of the losses")
+    min_batch, top_batch = caps.batch or (1, max_batch)
+    return _Architecture(lo, hi, widths, max_width, min_batch, top_batch)
 
 
 def _loss_output_activations(loss: str, allowed: Sequence[str]) -> tuple[str, ...]:
@@ -146,7 +209,8 @@ def network_specs(
     loss requires (sigmoid for ``bce``, identity for ``softmax_ce``) or, for ``mse``, any
     allowed one. Widths are 1..max_width (``softmax_ce`` gets at least 2 outputs, since a
     softmax over one unit has a zero gradient). Shrinks toward depth ``min_depth``,
-    width 1 and the first listed activation and loss.
+    width 1 and the first listed activation and loss. A depth or widths declared in
+    ``capabilities`` replace ``min_depth``/``max_depth`` and the drawn widths.
     """
     caps = capabilities or Capabilities()
     acts = _names(activations, caps.activations, ACTIVATIONS, "activation")
@@ -155,17 +219,20 @@ def network_specs(
         raise ValueError(f"need 1 <= min_depth <= max_depth; got {min_depth}, {max_depth}")
     if max_width < 1:
         raise ValueError(f"max_width must be at least 1; got {max_width}")
-    return _network_specs(acts, loss_names, min_depth, max_depth, max_width)
+    arch = _architecture(caps, loss_names, max_depth, max_width, 1)
+    if caps.depth_range is None:
+        arch = dataclasses.replace(arch, min_depth=min_depth)
+    return _network_specs(acts, loss_names, arch)
 
 
 @st.composite
 def _network_specs(draw: st.DrawFn, acts: tuple[str, ...], loss_names: tuple[str, ...],
-                   min_depth: int, max_depth: int, max_width: int) -> NetworkSpec:
+                   arch: _Architecture) -> NetworkSpec:
     loss = draw(st.sampled_from(loss_names))
-    depth = draw(st.integers(min_depth, max_depth))
-    widths = [draw(st.integers(1, max_width)) for _ in range(depth)]
+    depth = draw(st.integers(arch.min_depth, arch.max_depth))
+    widths = [arch.width(draw, k) for k in range(depth)]
     min_out = 2 if loss == "softmax_ce" else 1
-    widths.append(draw(st.integers(min_out, max(min_out, max_width))))
+    widths.append(arch.width(draw, depth, min_out))
     hidden = [draw(st.sampled_from(acts)) for _ in range(depth - 1)]
     output = draw(st.sampled_from(_loss_output_activations(loss, acts)))
     return NetworkSpec(tuple(widths), (*hidden, output), loss)
@@ -285,6 +352,9 @@ def problems(
     dtypes: Sequence[str] | None = None,
     activations: Sequence[str] | None = None,
     losses: Sequence[str] | None = None,
+    depth: int | tuple[int, int] | None = None,
+    widths: Sequence[int | None] | None = None,
+    batch: int | tuple[int, int] | None = None,
     max_depth: int = 3,
     max_width: int = 4,
     max_batch: int = 4,
@@ -294,10 +364,12 @@ def problems(
     """Complete gradient problems (:class:`gradverify.network.Problem`) in a supported dtype.
 
     Args:
-        capabilities: limits activations, losses and dtypes (default: everything, with
-            float32 and float64).
+        capabilities: limits activations, losses, dtypes and the architecture (default:
+            everything, with float32 and float64, any depth, widths and batch).
         dtypes, activations, losses: explicit lists that replace the declared ones.
-        max_depth, max_width, max_batch: size limits of the drawn networks and batches.
+        depth, widths, batch: an architecture that replaces the declared one (see
+            :class:`gradverify.implementations.Capabilities`); only its free parts are drawn.
+        max_depth, max_width, max_batch: size limits of what is not declared.
         max_log2_scale: per-layer weight scales go up to ``2**max_log2_scale``.
         max_saturation: the largest ``max |h|`` of any layer (and the top of the logit band).
 
@@ -308,15 +380,14 @@ def problems(
     if not 1.0 <= max_saturation <= 6e4:
         raise ValueError("max_saturation must be in [1, 6e4] (larger values are not "
                          f"representable in float16); got {max_saturation}")
-    if max_depth < 1 or max_width < 1:
-        raise ValueError(f"max_depth and max_width must be at least 1; got {max_depth}, "
-                         f"{max_width}")
     caps = capabilities or Capabilities()
+    if depth is not None or widths is not None or batch is not None:
+        caps = caps.restricted(depth=depth, widths=widths, batch=batch)
     acts = _names(activations, caps.activations, ACTIVATIONS, "activation")
     loss_names = _names(losses, caps.losses, LOSSES, "loss")
-    batch_sizes(max_batch)  # validates max_batch
-    return _problems(_dtype_strategy(caps, dtypes), acts, loss_names, max_depth, max_width,
-                     max_batch, max_log2_scale, max_saturation)
+    arch = _architecture(caps, loss_names, max_depth, max_width, max_batch)
+    return _problems(_dtype_strategy(caps, dtypes), acts, loss_names, arch, max_log2_scale,
+                     max_saturation)
 
 
 def _more_layers() -> st.SearchStrategy[bool]:
@@ -330,11 +401,17 @@ _MORE_LAYERS = st.integers(0, 3).map(bool)
 @functools.lru_cache(maxsize=1024)
 @st.composite
 def _hidden_layer(draw: st.DrawFn, n_in: int, acts: tuple[str, ...], max_width: int,
-                  max_log2_scale: float) -> tuple[int, str, np.ndarray, np.ndarray] | None:
-    """One more hidden layer ``(width, activation, W, b)``, or None to stop (shrinks to None)."""
-    if not draw(_more_layers()):
+                  max_log2_scale: float, width: int | None = None, optional: bool = True
+                  ) -> tuple[int, str, np.ndarray, np.ndarray] | None:
+    """One more hidden layer ``(width, activation, W, b)``, or None to stop (shrinks to None).
+
+    ``width``: fixed in advance, else drawn; ``optional``: False for a layer the declared
+    minimum depth requires (then no "another layer?" choice is drawn).
+    """
+    if optional and not draw(_more_layers()):
         return None
-    width = draw(st.integers(1, max_width))
+    if width is None:
+        width = draw(st.integers(1, max_width))
     act = draw(st.sampled_from(acts))
     weights, biases = draw(_layer_parameters(width, n_in, max_log2_scale))
     return width, act, weights, biases
@@ -342,16 +419,17 @@ def _hidden_layer(draw: st.DrawFn, n_in: int, acts: tuple[str, ...], max_width: 
 
 @st.composite
 def _problems(draw: st.DrawFn, dtype_strategy: st.SearchStrategy[str], acts: tuple[str, ...],
-              loss_names: tuple[str, ...], max_depth: int, max_width: int, max_batch: int,
-              max_log2_scale: float, max_saturation: float) -> Problem:
+              loss_names: tuple[str, ...], arch: _Architecture, max_log2_scale: float,
+              max_saturation: float) -> Problem:
     dtype = draw(dtype_strategy)
     loss = draw(st.sampled_from(loss_names))
-    widths = [draw(st.integers(1, max_width))]
+    widths = [arch.width(draw, 0)]
     layer_acts: list[str] = []
     weights: list[np.ndarray] = []
     biases: list[np.ndarray] = []
-    for _ in range(max_depth - 1):
-        layer = draw(_hidden_layer(widths[-1], acts, max_width, max_log2_scale))
+    for i in range(arch.max_depth - 1):
+        layer = draw(_hidden_layer(widths[-1], acts, arch.max_width, max_log2_scale,
+                                   arch.widths[i + 1], i >= arch.min_depth - 1))
         if layer is None:
             break
         widths.append(layer[0])
@@ -361,15 +439,16 @@ def _problems(draw: st.DrawFn, dtype_strategy: st.SearchStrategy[str], acts: tup
     else:
         # At the maximum depth, draw (and ignore) one more "another layer?" choice, as a list
         # does: deleting an earlier layer then leaves the choices after it aligned.
-        draw(_more_layers())
+        if arch.max_depth > arch.min_depth:
+            draw(_more_layers())
     min_out = 2 if loss == "softmax_ce" else 1
-    widths.append(draw(st.integers(min_out, max(min_out, max_width))))
+    widths.append(arch.width(draw, len(widths), min_out))
     layer_acts.append(draw(st.sampled_from(_loss_output_activations(loss, acts))))
     W, b = draw(_layer_parameters(widths[-1], widths[-2], max_log2_scale))
     weights.append(W)
     biases.append(b)
     spec = NetworkSpec(tuple(widths), tuple(layer_acts), loss)
-    batch = draw(batch_sizes(max_batch))
+    batch = draw(batch_sizes(arch.max_batch, arch.min_batch))
     x = draw(inputs(spec.widths[0], batch))
     y = draw(labels(loss, spec.widths[-1], batch))
     draw(_band_andcap_saturation(spec, weights, biases, x, max_saturation))

@@ -175,3 +175,73 @@ def test_bad_arguments_get_a_one_line_message(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# Declared architectures: only the free parts are drawn, and shrinking keeps them
+# ---------------------------------------------------------------------------
+
+
+@FAST
+@given(problems(widths=(3, 5, 1), losses=["bce", "mse"]))
+def test_declared_widths_fix_every_drawn_problem(problem):
+    assert problem.spec.widths == (3, 5, 1)
+    assert problem.weights[0].shape == (5, 3) and problem.x.shape[0] == 3
+
+
+@FAST
+@given(network_specs(Capabilities(widths=(2, None, 3), losses=("mse",))))
+def test_declared_widths_fix_the_specs_with_free_entries_drawn(spec):
+    assert spec.depth == 2 and spec.widths[0] == 2 and spec.widths[2] == 3
+    assert 1 <= spec.widths[1] <= 4
+
+
+def test_shrunk_problems_keep_the_declared_widths_and_batch():
+    caps = Capabilities(widths=(3, 5, 1), batch=(2, 3), losses=("bce",))
+    seen: list[Problem] = []
+
+    def saturated(problem):
+        seen.append(problem)
+        return problem.max_abs_logit() > 30
+
+    minimal = find(problems(caps), saturated, settings=FIND, random=Random(0))
+    assert len(seen) > 10  # generation and shrinking
+    assert {p.spec.widths for p in seen} == {(3, 5, 1)}
+    assert {p.batch_size for p in seen} <= {2, 3}
+    assert minimal.spec.widths == (3, 5, 1) and minimal.batch_size == 2
+    assert 30 < minimal.max_abs_logit() < 64  # values still shrink inside the architecture
+
+
+def test_a_declared_depth_range_shrinks_to_its_minimum():
+    seen: list[int] = []
+    minimal = find(problems(depth=(2, 3), losses=["bce"]),
+                   lambda p: seen.append(p.spec.depth) or p.max_abs_logit() > 30,
+                   settings=FIND, random=Random(0))
+    assert set(seen) == {2, 3}
+    assert minimal.spec.depth == 2 and minimal.spec.widths == (1, 1, 1)
+
+
+def test_large_declared_widths_are_drawn_whole_and_stay_in_range():
+    @settings(max_examples=5, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(problems(widths=(784, 30, 10), losses=["bce"], dtypes=["float32"]))
+    def check(problem):
+        w = problem.weights[0].astype(np.float64) / max(1.0, np.abs(problem.weights[0]).max())
+        assert problem.spec.widths == (784, 30, 10)
+        assert np.all(np.abs(w) <= 1) and np.unique(w).size > 100  # not one repeated value
+        assert set(np.unique(problem.y)) <= {0.0, 1.0} or np.all((0 <= problem.y)
+                                                                 & (problem.y <= 1))
+
+    check()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: problems(widths=(3, 1), losses=["softmax_ce"]), "needs at least 2 outputs"),
+    (lambda: problems(depth=0), "depth must be a positive integer"),
+    (lambda: problems(widths=(3, 4, 1), depth=3), "a network of depth 2"),
+    (lambda: batch_sizes(4, min_batch=5), "min_batch <= max_batch"),
+])
+def test_bad_architectures_get_a_one_line_message(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert message in str(info.value) and "\n" not in str(info.value)
