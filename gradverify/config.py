@@ -12,6 +12,7 @@ Example::
     activations = ["sigmoid", "tanh"]
     losses = ["bce"]
     layout = "columns"
+    depth = 2                    # or [2, 3]; widths = [784, 30, 10] or [784, "any", 10]
 
 The keys besides ``implementations`` are the options of :mod:`gradverify.options`. Unknown
 keys and values of the wrong type raise :class:`ConfigError`, whose one-line message names
@@ -27,7 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradverify.options import LAYOUT_CHOICES, Option, option_by_config_key, validate_names
+from gradverify.options import (
+    FREE_WIDTH,
+    LAYOUT_CHOICES,
+    Option,
+    option_by_config_key,
+    parse_width,
+    validate_architecture,
+    validate_names,
+)
 
 __all__ = [
     "ConfigError",
@@ -40,7 +49,7 @@ __all__ = [
 
 SECTION = "[tool.gradverify]"
 IMPLEMENTATION_KEYS: tuple[str, ...] = ("target", "name", "activations", "losses", "dtypes",
-                                        "layout")
+                                        "layout", "depth", "widths", "batch")
 
 
 class ConfigError(Exception):
@@ -57,6 +66,9 @@ class ImplementationEntry:
     losses: tuple[str, ...] | None = None
     dtypes: tuple[str, ...] | None = None
     layout: str | None = None
+    depth: int | tuple[int, int] | None = None
+    widths: tuple[int | None, ...] | None = None
+    batch: int | tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,28 @@ def _option_value(where: str, key: str, option: Option, value: Any) -> Any:
         raise ConfigError(f"{where} {key!r}: {exc}") from None
 
 
+def _architecture(where: str, key: str, value: Any) -> Any:
+    """``depth``/``batch`` (N or [MIN, MAX]) or ``widths`` (["any" for a free one]) of a table."""
+    if key == "widths":
+        example = '[784, 30, 10] or [784, "any", 10]'
+        ok = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) or v == FREE_WIDTH for v in value)
+    else:
+        example = "2 or [2, 3]"
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, list)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+    if not ok:
+        raise ConfigError(f"{where} {key!r} must be like {example}; got {_type_name(value)} "
+                          f"{value!r}")
+    if key == "widths":
+        value = [parse_width(v) for v in value]
+    try:
+        return validate_architecture({key: value})[key]
+    except ValueError as exc:
+        raise ConfigError(f"{where} {key!r}: {exc}") from None
+
+
 def _implementation(where: str, index: int, table: Any) -> ImplementationEntry:
     here = f"{where} implementations[{index}]:"
     if not isinstance(table, dict):
@@ -145,7 +179,13 @@ def _implementation(where: str, index: int, table: Any) -> ImplementationEntry:
                           f"got {layout!r}")
     lists = {key: _names(here, key, table[key], key)
              for key in ("activations", "losses", "dtypes") if key in table}
-    return ImplementationEntry(target=target, name=name, layout=layout, **lists)
+    shape = {key: _architecture(here, key, table[key])
+             for key in ("depth", "widths", "batch") if key in table}
+    try:
+        validate_architecture(shape)  # together: widths must agree with depth
+    except ValueError as exc:
+        raise ConfigError(f"{here} {exc}") from None
+    return ImplementationEntry(target=target, name=name, layout=layout, **lists, **shape)
 
 
 def parse_section(section: Mapping[str, Any], path: Path | str) -> GradverifyConfig:

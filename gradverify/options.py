@@ -31,6 +31,8 @@ __all__ = [
     "counts_as_failure",
     "option_by_config_key",
     "parse_name_list",
+    "parse_width",
+    "validate_architecture",
     "values_from_pytest",
     "resolve_settings",
     "search_arguments",
@@ -61,6 +63,52 @@ def _parse_int(text: str) -> int:
         raise ValueError(f"expected an integer, got {text!r}") from None
 
 
+def _parse_count_range(text: str) -> int | tuple[int, int]:
+    """``"2"`` -> 2, ``"2,3"`` -> (2, 3) (min, max)."""
+    parts = text.replace(",", " ").split()
+    if len(parts) not in (1, 2):
+        raise ValueError(f"expected N or MIN,MAX (e.g. 2 or 2,3); got {text!r}")
+    values = tuple(_parse_int(p) for p in parts)
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+FREE_WIDTH = "any"
+"""How text surfaces (command line, TOML) spell a free width, None in Python."""
+
+
+def parse_width(value: object) -> object:
+    """One width as given in text or TOML: ``"any"`` -> None, digits -> int, else unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == FREE_WIDTH:
+            return None
+        return _parse_int(text)
+    return value
+
+
+def _parse_widths(text: str) -> tuple:
+    """``"784,30,10"`` -> (784, 30, 10); ``"any,30,any"`` -> (None, 30, None)."""
+    parts = text.replace(",", " ").split()
+    try:
+        return tuple(parse_width(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"expected widths such as 784,30,10 or any,30,any (input first); "
+                         f"got {text!r}") from None
+
+
+def validate_architecture(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``depth``, ``widths`` and ``batch`` values checked together (lists made tuples).
+
+    Raises ValueError with the reason (a non-positive number, widths whose length
+    contradicts the depth, ...). Imports :mod:`gradverify.implementations` (numpy) lazily,
+    so call it only when such values are given.
+    """
+    from gradverify.implementations import Capabilities
+
+    Capabilities(**values)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def _parse_float(text: str) -> float:
     try:
         return float(text)
@@ -72,7 +120,8 @@ def _parse_float(text: str) -> float:
 class Option:
     """One setting and its spelling on each surface (``None``: not offered there).
 
-    ``kind`` is one of "names" (a list of names), "int", "float", "choice" or "path".
+    ``kind`` is one of "names" (a list of names), "int", "float", "choice", "path",
+    "range" (N or MIN,MAX) or "widths" (N,N,..., ``any`` for a free one).
     ``minimum`` and ``maximum`` bound "int" and "float" values (inclusive); a "float" must
     also be finite (nan and inf are refused), and a "path" must not be empty.
     """
@@ -106,6 +155,10 @@ class Option:
             value = _parse_float(text)
         elif self.kind == "choice":
             value = text
+        elif self.kind == "range":
+            value = _parse_count_range(text)
+        elif self.kind == "widths":
+            value = _parse_widths(text)
         else:
             if not text:
                 raise ValueError("expected a path, got an empty string")
@@ -126,6 +179,8 @@ class Option:
             raise ValueError(f"expected a value <= {self.maximum:,}; got {value!r}")
         if self.kind == "path" and not value:
             raise ValueError("expected a path, got an empty string")
+        if self.kind in ("range", "widths"):
+            return validate_architecture({self.dest: value})[self.dest]
         return value
 
     def argparse_type(self) -> Callable[[str], Any]:
@@ -158,6 +213,24 @@ OPTIONS: tuple[Option, ...] = (
         "losses the implementation supports, comma-separated (e.g. bce); "
         "overrides its declaration",
         metavar="NAMES", cli_flag="--losses",
+    ),
+    Option(
+        "depth", "range", None,
+        "the number of layers (weight matrices) the implementation handles: N or MIN,MAX "
+        "(e.g. 2); the search stays inside it; overrides its declaration",
+        metavar="N", cli_flag="--depth",
+    ),
+    Option(
+        "widths", "widths", None,
+        "every width the implementation handles, input first, 'any' for a free one (e.g. "
+        "784,30,10 or any,30,any); fixes the depth; overrides its declaration",
+        metavar="N,N,...", cli_flag="--widths",
+    ),
+    Option(
+        "batch", "range", None,
+        "the batch sizes the implementation handles: N or MIN,MAX (e.g. 1); overrides its "
+        "declaration",
+        metavar="N", cli_flag="--batch",
     ),
     Option(
         "layout", "choice", None,

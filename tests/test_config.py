@@ -182,3 +182,36 @@ def test_the_cli_exits_2_naming_the_config_file(tmp_path, monkeypatch, capsys, c
     (line,) = err.splitlines()
     assert line.startswith("gradverify check: error: pyproject.toml: ")
 
+
+def test_an_implementation_declares_its_architecture(tmp_path):
+    config = load_config(write(tmp_path, """
+        [[tool.gradverify.implementations]]
+        target = "pkg.nn:two_layers"
+        depth = 2
+        batch = [1, 4]
+
+        [[tool.gradverify.implementations]]
+        target = "pkg.nn:mnist"
+        widths = [784, "any", 10]
+    """))
+    first, second = config.implementations
+    assert (first.depth, first.widths, first.batch) == (2, None, (1, 4))
+    assert (second.depth, second.widths, second.batch) == (None, (784, None, 10), None)
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    ("depth = 0", "'depth': depth must be a positive integer or a (min, max) pair"),
+    ('depth = "2"', "'depth' must be like 2 or [2, 3]; got string '2'"),
+    ("depth = [3, 2]", "'depth': depth range (3, 2) is empty"),
+    ("batch = [1, 2, 3]", "'batch': batch must be a positive integer or a (min, max) pair"),
+    ("widths = 3", "'widths' must be like [784, 30, 10] or [784, \"any\", 10]; got integer 3"),
+    ('widths = [3, "free", 1]', "'widths' must be like [784, 30, 10]"),
+    ("widths = [3, 0, 1]", "'widths': widths lists the input width"),
+    ("widths = [784, 30, 10]\ndepth = 3",
+     "widths=(784, 30, 10) has 3 entries, which is a network of depth 2"),
+])
+def test_bad_architectures_name_the_key(tmp_path, keys, expected):
+    path = write(tmp_path, f"[[tool.gradverify.implementations]]\ntarget = \"m:f\"\n{keys}\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}: [tool.gradverify] implementations[0]:")
+    assert expected in message
