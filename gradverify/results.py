@@ -15,7 +15,10 @@ __all__ = [
     "ElementError",
     "TensorComparison",
     "Verdict",
+    "WarningCount",
     "json_number",
+    "merge_warnings",
+    "warning_lines",
     "worst_verdict",
 ]
 
@@ -128,6 +131,48 @@ class ElementError:
         )
 
 
+@dataclass(frozen=True)
+class WarningCount:
+    """A warning the implementation raised, once per source location, with how often."""
+
+    category: str  # e.g. "RuntimeWarning"
+    message: str  # the first message seen at this location
+    filename: str
+    lineno: int
+    count: int
+
+    @property
+    def location(self) -> tuple[str, str, int]:
+        return (self.category, self.filename, self.lineno)
+
+    def to_dict(self) -> dict:
+        return {"category": self.category, "message": self.message, "filename": self.filename,
+                "lineno": self.lineno, "count": self.count}
+
+    def describe(self) -> str:
+        times = "once" if self.count == 1 else f"{self.count} times"
+        return f"{self.filename}:{self.lineno}: {self.category}: {self.message} ({times})"
+
+
+def merge_warnings(*groups: Any) -> list[WarningCount]:
+    """Warnings from several calls or checks, summed per source location (first message kept)."""
+    merged: dict[tuple[str, str, int], WarningCount] = {}
+    for group in groups:
+        for w in group:
+            seen = merged.get(w.location)
+            merged[w.location] = w if seen is None else WarningCount(
+                seen.category, seen.message, seen.filename, seen.lineno, seen.count + w.count)
+    return list(merged.values())
+
+
+def warning_lines(warnings: Any, indent: str = "  ") -> list[str]:
+    """The lines ``str()`` of a result shows for the implementation's warnings."""
+    if not warnings:
+        return []
+    return [f"{indent}warnings raised by the implementation (each location once):",
+            *(f"{indent}  {w.describe()}" for w in warnings)]
+
+
 @dataclass
 class CheckResult:
     """The verdict on one implementation for one problem at one dtype."""
@@ -149,6 +194,11 @@ class CheckResult:
     # second opinion for networks too large for full FD: max |v.g_ref - FD_v| / |FD_v| over
     # random directions v (see gradverify.finite_diff.directional_check)
     fd_directional_discrepancy: float | None = None
+    # warnings the implementation raised in this check, one entry per source location
+    warnings: list[WarningCount] = field(default_factory=list)
+    # for an error verdict from the call itself: "raised", "timed_out", "crashed" or
+    # "malformed" (gradverify.harness.CallFailure); None otherwise
+    call_failure: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -191,6 +241,8 @@ class CheckResult:
                           "mpmath_backend": self.reference_backend},
             "interior_verdict": self.interior_verdict.value if self.interior_verdict else None,
             "fd_directional_discrepancy": json_number(self.fd_directional_discrepancy),
+            "call_failure": self.call_failure,
+            "warnings": [w.to_dict() for w in self.warnings],
             "elapsed_seconds": self.elapsed,
             "problem": (self.problem.to_dict()
                         if self.problem is not None and self.problem.spec.parameter_count <= 10_000
@@ -225,6 +277,7 @@ class CheckResult:
         if self.fd_directional_discrepancy is not None:
             lines.append(f"  finite differences (random directions) agree with the reference to "
                          f"{_fmt(self.fd_directional_discrepancy)} relative")
+        lines.extend(warning_lines(self.warnings))
         if self.reference_precision:
             lines.append(
                 f"  reference: mpmath reverse mode at {self.reference_precision} bits "
