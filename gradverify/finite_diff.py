@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradverify.errstate import with_own_errstate
 from gradverify.functions import activation, has_fused_delta, loss_function
 from gradverify.network import ForwardPass, NetworkSpec, Problem, forward, output_delta
 
@@ -375,6 +376,7 @@ def _central_differences(losses: np.ndarray, steps: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+@with_own_errstate
 def finite_difference_gradients(
     problem: Problem, *, max_parameters: int | None = None
 ) -> FiniteDifferenceGradients:
@@ -485,6 +487,7 @@ def _layer_differences(
 # ---------------------------------------------------------------------------
 
 
+@with_own_errstate
 def directional_check(
     problem: Problem,
     dweights: Sequence[np.ndarray],

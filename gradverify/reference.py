@@ -30,6 +30,7 @@ import mpmath
 import numpy as np
 from mpmath import libmp
 
+from gradverify.errstate import with_own_errstate
 from gradverify.functions import activation, has_fused_delta, loss_function
 from gradverify.network import Problem
 
@@ -290,6 +291,7 @@ def _cancellation_bits(problem: Problem) -> int:
     return int(np.ceil(2 * peak / np.log(2))) + 16
 
 
+@with_own_errstate
 def reference_gradients(
     problem: Problem, *, bits: int = DEFAULT_BITS, max_precision: int = MAX_PRECISION
 ) -> ReferenceGradients:

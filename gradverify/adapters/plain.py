@@ -37,6 +37,7 @@ import numpy as np
 
 from gradverify.compare import DEFAULT_TOLERANCE_FACTOR, elementwise_errors, normwise_error
 from gradverify.dtypes import dtype_name, resolve_dtype, unit_roundoff
+from gradverify.errstate import with_own_errstate
 from gradverify.finite_diff import (
     _STENCIL,
     UNIT_ROUNDOFF,
@@ -295,6 +296,7 @@ def _worst_elements(g: np.ndarray, hi: np.ndarray, lo: np.ndarray, dtype: Any,
     return out
 
 
+@with_own_errstate
 def check_function(
     fun: Callable[[np.ndarray], float],
     grad: Callable[[np.ndarray], np.ndarray],

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.check import check_problem
-from gradverify.harness import call_backprop
+from gradverify.harness import CallFailure, call_backprop
 from gradverify.implementations import capabilities_of
 from gradverify.network import NetworkSpec, Problem
 from gradverify.reference import ReferenceError, reference_gradients
@@ -39,9 +39,9 @@ __all__ = [
     "supports_network",
 ]
 
-TIMEOUT_MARK = "per-call time limit"
-"""Part of the harness's message for a call that did not return in time: such an
-implementation is not called again by these measurements (each call would wait again)."""
+STOPPING_FAILURES = (CallFailure.TIMED_OUT, CallFailure.CRASHED)
+"""Calls after which an implementation is not called again by these measurements (each call
+would wait out the time limit again, or start a new worker process)."""
 
 LAYER_WIDTHS = (4, 8, 8, 8, 1)
 """The network of the per-layer figure: three sigmoid hidden layers, a sigmoid output, BCE."""
@@ -160,7 +160,7 @@ def layer_errors(
                                    timeout=timeout)
             if result.verdict is Verdict.ERROR and not result.tensors:
                 skipped.append(f"{name} at {dtype}: {result.message}")
-                if TIMEOUT_MARK in result.message:
+                if result.call_failure in STOPPING_FAILURES:
                     hung.add(name)
                 continue
             weights = [t for t in result.tensors if t.kind == "weight"][::-1]
@@ -256,9 +256,11 @@ def hidden_underflow(
                     fractions.setdefault((name, dtype), []).append(None)
                     continue
                 outcome = call_backprop(impl, problem, timeout=timeout)
-                if outcome.error and TIMEOUT_MARK in outcome.error:
+                if outcome.failure in STOPPING_FAILURES:
                     hung.add(name)
-                    skipped.append(f"{name}: stopped after a call exceeded {timeout:g} s")
+                    skipped.append(f"{name}: stopped after a call that "
+                                   + ("crashed its worker process" if outcome.failure
+                                      is CallFailure.CRASHED else f"exceeded {timeout:g} s"))
                 if outcome.ok:
                     got = [*outcome.dweights[:hidden], *outcome.dbiases[:hidden]]
                     under, total = _hidden_entries(got, exact)
