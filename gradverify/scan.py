@@ -67,6 +67,19 @@ exact value is not (``first_zero``), and the first float where the exact value i
 rounds to 0 in the dtype (``representable_limit``): an implementation whose first zero
 comes earlier underflows before the dtype forces it to.
 
+Declared architectures
+----------------------
+An implementation that declares its depth, widths or batch (:func:`gradverify.supports`)
+is scanned inside them: the probe network gets the smallest allowed depth (at least 2 for
+the hidden-layer scan), the declared widths (1 where free) and the smallest allowed batch.
+The layers before the probed one have ``W = 0``, ``b = 0`` (a sigmoid where declared,
+else the first declared activation), so they cannot change the probed logit; every
+output unit gets the same bias and label, and the exact gradients are divided by the
+number of outputs (the loss is a mean over all elements). Deeper than that, the output
+scan compares only ``dJ/db_L`` and the hidden scan ``dJ/db_{L-1}``. A declared depth of
+exactly 1 leaves no hidden layer: the hidden-layer scan is then skipped (naming hidden
+activations explicitly is an error).
+
 Sweep data
 ----------
 For each implementation x dtype x label x side, points log-spaced in |h| (rounded to the
@@ -121,7 +134,7 @@ from gradverify.compare import elementwise_errors
 from gradverify.dtypes import available_dtypes, dtype_name, resolve_dtype
 from gradverify.functions import activation
 from gradverify.harness import DEFAULT_TIMEOUT, call_backprop
-from gradverify.implementations import capabilities_of, implementation_name
+from gradverify.implementations import Capabilities, capabilities_of, implementation_name
 from gradverify.lattice import (
     FloatFormat,
     bit_pattern,
@@ -247,30 +260,38 @@ def _output_delta_raw(prec: int, h: float, y: float) -> Any:
     return libmp.mpf_sub(q, yv, prec, rnd)
 
 
-def exact_output_gradient(h: float, y: float, *, evaluator: _Exact | None = None) -> Any:
+def exact_output_gradient(h: float, y: float, *, evaluator: _Exact | None = None,
+                          outputs: int = 1) -> Any:
     """Exact dJ/db (= dJ/dW) of the one-layer scan network at logit ``h`` and label ``y``.
 
-    ``h`` and ``y`` are taken as exact float64 values. Returns an mpf verified to 80 bits.
+    ``h`` and ``y`` are taken as exact float64 values; ``outputs``: that many output units
+    with the same logit and label (the mean loss divides by it). Returns an mpf verified to
+    80 bits.
     """
     ev = evaluator or _Exact()
     h, y = float(h), float(y)
-    return ev.verified(lambda ctx: ctx.make_mpf(_output_delta_raw(ctx.prec, h, y)))
+    if outputs == 1:
+        return ev.verified(lambda ctx: ctx.make_mpf(_output_delta_raw(ctx.prec, h, y)))
+    return ev.verified(lambda ctx: ctx.make_mpf(_output_delta_raw(ctx.prec, h, y)) / outputs)
 
 
 def exact_hidden_gradient(
-    activation_name: str, h: float, *, evaluator: _Exact | None = None
+    activation_name: str, h: float, *, evaluator: _Exact | None = None, outputs: int = 1
 ) -> Any:
     """Exact dJ/dW1 of the 1 -> 1 -> 1 scan network with hidden pre-activation ``h``.
 
     The network has x = 1, W1 = 0, b1 = h, W2 = 1, b2 = 0, a sigmoid output, bce, y = 0,
-    so dJ/dW1 = sigmoid(act(h)) * act'(h). Returns an mpf verified to 80 bits.
+    so dJ/dW1 = sigmoid(act(h)) * act'(h) (divided by ``outputs`` when the output layer has
+    that many units, of which only the first is connected). Returns an mpf verified to 80
+    bits.
     """
     act = activation(activation_name)
     ev = evaluator or _Exact()
 
     def form(ctx: Any) -> Any:
         hv = ctx.mpf(h)
-        return _output_delta(ctx, act.mp_forward(ctx, hv), ctx.zero) * act.mp_derivative(ctx, hv)
+        value = _output_delta(ctx, act.mp_forward(ctx, hv), ctx.zero) * act.mp_derivative(ctx, hv)
+        return value / outputs if outputs != 1 else value
 
     return ev.verified(form)
 
@@ -401,16 +422,54 @@ def _one_float(index: int, negative: bool, fmt: FloatFormat) -> np.ndarray:
     return np.array([bits], dtype=fmt.uint).view(fmt.dtype)
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """The probe network's shape inside a declared architecture (see the module doc)."""
+
+    widths: tuple[int, ...]
+    batch: int = 1
+    filler: str = "sigmoid"  # activation of the layers before the probed one
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths) - 1
+
+
+def _layout(caps: Capabilities, min_depth: int) -> _Layout | None:
+    """The smallest probe network of depth >= ``min_depth`` that ``caps`` allows, or None."""
+    lo, hi = caps.depth_range or (1, max(min_depth, 1))
+    depth = max(lo, min_depth)
+    if depth > hi:
+        return None
+    widths = caps.widths or (None,) * (depth + 1)
+    filler = "sigmoid" if "sigmoid" in caps.activations else caps.activations[0]
+    return _Layout(tuple(1 if n is None else n for n in widths),
+                   caps.batch[0] if caps.batch else 1, filler)
+
+
+_SMALLEST = _Layout((1, 1))
+
+
+def _zero_layers(layout: _Layout, dt: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    n = layout.widths
+    return ([np.zeros((n[i + 1], n[i]), dtype=dt) for i in range(layout.depth)],
+            [np.zeros(n[i + 1], dtype=dt) for i in range(layout.depth)])
+
+
 class _OutputProbe:
     """Calls the implementation on the one-layer network at lattice floats (cached)."""
 
-    def __init__(self, calls: _Caller, fmt: FloatFormat, label: float, exact: _Exact) -> None:
+    def __init__(self, calls: _Caller, fmt: FloatFormat, label: float, exact: _Exact,
+                 layout: _Layout = _SMALLEST) -> None:
         self.calls, self.fmt, self.exact = calls, fmt, exact
         dt = fmt.dtype
-        self.spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
-        self.weights = (np.zeros((1, 1), dtype=dt),)
-        self.x = np.ones((1, 1), dtype=dt)
-        self.y = np.full((1, 1), label, dtype=np.float64).astype(dt)
+        n, depth = layout.widths, layout.depth
+        self.layout, self.outputs = layout, n[-1]
+        self.spec = NetworkSpec(n, (*(layout.filler,) * (depth - 1), "sigmoid"), "bce")
+        weights, biases = _zero_layers(layout, dt)
+        self.weights, self.hidden_biases = tuple(weights), tuple(biases[:-1])
+        self.x = np.ones((n[0], layout.batch), dtype=dt)
+        self.y = np.full((n[-1], layout.batch), label, dtype=np.float64).astype(dt)
         self.label = float(self.y.astype(np.float64)[0, 0])
         self.cache: dict[tuple[bool, int], _Observation] = {}
 
@@ -421,16 +480,18 @@ class _OutputProbe:
             return hit
         b = _one_float(index, negative, self.fmt)
         h = float(b.astype(np.float64)[0])
-        g = exact_output_gradient(h, self.label, evaluator=self.exact)
-        problem = Problem(self.spec, self.weights, (b,), self.x, self.y)
+        g = exact_output_gradient(h, self.label, evaluator=self.exact, outputs=self.outputs)
+        last = b if self.outputs == 1 else np.repeat(b, self.outputs)
+        problem = Problem(self.spec, self.weights, (*self.hidden_biases, last), self.x, self.y)
         outcome = self.calls.call(problem)
         hi, lo = _split(g)
         if not outcome.ok:
             obs = _Observation(h, "error", (), None, hi, lo, math.nan, frozenset({"raises"}),
                                outcome.error)
         else:
-            values = (float(outcome.dweights[0].astype(np.float64)[0, 0]),
-                      float(outcome.dbiases[0].astype(np.float64)[0]))
+            db = float(outcome.dbiases[-1].astype(np.float64)[0])
+            values = ((float(outcome.dweights[0].astype(np.float64)[0, 0]), db)
+                      if self.layout.depth == 1 else (db,))
             status, worst, rel, bad = _judge(values, g, self.fmt)
             obs = _Observation(h, status, values, worst, hi, lo, rel, bad)
         self.cache[key] = obs
@@ -441,15 +502,20 @@ class _HiddenProbe:
     """Calls the implementation on the 1 -> 1 -> 1 network at lattice floats (cached)."""
 
     def __init__(self, calls: _Caller, fmt: FloatFormat, activation_name: str,
-                 exact: _Exact) -> None:
+                 exact: _Exact, layout: _Layout = _Layout((1, 1, 1))) -> None:
         self.calls, self.fmt, self.exact = calls, fmt, exact
         self.activation = activation_name
         dt = fmt.dtype
-        self.spec = NetworkSpec((1, 1, 1), (activation_name, "sigmoid"), "bce")
-        self.weights = (np.zeros((1, 1), dtype=dt), np.ones((1, 1), dtype=dt))
-        self.b2 = np.zeros(1, dtype=dt)
-        self.x = np.ones((1, 1), dtype=dt)
-        self.y = np.zeros((1, 1), dtype=dt)
+        n, depth = layout.widths, layout.depth
+        self.layout, self.outputs = layout, n[-1]
+        self.spec = NetworkSpec(n, (*(layout.filler,) * (depth - 2), activation_name, "sigmoid"),
+                                "bce")
+        weights, biases = _zero_layers(layout, dt)
+        weights[-1][0, 0] = 1  # only the probed unit reaches the (first) output
+        self.weights = tuple(weights)
+        self.biases = biases
+        self.x = np.ones((n[0], layout.batch), dtype=dt)
+        self.y = np.zeros((n[-1], layout.batch), dtype=dt)
         self.exact_cache: dict[tuple[bool, int], tuple[float, Any]] = {}
         self.cache: dict[tuple[bool, int], _Observation] = {}
 
@@ -458,7 +524,8 @@ class _HiddenProbe:
         hit = self.exact_cache.get(key)
         if hit is None:
             h = float(_one_float(index, negative, self.fmt).astype(np.float64)[0])
-            hit = (h, exact_hidden_gradient(self.activation, h, evaluator=self.exact))
+            hit = (h, exact_hidden_gradient(self.activation, h, evaluator=self.exact,
+                                            outputs=self.outputs))
             self.exact_cache[key] = hit
         return hit
 
@@ -471,14 +538,21 @@ class _HiddenProbe:
         if hit is not None:
             return hit
         h, g = self.exact_at(negative, index)
-        b1 = _one_float(index, negative, self.fmt)
-        problem = Problem(self.spec, self.weights, (b1, self.b2), self.x, self.y)
+        probed = _one_float(index, negative, self.fmt)
+        biases = list(self.biases)
+        if biases[-2].shape[0] > 1:
+            probed = np.concatenate([probed, biases[-2][1:]])
+        biases[-2] = probed
+        problem = Problem(self.spec, self.weights, tuple(biases), self.x, self.y)
         outcome = self.calls.call(problem)
         hi, lo = _split(g)
         if not outcome.ok:
             obs = _Observation(h, "error", (), None, hi, lo, math.nan, frozenset(), outcome.error)
         else:
-            value = float(outcome.dweights[0].astype(np.float64)[0, 0])
+            # dJ/dW1 (x = 1) in the 1 -> 1 -> 1 network; dJ/db_{L-1} in a deeper one
+            grad = (outcome.dweights[0][0, 0] if self.layout.depth == 2
+                    else outcome.dbiases[-2][0])
+            value = float(np.asarray(grad).astype(np.float64))
             status = "ok" if math.isfinite(value) else "nonfinite"
             bad = frozenset({"first_zero"}) if value == 0 and g != 0 else frozenset()
             obs = _Observation(h, status, (value,), value, hi, lo, math.nan, bad)
@@ -1100,14 +1174,20 @@ def scan(
         raise ValueError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
     dtype_names = _resolve_dtypes(impl, dtypes)
     label_values = _resolve_labels(labels)
+    output_layout, hidden_layout = _layout(caps, 1), _layout(caps, 2)
     if hidden_activations is None:
         hidden = tuple(a for a in HIDDEN_ACTIVATIONS if a in caps.activations)
+        if hidden_layout is None:
+            hidden = ()  # a declared depth of 1 has no hidden layer to scan
     else:
         hidden = tuple(hidden_activations)
         for a in hidden:
             if a not in HIDDEN_ACTIVATIONS:
                 raise ValueError(f"hidden_activations must be among "
                                  f"{', '.join(HIDDEN_ACTIVATIONS)}; got {a!r}")
+        if hidden and hidden_layout is None:
+            raise ValueError("the hidden-layer scan needs a network of depth 2 or more, but "
+                             "the implementation declares depth 1; pass hidden_activations=()")
     display = name or implementation_name(impl)
     say = _progress_sink(progress)
     start = time.perf_counter()
@@ -1120,7 +1200,7 @@ def scan(
         plan = _Plan(fmt, check_points, neighbourhood, exhaustive and fmt.width == 16)
         for y in label_values:
             say(f"{display} {dt} y={y:g}: output layer")
-            probe = _OutputProbe(calls, fmt, y, exact)
+            probe = _OutputProbe(calls, fmt, y, exact, output_layout or _SMALLEST)
             row = ScanRow(display, dt, probe.label, _scan_side(probe, plan, "positive"),
                           _scan_side(probe, plan, "negative"))
             rows.append(row)
@@ -1131,7 +1211,7 @@ def scan(
                             stride_window=False)
         for act in hidden:
             say(f"{display} {dt}: hidden {act} underflow")
-            hprobe = _HiddenProbe(calls, fmt, act, exact)
+            hprobe = _HiddenProbe(calls, fmt, act, exact, hidden_layout or _Layout((1, 1, 1)))
             for side in SIDES:
                 hidden_rows.append(_scan_hidden(hprobe, hidden_plan, side, display))
     settings = {"check_points": check_points, "neighbourhood": neighbourhood,
