@@ -85,6 +85,10 @@ errors and 10 warnings, then one notice) and a Markdown table is appended to
 $GITHUB_STEP_SUMMARY."""
 
 
+NAME_LISTS = ("activations", "losses", "dtypes")
+ARCHITECTURE = ("depth", "widths", "batch")
+
+
 class UsageError(Exception):
     """Bad command line, configuration or implementation name; the message is one line."""
 
@@ -165,14 +169,14 @@ class Target:
     ``impl`` is the loaded callable, wrapped with a new declaration only when it must be
     (a changed layout, or for ``scan``/``report``, which read the declaration), so that
     reproduction snippets can still import it by name. ``overrides`` are the
-    activations/losses/dtypes asked for (command line, config entry, config), which
-    :func:`gradverify.search.search` takes as arguments.
+    activations/losses/dtypes and depth/widths/batch asked for (command line, config
+    entry, config), which :func:`gradverify.search.search` takes as arguments.
     """
 
     spec: str
     impl: Callable
     name: str
-    overrides: dict[str, tuple[str, ...]]
+    overrides: dict[str, Any]
 
     @property
     def dtypes(self) -> tuple[str, ...] | None:
@@ -201,8 +205,9 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
     """Load ``spec`` and gather, first wins, the command-line capability flags, its
     ``[[tool.gradverify.implementations]]`` entry and the config's ``dtypes``.
 
-    ``declare``: also attach the activations, losses and dtypes to the implementation's
-    declaration (for consumers that take no such arguments).
+    ``declare``: also attach the activations, losses, dtypes and architecture (depth,
+    widths, batch) to the implementation's declaration (for consumers that take no such
+    arguments).
     """
     import dataclasses
     import functools
@@ -219,14 +224,16 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
     entry = config.entry_for(spec)
     declared = capabilities_of(impl)
     changes: dict[str, Any] = {}
-    for field in ("activations", "losses", "dtypes", "layout"):
+    for field in ("activations", "losses", "dtypes", "layout", *ARCHITECTURE):
         value = cli.get(field)
         if value is None and entry is not None:
             value = getattr(entry, field)
         if value is None and field == "dtypes":
             value = config.values.get("dtypes")
         if value is not None:
-            changes[field] = tuple(value) if field != "layout" else value
+            changes[field] = tuple(value) if field in NAME_LISTS else value
+    if "widths" in changes and "depth" not in changes:
+        changes["depth"] = None  # new widths replace the declared depth too
     where = f" (see {config.path})" if entry is not None else ""
     try:
         caps = dataclasses.replace(declared, **changes)
@@ -235,7 +242,7 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
         problems(caps, dtypes=caps.dtypes)  # the search's own check of the capabilities
     except ValueError as exc:
         raise UsageError(f"{spec}: {exc}{where}") from None
-    wrap_for = {"layout"} if not declare else {"layout", "activations", "losses", "dtypes"}
+    wrap_for = {"layout"} if not declare else {"layout", *NAME_LISTS, *ARCHITECTURE}
     if set(changes) & wrap_for:
         original = impl
 
@@ -246,7 +253,7 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
         setattr(declared_impl, CAPABILITIES_ATTRIBUTE, caps)
         impl = declared_impl
     name = entry.name if entry is not None and entry.name else implementation_name(impl)
-    overrides = {k: v for k, v in changes.items() if k != "layout"}
+    overrides = {k: v for k, v in changes.items() if k != "layout" and v is not None}
     return Target(spec=spec, impl=impl, name=name, overrides=overrides)
 
 

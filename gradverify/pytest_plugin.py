@@ -179,14 +179,19 @@ class GradverifyFixture:
         activations: Any = None,
         losses: Any = None,
         dtypes: Any = None,
+        depth: Any = None,
+        widths: Any = None,
+        batch: Any = None,
         fail_on: str | None = None,
         **options: Any,
     ) -> Any:
         """Check ``impl`` and fail the test unless it passes (under the fail-on policy).
 
         Without ``problem`` this runs the Hypothesis search over the given activations,
-        losses and dtypes (default: what ``impl`` declares, then the session's dtypes);
-        with a ``Problem`` it judges that one problem. Other keyword arguments go to
+        losses and dtypes (default: what ``impl`` declares, then the session's dtypes)
+        and inside the given architecture: ``depth`` (an int or ``(min, max)``), ``widths``
+        (input first, None for a free one) and ``batch``, as in :func:`gradverify.supports`.
+        With a ``Problem`` it judges that one problem. Other keyword arguments go to
         :func:`gradverify.check`. Returns the SearchResult or CheckResult.
         """
         from gradverify.check import check
@@ -198,6 +203,9 @@ class GradverifyFixture:
                                 ("dtypes", dtypes)):
                 if value is not None:
                     kwargs[name] = (value,) if isinstance(value, str) else tuple(value)
+            for name, value in (("depth", depth), ("widths", widths), ("batch", batch)):
+                if value is not None:
+                    kwargs[name] = value
             kwargs.update(options)
             result = check(impl, **kwargs)
         else:

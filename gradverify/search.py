@@ -17,7 +17,18 @@ property over :func:`gradverify.strategies.problems`:
   say which conditions are necessary (:func:`gradverify.diagnose.condition_hints`).
 
 A call that exceeds the per-call time limit ends that dtype's search at once with an
-``error`` verdict (no shrinking, so a hanging implementation cannot stall the search).
+``error`` verdict (no shrinking, so a hanging implementation cannot stall the search). So
+does a protocol error (a ``malformed`` call: a signature that does not take the protocol's
+arguments; the wrong type, count, shape or dtype returned; inputs written into; different
+answers to the same input) while no call of that dtype has yet returned gradients of the
+protocol's form: an implementation that never follows the protocol gets its ``error``
+after a call or two, not after a whole search and shrink.
+
+An ``error`` at one depth is followed by one call at each other allowed depth; when one of
+them returns gradients, the message says so and how to declare the depth
+(``@gradverify.supports(depth=2)``). A declared architecture (depth, widths, batch) is
+never left: the strategies draw inside it, and the structural minimiser, the bisection and
+the diagnostic variants skip whatever falls outside it.
 
 Reproducibility: the seed (chosen at random and reported when not given) fixes the
 examples Hypothesis generates, given the same program: Hypothesis also mixes in literal
@@ -45,7 +56,7 @@ from gradverify.check import INTERIOR_LIMIT, check_problem
 from gradverify.compare import DEFAULT_TOLERANCE_FACTOR, full_width_bits
 from gradverify.diagnose import condition_hints, shallower_variant
 from gradverify.dtypes import available_dtypes
-from gradverify.harness import DEFAULT_TIMEOUT
+from gradverify.harness import DEFAULT_TIMEOUT, CallFailure, call_backprop
 from gradverify.implementations import Capabilities, capabilities_of, implementation_name
 from gradverify.network import NetworkSpec, Problem
 from gradverify.reference import ReferenceError as ExactReferenceError
@@ -263,7 +274,8 @@ _FAILURE_TYPES: dict[Verdict, type[_Failure]] = {
 
 
 class _Stop(BaseException):
-    """Ends a dtype's search at once (a hang); not an Exception, so Hypothesis won't shrink it."""
+    """Ends a dtype's search at once (a hang, or a protocol error before any call followed
+    the protocol); not an Exception, so Hypothesis won't shrink it."""
 
     def __init__(self, result: CheckResult) -> None:
         super().__init__(result.message)
@@ -415,6 +427,11 @@ def _run_round(
         if result.verdict is Verdict.ERROR and TIMEOUT_MARK in result.message:
             run.stopped = result
             raise _Stop(result)
+        if result.call_failure == CallFailure.MALFORMED and all(
+                s["verdict"] == "error" for s in run.samples):
+            # no call has yet returned gradients of the protocol's form: say so at once
+            run.stopped = result
+            raise _Stop(result)
         if result.verdict in known:
             return
         last[result.verdict] = result
@@ -556,11 +573,17 @@ class _Checker:
     on every variant tried while minimising, bisecting and diagnosing.
     """
 
-    def __init__(self, impl: Callable, options: dict[str, Any]) -> None:
+    def __init__(self, impl: Callable, options: dict[str, Any],
+                 caps: Capabilities | None = None) -> None:
         self.impl, self.options, self.hung = impl, options, False
+        self.caps = caps
+
+    def admits(self, problem: Problem) -> bool:
+        """Whether ``problem`` is inside the declared architecture (others are never run)."""
+        return self.caps is None or self.caps.admits(problem.spec.widths, problem.batch_size)
 
     def __call__(self, problem: Problem, **kwargs: Any) -> CheckResult | None:
-        if self.hung:
+        if self.hung or not self.admits(problem):
             return None
         kwargs.setdefault("finite_differences", False)
         try:
@@ -589,6 +612,8 @@ def _minimize_structure(checker: _Checker, result: CheckResult, budget: int = 80
     while improved and checks < budget and not checker.hung:
         improved = False
         for candidate in _simpler_problems(current.problem):
+            if not checker.admits(candidate):
+                continue
             checks += 1
             attempt = checker(candidate, repeat=1)
             if attempt is not None and attempt.verdict is result.verdict:
@@ -597,6 +622,74 @@ def _minimize_structure(checker: _Checker, result: CheckResult, budget: int = 80
             if checks >= budget:
                 break
     return current
+
+
+def _probe_problem(caps: Capabilities, failing: Problem, depth: int) -> Problem | None:
+    """A small problem like ``failing`` (same input, labels, loss, dtype) at another depth.
+
+    Hidden layers have width 3 and the first hidden (or allowed) activation; the parameters
+    are fixed pseudo-random values in [-1, 1]. None when it is outside ``caps``.
+    """
+    spec = failing.spec
+    widths = (spec.widths[0], *(3,) * (depth - 1), spec.widths[-1])
+    if not caps.admits(widths, failing.batch_size):
+        return None
+    hidden = spec.activations[0] if spec.depth > 1 else caps.activations[0]
+    acts = (*(hidden,) * (depth - 1), spec.activations[-1])
+    rng = np.random.default_rng(0)
+    weights = [rng.uniform(-1.0, 1.0, (widths[i + 1], widths[i])) for i in range(depth)]
+    biases = [rng.uniform(-1.0, 1.0, widths[i + 1]) for i in range(depth)]
+    return Problem.from_arrays(NetworkSpec(widths, acts, spec.loss), weights, biases,
+                               failing.x.astype(np.float64), failing.y.astype(np.float64),
+                               failing.dtype)
+
+
+def _architecture_hint(impl: Callable, caps: Capabilities, failure: CheckResult, *,
+                       max_depth: int, timeout: float | None) -> str | None:
+    """How to declare the architecture, when ``impl`` errs at one depth but returns at others.
+
+    One call per other depth in the allowed range, on a small problem built from the failing
+    one (:func:`_probe_problem`); "works" means it returned gradients of the right count,
+    shapes and dtype there. None when the depth is declared or no other depth works.
+    """
+    problem = failure.problem
+    if problem is None or TIMEOUT_MARK in failure.message:
+        return None
+    depth = problem.spec.depth
+    lo, hi = caps.depth_range or (1, max(max_depth, depth))
+    if lo == hi:
+        return None
+    works = []
+    for d in range(lo, hi + 1):
+        probe = _probe_problem(caps, problem, d) if d != depth else None
+        if probe is not None and call_backprop(impl, probe, timeout=timeout).ok:
+            works.append(d)
+    if not works:
+        return None
+    a, b = works[0], works[-1]
+    if works != list(range(a, b + 1)):
+        b = a
+    if a == b:
+        shown, python, flag, toml = f"depth {a}", f"depth={a}", f"--depth {a}", f"depth = {a}"
+    else:
+        shown, python = f"depths {a} to {b}", f"depth=({a}, {b})"
+        flag, toml = f"--depth {a},{b}", f"depth = [{a}, {b}]"
+    detail = failure.message.removeprefix(f"{failure.implementation} ")
+    what = detail.split(":", 1)[0] if detail.startswith("raised ") else "fails"
+    return (f"it works with {shown} but {what} at depth {depth}: if it handles only some "
+            f"architectures, declare them with @gradverify.supports({python}) (or {flag}, "
+            f"or {toml} in [[tool.gradverify.implementations]])")
+
+
+def _explain_architecture(impl: Callable, caps: Capabilities, summary: DtypeSummary, *,
+                          max_depth: int, timeout: float | None) -> None:
+    """Append :func:`_architecture_hint` to the message of the dtype's ``error`` failure."""
+    error = summary.failures.get(Verdict.ERROR.value)
+    if error is None:
+        return
+    hint = _architecture_hint(impl, caps, error, max_depth=max_depth, timeout=timeout)
+    if hint is not None:
+        error.message = f"{error.message}; {hint}"
 
 
 def _threshold_by_bisection(
@@ -653,7 +746,7 @@ def _summarize(
     passing = [s["saturation"] for s in samples if s["verdict"] == "pass"]
     summary.max_passing_saturation = max(passing) if passing else None
 
-    checker = _Checker(impl, options)
+    checker = _Checker(impl, options, caps)
     checker.hung = run.stopped is not None
     for kind in (Verdict.ERROR, Verdict.INCORRECT, Verdict.UNSTABLE):
         shrunk = found.get(kind)
@@ -695,7 +788,7 @@ def _summarize(
                 and not checker.hung:
             hints.extend(condition_hints(primary.problem, checker.verdict_of,
                                          primary.verdict.value, caps.activations,
-                                         losses=caps.losses))
+                                         admits=checker.admits, losses=caps.losses))
         for other in kinds[1:]:
             hints.append(
                 f"also {other.verdict.value} on other examples (shrunk separately to "
@@ -747,6 +840,9 @@ def search(
     timeout: float | None = DEFAULT_TIMEOUT,
     name: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    depth: int | tuple[int, int] | None = None,
+    widths: Sequence[int | None] | None = None,
+    batch: int | tuple[int, int] | None = None,
     max_depth: int = 3,
     max_width: int = 4,
     max_batch: int = 4,
@@ -770,7 +866,11 @@ def search(
             dtype with an ``error`` verdict.
         name: the name shown in results.
         progress: ``callback(description, examples_done, examples_planned)``.
-        max_depth, max_width, max_batch: size limits of the generated problems.
+        depth, widths, batch: the architecture ``impl`` serves, replacing its declaration
+            (see :func:`gradverify.supports`): depth an int or ``(min, max)``, widths input
+            first with None for a free one, batch an int or ``(min, max)``. The search
+            generates, shrinks and diagnoses only inside it.
+        max_depth, max_width, max_batch: size limits of what is not declared.
 
     Returns:
         A :class:`SearchResult`; ``str()`` of it is the failure report.
@@ -793,7 +893,8 @@ def search(
     if seed is None and not derandomize:
         seed = secrets.randbits(32)
     db = _resolve_database(database, ci, derandomize)
-    caps = capabilities_of(impl).restricted(activations, losses, dtypes)
+    caps = capabilities_of(impl).restricted(activations, losses, dtypes, depth=depth,
+                                            widths=widths, batch=batch)
     names = _validated_dtypes(caps, dtypes if dtypes is not None else caps.dtypes)
     name = name or implementation_name(impl)
     options = {"name": name, "tolerance_factor": float(tolerance_factor), "timeout": timeout}
@@ -813,6 +914,8 @@ def search(
         run, found = _run_dtype(config, dtype)
         per_dtype[dtype] = _summarize(impl, caps, run, found, name=name, options=options,
                                       elapsed=time.perf_counter() - dtype_start)
+        _explain_architecture(impl, caps, per_dtype[dtype], max_depth=max_depth,
+                              timeout=timeout)
         samples.extend(run.samples)
 
     verdict = worst_verdict(s.verdict for s in per_dtype.values())

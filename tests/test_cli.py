@@ -516,3 +516,87 @@ def test_scan_exhaustive_flag_reaches_the_scanner(monkeypatch, capsys):
     assert main(["scan", "fused", "--dtypes", "float16", "--exhaustive"]) == 0
     assert seen["exhaustive"] is True
     assert "fused" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# A fixed architecture: --depth/--widths/--batch and the config entry
+# ---------------------------------------------------------------------------
+
+TWO_LAYERS = '''
+from gradverify.implementations import stable_backprop
+
+
+def two_layers(weights, biases, x, y, *, activations, loss):
+    W1, W2 = weights
+    b1, b2 = biases
+    return stable_backprop([W1, W2], [b1, b2], x, y, activations=activations, loss=loss)
+
+
+def three_in_two_out(weights, biases, x, y, *, activations, loss):
+    if x.shape[0] != 3 or y.shape[0] != 2:
+        raise ValueError(f"written for 3 inputs and 2 outputs; got {x.shape[0]}, {y.shape[0]}")
+    return two_layers(weights, biases, x, y, activations=activations, loss=loss)
+'''
+
+
+@pytest.fixture
+def two_layer_project(project, monkeypatch):
+    (project / "twolayer.py").write_text(TWO_LAYERS, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, "twolayer", raising=False)
+    yield project
+    sys.modules.pop("twolayer", None)
+
+
+def test_depth_flag_declares_a_two_layer_implementation(two_layer_project, capsys):
+    code, out, _ = run(capsys, "check", "twolayer:two_layers", "--depth", "2",
+                       "--dtypes", "float64", *FAST)
+    assert code == 0, out
+    assert "twolayer:two_layers -> PASS" in out
+
+
+def test_an_undeclared_two_layer_implementation_is_told_how(two_layer_project, capsys):
+    code, out, _ = run(capsys, "check", "twolayer:two_layers", "--dtypes", "float64", *FAST)
+    assert code == 1
+    assert "-> ERROR" in out and "not enough values to unpack" in out
+    assert ("declare them with @gradverify.supports(depth=2) (or --depth 2, or depth = 2 in "
+            "[[tool.gradverify.implementations]])") in out
+
+
+def test_depth_from_the_config_entry(two_layer_project, capsys):
+    (two_layer_project / "pyproject.toml").write_text(textwrap.dedent("""
+        [tool.gradverify]
+        max-examples = 10
+        seed = 3
+        dtypes = ["float64"]
+
+        [[tool.gradverify.implementations]]
+        target = "twolayer:two_layers"
+        depth = 2
+    """))
+    code, out, _ = run(capsys, "check")
+    assert code == 0, out
+    assert "twolayer:two_layers -> PASS" in out
+
+
+def test_widths_flag_fixes_every_width(two_layer_project, capsys):
+    args = ["check", "twolayer:three_in_two_out", "--dtypes", "float64", *FAST]
+    code, out, _ = run(capsys, *args)
+    assert code == 1 and "written for 3 inputs and 2 outputs" in out
+    code, out, _ = run(capsys, *args, "--widths", "3,any,2", "--json", "out.json")
+    assert code == 0, out
+    doc = json.loads((two_layer_project / "out.json").read_text())
+    assert doc["settings"]["widths"] == [3, None, 2]
+
+
+@pytest.mark.parametrize(("argv", "reason"), [
+    (["--depth", "0"], "argument --depth: depth must be a positive integer"),
+    (["--depth", "2,x"], "argument --depth: expected an integer, got 'x'"),
+    (["--widths", "3,none?,1"], "argument --widths: expected widths such as 784,30,10"),
+    (["--widths", "3,4,1", "--depth", "3"], "has 3 entries, which is a network of depth 2"),
+    (["--widths", "3,1", "--losses", "softmax_ce"], "'softmax_ce' needs at least 2 outputs"),
+])
+def test_bad_architecture_flags_exit_2(two_layer_project, capsys, argv, reason):
+    code, _, err = run(capsys, "check", "twolayer:two_layers", *argv, *FAST)
+    assert code == 2
+    assert "Traceback" not in err
+    assert reason in err.splitlines()[-1]  # after argparse's usage lines, if any

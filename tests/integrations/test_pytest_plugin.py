@@ -241,3 +241,35 @@ def test_loading_the_plugin_imports_nothing_heavy():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "none"
+
+
+def test_the_fixture_takes_a_fixed_architecture(suite):
+    suite.makepyfile(two_layers='''
+        from gradverify.implementations import stable_backprop
+
+        def two_layers(weights, biases, x, y, *, activations, loss):
+            W1, W2 = weights
+            return stable_backprop([W1, W2], list(biases), x, y, activations=activations,
+                                   loss=loss)
+    ''')
+    suite.makepyfile(test_arch='''
+        from two_layers import two_layers
+
+        def test_declared(gradverify):
+            result = gradverify.check(two_layers, depth=2, dtypes=("float64",))
+            assert result.verdict == "pass"
+            assert result.counterexample is None
+
+        def test_widths(gradverify):
+            gradverify.check(two_layers, widths=(2, None, 1), batch=1, dtypes=("float64",))
+
+        def test_undeclared(gradverify):
+            gradverify.check(two_layers, dtypes=("float64",))
+    ''')
+    result = suite.runpytest(*FAST)
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    failure = out[out.index("_ test_undeclared _"):]
+    assert "two_layers -> ERROR" in failure
+    assert "it works with depth 2 but raised ValueError at depth 1" in failure
+    assert "@gradverify.supports(depth=2)" in failure
