@@ -124,6 +124,9 @@ def _option_value(where: str, key: str, option: Option, value: Any) -> Any:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         expected = "a number"
         value = float(value) if ok else value
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+        expected = "true or false"
     else:  # "choice", "path"
         ok = isinstance(value, str)
         expected = "a string"

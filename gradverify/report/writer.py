@@ -9,11 +9,15 @@ it was, and a directory holding anything gradverify did not write is never repla
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gradverify.errstate import with_own_errstate
 from gradverify.report.atomic import (
     check_output_directory,
     replace_directory,
@@ -103,6 +107,7 @@ def _figure_data(doc_parts: Mapping[str, Any], searches: Sequence[Mapping[str, A
     return out
 
 
+@with_own_errstate
 def render_report(
     out_dir: str | Path,
     search_results: Sequence[Any] = (),
@@ -192,6 +197,7 @@ def _render(
     return out
 
 
+@with_own_errstate
 def write_report_from_results(out_dir: str | Path, results: Sequence[Any], *,
                               title: str = DEFAULT_TITLE) -> Path:
     """A report from a mix of SearchResults and CheckResults (objects or dicts), e.g. the
@@ -238,6 +244,34 @@ def _measure_dtypes(dtypes: Sequence[str] | None, searches: Sequence[Mapping[str
     return [d for d in SUPPORTED_DTYPES if d in wanted and d in usable]
 
 
+def _isolate_each(fn: Callable) -> Callable:
+    """Decorator: an ``isolate`` keyword runs every implementation in its own worker process
+    for the duration of the call (see :mod:`gradverify.isolation`)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, isolate: bool | None = False, **kwargs: Any) -> Any:
+        if not isolate:
+            return fn(*args, **kwargs)
+        from gradverify.isolation import isolated_if
+
+        bound = signature.bind(*args, **kwargs)
+        impls = _implementations(bound.arguments.get("implementations"))
+        with contextlib.ExitStack() as workers:
+            bound.arguments["implementations"] = {
+                name: workers.enter_context(isolated_if(impl, True))
+                for name, impl in impls.items()}
+            return fn(*bound.args, **bound.kwargs)
+
+    keyword = inspect.Parameter("isolate", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                annotation="bool")
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), keyword])
+    return wrapper
+
+
+@with_own_errstate
+@_isolate_each
 def write_report(
     out_dir: str | Path = "reports",
     implementations: Mapping[str, Callable] | Sequence[Callable] | Callable | None = None,
@@ -270,6 +304,8 @@ def write_report(
         measure: also compute the per-layer and hidden-underflow figures.
         search_options, scan_options: further keyword arguments for
             :func:`gradverify.search.search` and :func:`gradverify.scan.scan`.
+        isolate: run each implementation in its own supervised worker process, one for
+            its search, scan and measurements (see :mod:`gradverify.isolation`).
 
     Returns:
         The report directory, as an absolute path.
