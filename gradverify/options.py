@@ -109,6 +109,17 @@ def validate_architecture(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}
+
+
+def _parse_bool(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise ValueError(f"expected true or false, got {text!r}") from None
+
+
 def _parse_float(text: str) -> float:
     try:
         return float(text)
@@ -121,7 +132,8 @@ class Option:
     """One setting and its spelling on each surface (``None``: not offered there).
 
     ``kind`` is one of "names" (a list of names), "int", "float", "choice", "path",
-    "range" (N or MIN,MAX) or "widths" (N,N,..., ``any`` for a free one).
+    "range" (N or MIN,MAX), "widths" (N,N,..., ``any`` for a free one) or "bool" (a
+    ``--flag``/``--no-flag`` pair on the command lines; true/false in ini and TOML).
     ``minimum`` and ``maximum`` bound "int" and "float" values (inclusive); a "float" must
     also be finite (nan and inf are refused), and a "path" must not be empty.
     """
@@ -155,6 +167,8 @@ class Option:
             value = _parse_float(text)
         elif self.kind == "choice":
             value = text
+        elif self.kind == "bool":
+            value = _parse_bool(text)
         elif self.kind == "range":
             value = _parse_count_range(text)
         elif self.kind == "widths":
@@ -171,6 +185,8 @@ class Option:
             raise ValueError(
                 f"expected one of {', '.join(self.choices)}; got {value!r}"
             )
+        if self.kind == "bool" and not isinstance(value, bool):
+            raise ValueError(f"expected true or false; got {value!r}")
         if self.kind == "float" and not math.isfinite(value):
             raise ValueError(f"expected a finite number; got {value!r}")
         if self.minimum is not None and value < self.minimum:
@@ -271,6 +287,22 @@ OPTIONS: tuple[Option, ...] = (
         config_key="fail-on",
     ),
     Option(
+        "timeout", "float", None,
+        "seconds one call of an implementation may take before it is judged to hang "
+        "(default: 10); an isolated call over it is killed",
+        metavar="SECONDS", minimum=0.01, cli_flag="--timeout",
+        pytest_flag="--gradverify-timeout", ini_name="gradverify_timeout", config_key="timeout",
+    ),
+    Option(
+        "isolate", "bool", None,
+        "run each implementation in a supervised worker process, so that exiting, crashing "
+        "or hanging (even in C code) is an error verdict and cannot end or block this run "
+        "(default: on for the command line; in pytest on, except under --pdb, --trace or an "
+        "attached debugger); --no-isolate runs it in this process",
+        cli_flag="--isolate", pytest_flag="--gradverify-isolate",
+        ini_name="gradverify_isolate", config_key="isolate",
+    ),
+    Option(
         "report_dir", "path", None,
         "directory for the HTML/Markdown/JSON report (the CLI's report command writes to "
         "'reports' by default; the pytest plugin writes one only when this is set)",
@@ -320,6 +352,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser, subcommand: str) -> None:
     for option in OPTIONS:
         if option.cli_flag is None or subcommand not in option.subcommands:
             continue
+        if option.kind == "bool":  # --isolate and --no-isolate
+            parser.add_argument(option.cli_flag, dest=option.dest,
+                                action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=option.help)
+            continue
         parser.add_argument(
             option.cli_flag, dest=option.dest, type=option.argparse_type(),
             metavar=option.metavar or (
@@ -328,11 +365,23 @@ def add_cli_arguments(parser: argparse.ArgumentParser, subcommand: str) -> None:
         )
 
 
+def negative_flag(flag: str) -> str:
+    """``--gradverify-isolate`` -> ``--gradverify-no-isolate``, ``--isolate`` -> ``--no-isolate``"""
+    if flag.startswith("--gradverify-"):
+        return "--gradverify-no-" + flag[len("--gradverify-"):]
+    return "--no-" + flag[2:]
+
+
 def add_pytest_options(parser: Any) -> None:
     """Add the plugin's command-line options and ini keys to pytest's ``parser``."""
     group = parser.getgroup("gradverify", "gradverify: gradient checking")
     for option in OPTIONS:
-        if option.pytest_flag:
+        if option.pytest_flag and option.kind == "bool":  # --gradverify-[no-]isolate
+            group.addoption(option.pytest_flag, dest=option.pytest_dest, default=None,
+                            action="store_const", const=True, help=option.help)
+            group.addoption(negative_flag(option.pytest_flag), dest=option.pytest_dest,
+                            action="store_const", const=False, help=f"not {option.pytest_flag}")
+        elif option.pytest_flag:
             group.addoption(
                 option.pytest_flag, dest=option.pytest_dest, default=None,
                 metavar=option.metavar or (
@@ -394,7 +443,7 @@ def resolve_settings(*layers: Mapping[str, Any]) -> Settings:
 def search_arguments(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for :func:`gradverify.search.search` from resolved settings."""
     kwargs: dict[str, Any] = {"tolerance_factor": settings.tolerance_factor}
-    for dest in ("dtypes", "max_examples", "seed"):
+    for dest in ("dtypes", "max_examples", "seed", "timeout"):
         value = getattr(settings, dest)
         if value is not None:
             kwargs[dest] = tuple(value) if dest == "dtypes" else value

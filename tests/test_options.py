@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from gradverify.cli import build_parser
-from gradverify.config import parse_section
+from gradverify.config import ConfigError, parse_section
 from gradverify.options import (
     MAX_EXAMPLES_LIMIT,
     OPTIONS,
@@ -67,10 +67,12 @@ def test_the_plugin_registered_every_pytest_option_and_ini_key(pytestconfig):
 
 def test_every_config_key_is_accepted_by_the_config_loader():
     values = {"dtypes": ["float64"], "max-examples": 3, "seed": 4, "tolerance-factor": 8.0,
+              "timeout": 2.5, "isolate": False,
               "fail-on": "incorrect", "report-dir": "r"}
     assert set(values) == set(option_by_config_key())
     parsed = parse_section(values, "pyproject.toml").values
     assert parsed == {"dtypes": ("float64",), "max_examples": 3, "seed": 4,
+                      "timeout": 2.5, "isolate": False,
                       "tolerance_factor": 8.0, "fail_on": "incorrect", "report_dir": "r"}
 
 
@@ -195,3 +197,28 @@ def test_pytest_flags_and_ini_keys_go_through_the_same_checks(ini, where, reason
     with pytest.raises(ValueError) as info:
         values_from_pytest(config, ini=ini)
     assert str(info.value).startswith(f"{where}: {reason}")
+
+
+def test_isolate_is_one_switch_on_every_surface():
+    by_dest = {o.dest: o for o in OPTIONS}
+    isolate = by_dest["isolate"]
+    assert (isolate.cli_flag, isolate.pytest_flag, isolate.ini_name, isolate.config_key) == (
+        "--isolate", "--gradverify-isolate", "gradverify_isolate", "isolate")
+    assert [isolate.parse(t) for t in ("true", "off", " Yes ", "0")] == [True, False, True,
+                                                                       False]
+    with pytest.raises(ValueError, match="expected true or false, got 'sometimes'"):
+        isolate.parse("sometimes")
+    subcommands = _subparsers(build_parser())
+    for name in ("check", "scan", "report"):
+        parse = subcommands[name].parse_args
+        assert vars(parse(["--no-isolate"]))["isolate"] is False
+        assert vars(parse(["--isolate"]))["isolate"] is True
+        assert "isolate" not in vars(parse([]))  # the default is the surface's own
+        assert vars(parse(["--timeout", "2"]))["timeout"] == 2.0
+    with pytest.raises(ValueError, match="expected a value >= 0.01"):
+        by_dest["timeout"].parse("0")
+
+
+def test_isolate_in_pyproject_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="'isolate' must be true or false; got string 'no'"):
+        parse_section({"isolate": "no"}, "pyproject.toml")
