@@ -186,9 +186,13 @@ class Target:
 def _source_location(impl: Callable, start: str | None = None) -> tuple[str, int] | None:
     """(path relative to ``start``, default the current directory, and first line) of
     ``impl``'s source, if it lies below ``start``."""
+    isolated = getattr(impl, "__gradverify_source__", False)  # found by its worker process
     try:
-        path = inspect.getsourcefile(impl)
-        _, line = inspect.getsourcelines(impl)
+        if isolated is False:
+            path = inspect.getsourcefile(impl)
+            _, line = inspect.getsourcelines(impl)
+        else:
+            path, line = isolated
     except (TypeError, OSError):
         return None
     if not path:
@@ -198,6 +202,39 @@ def _source_location(impl: Callable, start: str | None = None) -> tuple[str, int
     except ValueError:
         return None
     return (rel, max(line, 1)) if not rel.startswith("..") else None
+
+
+_WORKERS: list[Any] = []
+"""The worker processes of the implementations this run loaded; closed when it ends."""
+
+
+def _isolate(cli: dict[str, Any], config: GradverifyConfig) -> bool:
+    """Whether implementations run in worker processes: --isolate/--no-isolate, then the
+    config's ``isolate``, else yes."""
+    isolate = resolve_settings(cli, config.values).isolate
+    return True if isolate is None else bool(isolate)
+
+
+def _load_in_worker(spec: str, directory: str | None) -> Callable:
+    """``spec`` loaded by a new worker process, so that its module runs only there."""
+    import functools
+
+    from gradverify.isolation import ImplementationLoadError, load_isolated
+
+    try:
+        impl = load_isolated(functools.partial(load_target, spec, directory=directory),
+                             description=spec)
+    except ImplementationLoadError as exc:
+        raise UsageError(str(exc)) from None
+    _WORKERS.append(impl)
+    return impl
+
+
+def _close_worker(impl: Any) -> None:
+    """Stop the worker process of an isolated implementation (no-op otherwise)."""
+    close = getattr(impl, "close", None)
+    if close is not None and hasattr(impl, "declare"):
+        close()
 
 
 def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
@@ -220,7 +257,10 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
     )
     from gradverify.strategies import problems
 
-    impl = load_target(spec, directory=cli.get("cwd"))
+    if _isolate(cli, config):
+        impl = _load_in_worker(spec, cli.get("cwd"))
+    else:
+        impl = load_target(spec, directory=cli.get("cwd"))
     entry = config.entry_for(spec)
     declared = capabilities_of(impl)
     changes: dict[str, Any] = {}
@@ -243,7 +283,9 @@ def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
     except ValueError as exc:
         raise UsageError(f"{spec}: {exc}{where}") from None
     wrap_for = {"layout"} if not declare else {"layout", *NAME_LISTS, *ARCHITECTURE}
-    if set(changes) & wrap_for:
+    if set(changes) & wrap_for and hasattr(impl, "declare"):  # isolated: no wrapper around it
+        impl.declare(caps)
+    elif set(changes) & wrap_for:
         original = impl
 
         @functools.wraps(original)
@@ -407,6 +449,7 @@ def _run_check(args: argparse.Namespace) -> int:
         results = []
         for target in targets:
             result = search(target.impl, name=target.name, **target.overrides, **kwargs)
+            _close_worker(target.impl)  # one worker per implementation, for its check
             results.append(result)
             print(str(result), end="\n\n", flush=True)
 
@@ -472,11 +515,14 @@ def _run_scan(args: argparse.Namespace) -> int:
                                  f"bce; it declares activations {', '.join(caps.activations)} "
                                  f"and losses {', '.join(caps.losses)}")
         progress = progress_enabled(None)
+        timeout = search_arguments(_settings(args, config))
+        timeout = {"timeout": timeout["timeout"]} if "timeout" in timeout else {}
         results, problems = [], []
         for target in targets:
             try:
                 result = scan(target.impl, dtypes=target.dtypes, name=target.name,
-                              progress=progress, exhaustive=args.exhaustive)
+                              progress=progress, exhaustive=args.exhaustive, **timeout)
+                _close_worker(target.impl)  # one worker per implementation, for its scan
             except ScanAborted as exc:
                 problems.append(f"{target.name}: scan stopped: {exc}")
                 continue
@@ -515,7 +561,7 @@ def _run_report(args: argparse.Namespace) -> int:
     outputs = _outputs(args, settings, config)
     targets = _targets(args, config, builtins_by_default=True, declare=True)
     kwargs: dict[str, Any] = {}
-    for dest in ("max_examples", "seed"):
+    for dest in ("max_examples", "seed", "timeout"):
         if getattr(settings, dest) is not None:
             kwargs[dest] = getattr(settings, dest)
     requested = [d for t in targets for d in (t.dtypes or ())]
@@ -629,6 +675,9 @@ def _main(argv: Sequence[str] | None) -> int:
               f"the output of the same command with --debug (gradverify {__version__}).",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        while _WORKERS:
+            _close_worker(_WORKERS.pop())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -636,8 +685,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     code = _main(args)
     if code != EXIT_INTERRUPTED and args and args[0] in _RUNNERS and "--exit-zero" in args:
-        return EXIT_OK
+        code = EXIT_OK
+    if argv is None and _left_behind_threads():
+        # an implementation run in this process (--no-isolate) left a thread running, which
+        # would keep the interpreter from exiting: leave without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
+
+
+def _left_behind_threads() -> bool:
+    import threading
+
+    return any(t.is_alive() and not t.daemon and t is not threading.main_thread()
+               for t in threading.enumerate())
 
 
 if __name__ == "__main__":  # pragma: no cover
