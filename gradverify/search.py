@@ -31,10 +31,14 @@ never left: the strategies draw inside it, and the structural minimiser, the bis
 the diagnostic variants skip whatever falls outside it.
 
 Reproducibility: the seed (chosen at random and reported when not given) fixes the
-examples Hypothesis generates, given the same program: Hypothesis also mixes in literal
-constants from the local modules that are loaded, so another set of imported modules draws
-other examples. An example database replays saved failures first. The reproduction
-snippet rebuilds the counterexample itself, exactly, anywhere.
+examples Hypothesis generates, and so every number in the result apart from timings, given
+the same program and the same versions of gradverify, Hypothesis and numpy. Hypothesis also
+mixes in literal constants from the local (not installed) modules that are loaded, so a
+program that has imported other modules draws other examples from the same seed. A seed
+given by the caller switches Hypothesis's default example database off (saved failures would
+otherwise replay first and change the examples from one run to the next); a database passed
+explicitly is still used. The reproduction snippet rebuilds the counterexample itself,
+exactly, anywhere.
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ from gradverify.check import INTERIOR_LIMIT, check_problem
 from gradverify.compare import DEFAULT_TOLERANCE_FACTOR, full_width_bits
 from gradverify.diagnose import condition_hints, shallower_variant
 from gradverify.dtypes import available_dtypes
+
+# Loaded now rather than by the first counterexample's check: Hypothesis draws a few values
+# from the literals of the local modules loaded so far, so a module first loaded halfway
+# through a search would make the next search in the same process draw other examples.
+from gradverify.finite_diff import finite_difference_gradients as _loaded_early  # noqa: F401
 from gradverify.harness import DEFAULT_TIMEOUT, CallFailure, call_backprop
 from gradverify.implementations import Capabilities, capabilities_of, implementation_name
 from gradverify.network import NetworkSpec, Problem
@@ -70,7 +79,8 @@ DEFAULT_MAX_EXAMPLES = 150
 """Generated examples per dtype (shrinking a failure runs further examples)."""
 
 DEFAULT_DATABASE: Any = object()
-"""Sentinel: Hypothesis's default example database, except in CI or when derandomized."""
+"""Sentinel: Hypothesis's default example database, except in CI, when derandomized or when
+a seed is given."""
 
 TIMEOUT_MARK = "per-call time limit"
 """Part of the harness's message for a call that did not return in time."""
@@ -297,9 +307,11 @@ def _clipped_bits(result: CheckResult) -> float:
     return float(min(max(bits, 0.0), width)) if math.isfinite(bits) else width
 
 
-def _resolve_database(database: Any, ci: bool, derandomize: bool) -> ExampleDatabase | None:
+def _resolve_database(database: Any, *, ci: bool, derandomize: bool, seeded: bool
+                      ) -> ExampleDatabase | None:
     if database is DEFAULT_DATABASE:
-        return None if (ci or derandomize) else settings.default.database
+        # A given seed means "the same examples as last time": replayed failures would differ.
+        return None if (ci or derandomize or seeded) else settings.default.database
     if database is None or isinstance(database, ExampleDatabase):
         return database
     if isinstance(database, (str, os.PathLike)):
@@ -451,7 +463,8 @@ def _run_round(
     )(test)
     if seed is not None:
         # What ``hypothesis.seed(seed)`` does, except that it also switches the example
-        # database off; here the database stays as configured (saved failures replay first).
+        # database off; here the database is as resolved by ``search`` (off by default when
+        # the caller gave the seed, on when the seed was picked at random).
         test._hypothesis_internal_use_seed = seed
     # One database key (and derandomized stream) per implementation, dtype, options, round.
     key = (f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|"
@@ -856,11 +869,15 @@ def search(
             available here, e.g. bfloat16 without ml_dtypes, are skipped).
         max_examples: generated examples per dtype (shrinking runs more).
         seed: the Hypothesis seed; None picks one at random (reported in the result)
-            unless derandomized. Unlike ``hypothesis.seed``, it leaves the database on.
+            unless derandomized. A given seed reproduces the same examples and numbers
+            (timings apart) on every run of the same program: the default example database
+            is then off, so no saved failure replays first.
         derandomize: a fixed example sequence with no seed; default: on when the ``CI``
             environment variable is set.
         database: Hypothesis example database: None (off), a directory path, or an
-            ``ExampleDatabase``; default: Hypothesis's default, off in CI or when derandomized.
+            ``ExampleDatabase``; default: Hypothesis's default, off in CI, when
+            derandomized or when ``seed`` is given. One passed explicitly is always used
+            (with a seed, saved failures then replay before the seeded examples).
         tolerance_factor: passed to the check (times the stable baseline's error).
         timeout: seconds per call of ``impl``; a call over it ends the search for that
             dtype with an ``error`` verdict.
@@ -890,9 +907,9 @@ def search(
     start = time.perf_counter()
     ci = bool(os.environ.get("CI"))
     derandomize = ci if derandomize is None else bool(derandomize)
+    db = _resolve_database(database, ci=ci, derandomize=derandomize, seeded=seed is not None)
     if seed is None and not derandomize:
         seed = secrets.randbits(32)
-    db = _resolve_database(database, ci, derandomize)
     caps = capabilities_of(impl).restricted(activations, losses, dtypes, depth=depth,
                                             widths=widths, batch=batch)
     names = _validated_dtypes(caps, dtypes if dtypes is not None else caps.dtypes)
