@@ -1,7 +1,8 @@
 """The floating-point formats under test: names, lookup, unit roundoff and ULP spacing.
 
-float16, float32 and float64 come from numpy; bfloat16 comes from ``ml_dtypes`` when it is
-installed (``pip install gradverify[bfloat16]``).
+float16, float32 and float64 come from numpy; bfloat16 comes from ``ml_dtypes``, a core
+dependency. Should it still be missing or broken, bfloat16 is unavailable, and whatever
+skips it says so and why (:func:`unavailable_dtypes`, :func:`skipped_dtype_notes`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import numpy as np
 
 __all__ = [
     "SUPPORTED_DTYPES",
+    "DtypeUnavailableError",
     "available_dtypes",
     "dtype_name",
     "resolve_dtype",
     "significand_bits",
+    "skipped_dtype_notes",
+    "unavailable_dtypes",
     "ulp",
     "unit_roundoff",
 ]
@@ -21,13 +25,20 @@ __all__ = [
 SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 
 
+class DtypeUnavailableError(ValueError):
+    """A supported dtype that this environment cannot provide; the message says why."""
+
+
 def _bfloat16() -> np.dtype:
     try:
         import ml_dtypes
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError(
-            "bfloat16 needs the ml_dtypes package: pip install 'gradverify[bfloat16]'"
+    except ModuleNotFoundError:
+        raise DtypeUnavailableError(
+            "ml_dtypes is not installed (it provides bfloat16; pip install ml_dtypes)"
         ) from None
+    except ImportError as exc:  # installed but broken, e.g. built for another numpy
+        text = " ".join(str(exc).split())
+        raise DtypeUnavailableError(f"ml_dtypes could not be imported ({text})") from None
     return np.dtype(ml_dtypes.bfloat16)
 
 
@@ -52,16 +63,26 @@ def dtype_name(dtype: np.dtype | type | str) -> str:
     return np.dtype(dtype).name
 
 
-def available_dtypes() -> tuple[str, ...]:
-    """The supported dtypes that can be used here (bfloat16 only with ml_dtypes)."""
-    names = []
+def unavailable_dtypes() -> dict[str, str]:
+    """``{name: why}`` for the supported dtypes that cannot be used here (normally empty)."""
+    missing = {}
     for name in SUPPORTED_DTYPES:
         try:
             resolve_dtype(name)
-        except ValueError:
-            continue
-        names.append(name)
-    return tuple(names)
+        except DtypeUnavailableError as exc:
+            missing[name] = str(exc)
+    return missing
+
+
+def available_dtypes() -> tuple[str, ...]:
+    """The supported dtypes that can be used here (all four unless ml_dtypes is missing)."""
+    missing = unavailable_dtypes()
+    return tuple(name for name in SUPPORTED_DTYPES if name not in missing)
+
+
+def skipped_dtype_notes(skipped: dict[str, str]) -> list[str]:
+    """One line per skipped dtype: ``"skipped bfloat16: ml_dtypes is not installed ..."``."""
+    return [f"skipped {name}: {why}" for name, why in skipped.items()]
 
 
 def significand_bits(dtype: str | np.dtype) -> int:

@@ -293,6 +293,8 @@ def _summary_line(check: dict) -> str:
             parts.append(f"{dtype} {info['verdict']} from max|h| {threshold:.4g}")
         else:
             parts.append(f"{dtype} {info['verdict']}")
+    for dtype, why in ((check.get("result") or {}).get("skipped_dtypes") or {}).items():
+        parts.append(f"skipped {dtype}: {why}")  # unavailable here, never dropped silently
     # an error verdict (raised, hung, malformed) has no bits of error to show
     bits = ("" if check["verdict"] == "error" or check.get("worst_bits") is None
             else f"worst {_fmt_bits(check['worst_bits'])} bits  ")

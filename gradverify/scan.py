@@ -131,7 +131,13 @@ import numpy as np
 from mpmath import libmp
 
 from gradverify.compare import elementwise_errors
-from gradverify.dtypes import available_dtypes, dtype_name, resolve_dtype
+from gradverify.dtypes import (
+    available_dtypes,
+    dtype_name,
+    resolve_dtype,
+    skipped_dtype_notes,
+    unavailable_dtypes,
+)
 from gradverify.functions import activation
 from gradverify.harness import DEFAULT_TIMEOUT, call_backprop
 from gradverify.implementations import Capabilities, capabilities_of, implementation_name
@@ -869,6 +875,8 @@ class ScanResult:
     hidden: list[HiddenUnderflow]
     elapsed: float
     settings: dict[str, Any] = field(default_factory=dict)
+    skipped_dtypes: dict[str, str] = field(default_factory=dict)
+    """``{dtype: why}`` for declared dtypes that are unavailable here."""
 
     def row(self, dtype: str, label: float) -> ScanRow:
         for r in self.rows:
@@ -881,6 +889,7 @@ class ScanResult:
             "schema": SCHEMA,
             "implementation": self.implementation,
             "dtypes": list(self.dtypes),
+            "skipped_dtypes": dict(self.skipped_dtypes),
             "labels": list(self.labels),
             "settings": dict(self.settings),
             "elapsed": self.elapsed,
@@ -1086,9 +1095,10 @@ def _resolve_dtypes(impl: Callable, dtypes: Iterable[str] | str | None) -> tuple
         available = set(available_dtypes())
         chosen = tuple(d for d in capabilities_of(impl).dtypes if d in available)
         if not chosen:
+            why = "; ".join(skipped_dtype_notes(_skipped_dtypes(impl, None)))
             raise ValueError(
                 f"none of the declared dtypes ({', '.join(capabilities_of(impl).dtypes)}) is "
-                f"available here ({', '.join(sorted(available))})"
+                f"available here ({', '.join(sorted(available))}){f': {why}' if why else ''}"
             )
         return chosen
     if isinstance(dtypes, str):
@@ -1098,6 +1108,14 @@ def _resolve_dtypes(impl: Callable, dtypes: Iterable[str] | str | None) -> tuple
         raise ValueError("dtypes is empty: name at least one of float16, bfloat16, float32, "
                          "float64")
     return names
+
+
+def _skipped_dtypes(impl: Callable, dtypes: Iterable[str] | str | None) -> dict[str, str]:
+    """``{dtype: why}`` for the declared dtypes left out as unavailable (none when named)."""
+    if dtypes is not None:  # named dtypes are resolved, so an unavailable one is an error
+        return {}
+    missing = unavailable_dtypes()
+    return {d: missing[d] for d in capabilities_of(impl).dtypes if d in missing}
 
 
 def _resolve_labels(labels: Iterable[float]) -> tuple[float, ...]:
@@ -1218,7 +1236,8 @@ def scan(
                 "exhaustive": bool(exhaustive), "sweep_points": sweep_points,
                 "timeout": timeout}
     return ScanResult(display, dtype_names, label_values, rows, sweeps, hidden_rows,
-                      time.perf_counter() - start, settings)
+                      time.perf_counter() - start, settings,
+                      skipped_dtypes=_skipped_dtypes(impl, dtypes))
 
 
 # ---------------------------------------------------------------------------
@@ -1307,4 +1326,6 @@ def format_scan_table(results: Sequence[ScanResult]) -> str:
         out += _table(["implementation", "dtype", "hidden", "side", "returns 0 from",
                        "exact rounds to 0 from", ""], hlines)
         notes.append("early = the returned gradient underflows before the dtype forces it to.")
+    skipped = {d: why for r in results for d, why in r.skipped_dtypes.items()}
+    notes.extend(f"{note}." for note in skipped_dtype_notes(skipped))
     return "\n".join([*out, "", *notes])

@@ -59,7 +59,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from gradverify.check import INTERIOR_LIMIT, check_problem
 from gradverify.compare import DEFAULT_TOLERANCE_FACTOR, full_width_bits
 from gradverify.diagnose import condition_hints, shallower_variant
-from gradverify.dtypes import available_dtypes
+from gradverify.dtypes import available_dtypes, skipped_dtype_notes, unavailable_dtypes
 
 # Loaded now rather than by the first counterexample's check: Hypothesis draws a few values
 # from the literals of the local modules loaded so far, so a module first loaded halfway
@@ -166,6 +166,8 @@ class SearchResult:
     derandomize: bool = False
     database: str | None = None
     max_examples: int = DEFAULT_MAX_EXAMPLES
+    skipped_dtypes: dict[str, str] = field(default_factory=dict)
+    """``{dtype: why}`` for dtypes asked for or declared but unavailable here."""
 
     @property
     def passed(self) -> bool:
@@ -190,6 +192,7 @@ class SearchResult:
             "implementation": self.implementation,
             "verdict": self.verdict.value,
             "dtypes": list(self.dtypes),
+            "skipped_dtypes": dict(self.skipped_dtypes),
             "seed": self.seed,
             "derandomize": self.derandomize,
             "database": self.database,
@@ -230,6 +233,7 @@ class SearchResult:
             bits = ("" if s.worst_bits is None
                     else f", worst {s.worst_bits:.1f} bits of error")
             lines.append(f"  {s.dtype}: {s.verdict.value}, {s.examples} examples{bits}{extra}")
+        lines.extend(f"  {note}" for note in skipped_dtype_notes(self.skipped_dtypes))
         if self.diagnosis:
             lines.append("diagnosis:")
             lines.extend(f"  - {hint}" for hint in self.diagnosis)
@@ -828,15 +832,21 @@ def _summarize(
 # ---------------------------------------------------------------------------
 
 
-def _validated_dtypes(caps: Capabilities, dtypes: Sequence[str] | None) -> tuple[str, ...]:
+def _validated_dtypes(caps: Capabilities, dtypes: Sequence[str] | None
+                      ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The dtypes to search, and ``{dtype: why}`` for those wanted but unavailable here."""
     wanted = tuple(caps.dtypes if dtypes is None else dtypes)
     if isinstance(dtypes, str):
         wanted = (dtypes,)
-    usable = tuple(d for d in wanted if d in available_dtypes())
+    missing = unavailable_dtypes()
+    skipped = {d: missing[d] for d in wanted if d in missing}
+    usable = tuple(d for d in wanted if d not in missing)
     if not usable:
-        raise ValueError(f"no usable dtype among {', '.join(wanted) or '(none)'}; "
-                         f"available here: {', '.join(available_dtypes())}")
-    return usable
+        why = "; ".join(skipped_dtype_notes(skipped))
+        raise ValueError(f"no usable dtype among {', '.join(wanted) or '(none)'}"
+                         f"{f' ({why})' if why else ''}; available here: "
+                         f"{', '.join(available_dtypes())}")
+    return usable, skipped
 
 
 def search(
@@ -865,8 +875,9 @@ def search(
     Args:
         impl: a backprop following the protocol; its declared capabilities limit what is
             generated.
-        activations, losses, dtypes: replace the declared capabilities (dtypes not
-            available here, e.g. bfloat16 without ml_dtypes, are skipped).
+        activations, losses, dtypes: replace the declared capabilities (a dtype not
+            available here, e.g. bfloat16 without ml_dtypes, is skipped and named, with the
+            reason, in the result's ``skipped_dtypes``, its ``str()`` and its JSON).
         max_examples: generated examples per dtype (shrinking runs more).
         seed: the Hypothesis seed; None picks one at random (reported in the result)
             unless derandomized. A given seed reproduces the same examples and numbers
@@ -912,7 +923,7 @@ def search(
         seed = secrets.randbits(32)
     caps = capabilities_of(impl).restricted(activations, losses, dtypes, depth=depth,
                                             widths=widths, batch=batch)
-    names = _validated_dtypes(caps, dtypes if dtypes is not None else caps.dtypes)
+    names, skipped = _validated_dtypes(caps, dtypes if dtypes is not None else caps.dtypes)
     name = name or implementation_name(impl)
     options = {"name": name, "tolerance_factor": float(tolerance_factor), "timeout": timeout}
     strategy_options = {"max_depth": max_depth, "max_width": max_width, "max_batch": max_batch}
@@ -958,4 +969,5 @@ def search(
         derandomize=derandomize and seed is None,
         database=_database_name(db),
         max_examples=max_examples,
+        skipped_dtypes=skipped,
     )

@@ -121,9 +121,11 @@ def render_markdown(doc: Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> st
     """The Markdown summary of a report document, at most ``max_bytes`` UTF-8 bytes."""
     title = _text(doc.get("title") or "gradverify report")
     figures = ", ".join(f"`{_text(f['file'])}`" for f in doc.get("figures", []))
+    notes = [f"- {_text(n)}" for n in doc.get("notes", [])]  # e.g. "skipped bfloat16: ..."
     head = [
         f"## {title}",
         _verdicts(doc),
+        *(["\n".join(notes)] if notes else []),
         "### Thresholds: where each dtype breaks",
         _thresholds(doc),
     ]

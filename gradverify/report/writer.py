@@ -160,11 +160,16 @@ def _render(
     elapsed_seconds: float | None,
     steps: Progress,
 ) -> Path:
+    from gradverify.dtypes import skipped_dtype_notes
     from gradverify.report.figures import figure_png
     from gradverify.report.html import render_html
     from gradverify.report.markdown import render_markdown
 
     start = time.perf_counter()
+    # a dtype left out because it is unavailable here is named, with the reason, not dropped
+    skipped = {d: why for r in (*searches, *scans)
+               for d, why in (r.get("skipped_dtypes") or {}).items()}
+    notes = list(dict.fromkeys([*skipped_dtype_notes(skipped), *notes]))
     parts = build_document(title=title, searches=searches, scans=scans, checks=checks,
                            layers=layers, hidden_underflow=hidden_underflow)
     drawers = _figure_data(parts, searches)
@@ -229,6 +234,16 @@ def _implementations(implementations: Any) -> dict[str, Callable]:
             raise TypeError(f"implementation {name!r} is not callable "
                             f"(got {type(impl).__name__})")
     return {str(name): impl for name, impl in items}
+
+
+def _available(dtypes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``dtypes`` without those unavailable here (the search names them as skipped)."""
+    from gradverify.dtypes import unavailable_dtypes
+
+    if dtypes is None:
+        return None
+    missing = unavailable_dtypes()
+    return tuple(d for d in dtypes if d not in missing)
 
 
 def _measure_dtypes(dtypes: Sequence[str] | None, searches: Sequence[Mapping[str, Any]]
@@ -352,7 +367,7 @@ def write_report(
                 steps.advance(f"{name}: no scan")
                 continue
             steps.step(f"{name}: scan")
-            options = {"dtypes": dtype_args, "name": name, "timeout": timeout,
+            options = {"dtypes": _available(dtype_args), "name": name, "timeout": timeout,
                        **(scan_options or {})}
             if steps.enabled:
                 options.setdefault("progress", lambda what: steps.step(f"scan {what}"))
