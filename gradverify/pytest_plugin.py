@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,8 @@ from gradverify.options import (
 
 __all__ = ["GradverifyFixture"]
 
-WORKER_OUTPUT_KEY = "gradverify_checks"
+REPORT_ATTRIBUTE = "gradverify_checks"
+"""The attribute of a test report that carries its checks (JSON) from an xdist worker."""
 MARKER_OPTIONS = {o.dest: o for o in OPTIONS if o.pytest_flag and o.dest != "report_dir"}
 
 
@@ -55,11 +57,27 @@ class _SessionState:
 
     settings: Settings
     checks: list[dict] = field(default_factory=list)
+    crashes: list[tuple[str, str]] = field(default_factory=list)  # (nodeid, what xdist says)
     report_path: Path | None = None
     report_error: str | None = None
 
 
 _STATE = pytest.StashKey[_SessionState]()
+_PENDING = pytest.StashKey[list]()  # checks made in a test on an xdist worker, not yet sent
+
+
+def _debugging(config: pytest.Config) -> bool:
+    """Whether the session debugs: --pdb, --trace, or a debugger's trace function (not
+    coverage's) is set. Then the fixture runs implementations in this process by default,
+    so that breakpoints in them work."""
+    if config.getoption("usepdb", False) or config.getoption("trace", False):
+        return True
+    tracer = sys.gettrace()
+    owner = getattr(tracer, "__self__", tracer)
+    if tracer is not None and not type(owner).__module__.startswith("coverage"):
+        return True
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+ debuggers
+    return monitoring is not None and monitoring.get_tool(monitoring.DEBUGGER_ID) is not None
 
 
 def _pyproject(config: pytest.Config) -> Path | None:
@@ -107,6 +125,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except OutputPathError as exc:
             raise pytest.UsageError(f"gradverify: {exc}") from None
     config.stash[_STATE] = _SessionState(settings)
+    if not _is_worker(config):
+        config.pluginmanager.register(_ReportCollector(config.stash[_STATE]),
+                                      "gradverify-report-collector")
 
 
 def _state(config: pytest.Config) -> _SessionState:
@@ -165,11 +186,29 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
 class GradverifyFixture:
     """What the ``gradverify`` fixture gives a test: ``check`` and the resolved ``settings``."""
 
-    def __init__(self, state: _SessionState, nodeid: str, overrides: dict[str, Any]) -> None:
+    def __init__(self, state: _SessionState, nodeid: str, overrides: dict[str, Any], *,
+                 request: pytest.FixtureRequest | None = None) -> None:
         self._state = state
+        self._request = request
         self.nodeid = nodeid
         self.settings = resolve_settings(overrides, state.settings.as_dict())
         self.results: list[Any] = []
+
+    @property
+    def isolate(self) -> bool:
+        """Whether checks run the implementation in a worker process: the option if given
+        (``--gradverify-[no-]isolate``, ini, ``[tool.gradverify]``, the marker), else yes
+        unless the session debugs (``--pdb``, ``--trace``, an attached debugger)."""
+        if self.settings.isolate is not None:
+            return bool(self.settings.isolate)
+        return self._request is None or not _debugging(self._request.config)
+
+    def _record(self, record: dict) -> None:
+        node = self._request.node if self._request is not None else None
+        if node is not None and _is_worker(node.config):  # sent with the test's report
+            node.stash.setdefault(_PENDING, []).append(record)
+        else:
+            self._state.checks.append(record)
 
     def check(
         self,
@@ -206,15 +245,21 @@ class GradverifyFixture:
             for name, value in (("depth", depth), ("widths", widths), ("batch", batch)):
                 if value is not None:
                     kwargs[name] = value
+            kwargs["isolate"] = self.isolate
             kwargs.update(options)
-            result = check(impl, **kwargs)
         else:
-            kwargs = {"tolerance_factor": settings.tolerance_factor, **options}
+            kwargs = {"tolerance_factor": settings.tolerance_factor, "isolate": self.isolate,
+                      **({"timeout": settings.timeout} if settings.timeout else {}), **options}
+        from gradverify.isolation import IsolationError
+
+        try:
             result = check(impl, problem, **kwargs)
+        except IsolationError as exc:
+            pytest.fail(str(exc), pytrace=False)
         policy = fail_on or settings.fail_on
         failed = counts_as_failure(result.verdict, policy)
         self.results.append(result)
-        self._state.checks.append(_check_record(self.nodeid, result, settings, failed))
+        self._record(_check_record(self.nodeid, result, settings, failed))
         if failed:
             pytest.fail(str(result), pytrace=False)
         return result
@@ -234,7 +279,8 @@ def gradverify(request: pytest.FixtureRequest) -> GradverifyFixture:
                 overrides[name] = _marker_value(name, value)
             except ValueError as exc:
                 pytest.fail(str(exc), pytrace=False)
-    return GradverifyFixture(_state(request.config), request.node.nodeid, overrides)
+    return GradverifyFixture(_state(request.config), request.node.nodeid, overrides,
+                             request=request)
 
 
 # ---------------------------------------------------------------------------
@@ -246,12 +292,30 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """On the xdist controller: take the checks a worker made."""
-    data = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
-    if data:
-        _state(node.config).checks.extend(json.loads(data))
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """On an xdist worker: each test report carries the checks made since the last one, so
+    that the checks of finished tests reach the controller even if the worker crashes."""
+    outcome = yield
+    pending = item.stash.get(_PENDING, None)
+    if pending and _is_worker(item.config):
+        setattr(outcome.get_result(), REPORT_ATTRIBUTE, json.dumps(pending))
+        item.stash[_PENDING] = []
+
+
+class _ReportCollector:
+    """Registered on the xdist controller (and in a plain session, where it finds nothing):
+    takes the checks each test report carries, and notes crashed workers."""
+
+    def __init__(self, state: _SessionState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_ATTRIBUTE, None)
+        if data:
+            self.state.checks.extend(json.loads(data))
+        if report.when == "???" and report.failed:  # xdist's report of a crashed worker
+            self.state.crashes.append((report.nodeid, str(report.longrepr)))
 
 
 def _write_report(state: _SessionState) -> None:
@@ -267,7 +331,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     if _is_worker(config):
-        config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps(state.checks)
         return
     state.checks.sort(key=lambda c: c["nodeid"])
     if state.settings.report_dir and state.checks:
@@ -305,11 +368,15 @@ def _summary_line(check: dict) -> str:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
                             ) -> None:
     state = config.stash.get(_STATE, None)
-    if state is None or _is_worker(config) or not state.checks:
+    if state is None or _is_worker(config) or not (state.checks or state.crashes):
         return
     terminalreporter.write_sep("=", f"gradverify: {len(state.checks)} check(s)")
     for check in state.checks:
         terminalreporter.write_line(_summary_line(check))
+    for nodeid, what in state.crashes:
+        terminalreporter.write_line(
+            f"{'ERROR':<9} {nodeid}  {what}: the checks it was making are lost (those of "
+            "the tests it had finished are above)", red=True)
     if state.report_path is not None:
         terminalreporter.write_line(f"gradverify report written to {state.report_path}")
     if state.report_error is not None:

@@ -138,9 +138,11 @@ from gradverify.dtypes import (
     skipped_dtype_notes,
     unavailable_dtypes,
 )
+from gradverify.errstate import with_own_errstate
 from gradverify.functions import activation
-from gradverify.harness import DEFAULT_TIMEOUT, call_backprop
+from gradverify.harness import DEFAULT_TIMEOUT, CallFailure, call_backprop
 from gradverify.implementations import Capabilities, capabilities_of, implementation_name
+from gradverify.isolation import isolate_option
 from gradverify.lattice import (
     FloatFormat,
     bit_pattern,
@@ -403,21 +405,29 @@ MAX_TIMEOUTS = 3
 
 
 class _Caller:
-    """call_backprop with a count of timeouts, shared by the probes of one scan."""
+    """call_backprop with a count of time-outs and crashes, shared by the probes of one scan."""
 
     def __init__(self, impl: Callable, timeout: float | None, name: str) -> None:
         self.impl, self.timeout, self.name = impl, timeout, name
         self.timeouts = 0
+        self.crashes = 0
 
     def call(self, problem: Problem) -> Any:
         outcome = call_backprop(self.impl, problem, timeout=self.timeout)
-        if outcome.error is not None and outcome.error.startswith("the call did not return"):
+        if outcome.timed_out:
             self.timeouts += 1
             if self.timeouts >= MAX_TIMEOUTS:
                 raise ScanAborted(
                     f"{self.name} did not return within {self.timeout:g} s on {self.timeouts} "
                     f"calls; the scan makes thousands, so it stopped (raise timeout= or fix "
                     f"the implementation)"
+                )
+        elif outcome.failure is CallFailure.CRASHED:
+            self.crashes += 1
+            if self.crashes >= MAX_TIMEOUTS:
+                raise ScanAborted(
+                    f"{self.name} crashed its worker process on {self.crashes} calls (last: "
+                    f"{outcome.error}); the scan makes thousands, so it stopped"
                 )
         return outcome
 
@@ -1133,6 +1143,8 @@ def _resolve_labels(labels: Iterable[float]) -> tuple[float, ...]:
     return tuple(dict.fromkeys(out))
 
 
+@with_own_errstate
+@isolate_option
 def scan(
     impl: Callable,
     *,
@@ -1164,13 +1176,16 @@ def scan(
         hidden_activations: hidden activations for the underflow scan (default: sigmoid
             and tanh, where declared); () skips it.
         timeout: seconds allowed per call of ``impl`` (None: no limit).
+        isolate: call ``impl`` in a supervised worker process (see
+            :mod:`gradverify.isolation`); a call that crashes it counts as failed.
 
     Returns:
         A :class:`ScanResult`.
 
     Raises:
         ValueError: bad arguments, or an implementation without sigmoid + bce support.
-        ScanAborted: the implementation exceeded ``timeout`` on 3 calls.
+        ScanAborted: the implementation exceeded ``timeout`` (or, isolated, crashed its
+            worker process) on 3 calls.
     """
     if not callable(impl):
         raise ValueError(f"scan needs a callable backprop implementation; got {impl!r}")

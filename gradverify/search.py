@@ -60,6 +60,7 @@ from gradverify.check import INTERIOR_LIMIT, check_problem
 from gradverify.compare import DEFAULT_TOLERANCE_FACTOR, full_width_bits
 from gradverify.diagnose import condition_hints, shallower_variant
 from gradverify.dtypes import available_dtypes, skipped_dtype_notes, unavailable_dtypes
+from gradverify.errstate import with_own_errstate
 
 # Loaded now rather than by the first counterexample's check: Hypothesis draws a few values
 # from the literals of the local modules loaded so far, so a module first loaded halfway
@@ -67,10 +68,19 @@ from gradverify.dtypes import available_dtypes, skipped_dtype_notes, unavailable
 from gradverify.finite_diff import finite_difference_gradients as _loaded_early  # noqa: F401
 from gradverify.harness import DEFAULT_TIMEOUT, CallFailure, call_backprop
 from gradverify.implementations import Capabilities, capabilities_of, implementation_name
+from gradverify.isolation import isolate_option
 from gradverify.network import NetworkSpec, Problem
 from gradverify.reference import ReferenceError as ExactReferenceError
 from gradverify.repro import reproduction_snippet
-from gradverify.results import CheckResult, Verdict, json_number, worst_verdict
+from gradverify.results import (
+    CheckResult,
+    Verdict,
+    WarningCount,
+    json_number,
+    merge_warnings,
+    warning_lines,
+    worst_verdict,
+)
 from gradverify.strategies import problems
 
 __all__ = ["DEFAULT_MAX_EXAMPLES", "DtypeSummary", "SearchResult", "search"]
@@ -82,8 +92,12 @@ DEFAULT_DATABASE: Any = object()
 """Sentinel: Hypothesis's default example database, except in CI, when derandomized or when
 a seed is given."""
 
-TIMEOUT_MARK = "per-call time limit"
-"""Part of the harness's message for a call that did not return in time."""
+def _ends_search(result: CheckResult) -> bool:
+    """A call that timed out or crashed its worker: nothing more is asked of ``impl``.
+
+    Each further call would wait out the time limit again, or start a new worker process.
+    """
+    return result.call_failure in (CallFailure.TIMED_OUT, CallFailure.CRASHED)
 
 BISECTION_STEPS = 24
 
@@ -168,6 +182,8 @@ class SearchResult:
     max_examples: int = DEFAULT_MAX_EXAMPLES
     skipped_dtypes: dict[str, str] = field(default_factory=dict)
     """``{dtype: why}`` for dtypes asked for or declared but unavailable here."""
+    warnings: list[WarningCount] = field(default_factory=list)
+    """Warnings the implementation raised during the search, one entry per source location."""
 
     @property
     def passed(self) -> bool:
@@ -208,6 +224,7 @@ class SearchResult:
             "reproduction": self.reproduction,
             "samples": [{k: json_number(v) if k in ("saturation", "bits") else v
                          for k, v in s.items()} for s in self.samples],
+            "warnings": [w.to_dict() for w in self.warnings],
         }
 
     def seed_line(self) -> str:
@@ -251,6 +268,7 @@ class SearchResult:
         if self.reproduction:
             lines.append("reproduce with:")
             lines.extend(f"    {line}" if line else "" for line in self.reproduction.splitlines())
+        lines.extend(warning_lines(self.warnings, indent=""))
         lines.append(self.seed_line())
         return "\n".join(lines)
 
@@ -303,6 +321,7 @@ class _DtypeRun:
     dtype: str
     samples: list[dict] = field(default_factory=list)
     stopped: CheckResult | None = None
+    warnings: list[WarningCount] = field(default_factory=list)
 
 
 def _clipped_bits(result: CheckResult) -> float:
@@ -429,6 +448,7 @@ def _run_round(
 
             reject()
         bits = _clipped_bits(result)
+        run.warnings = merge_warnings(run.warnings, result.warnings)
         run.samples.append({"dtype": dtype, "saturation": result.saturation, "bits": bits,
                             "verdict": result.verdict.value})
         if progress is not None:
@@ -440,7 +460,7 @@ def _run_round(
         target(math.log2(1.0 + result.saturation), label="log2(1 + max |h|)")
         if result.verdict is Verdict.PASS:
             return
-        if result.verdict is Verdict.ERROR and TIMEOUT_MARK in result.message:
+        if _ends_search(result):
             run.stopped = result
             raise _Stop(result)
         if result.call_failure == CallFailure.MALFORMED and all(
@@ -607,7 +627,7 @@ class _Checker:
             result = check_problem(self.impl, problem, **kwargs, **self.options)
         except ExactReferenceError:  # pragma: no cover - variants stay in range
             return None
-        if result.verdict is Verdict.ERROR and TIMEOUT_MARK in result.message:
+        if _ends_search(result):
             self.hung = True
         return result
 
@@ -670,7 +690,7 @@ def _architecture_hint(impl: Callable, caps: Capabilities, failure: CheckResult,
     shapes and dtype there. None when the depth is declared or no other depth works.
     """
     problem = failure.problem
-    if problem is None or TIMEOUT_MARK in failure.message:
+    if problem is None or _ends_search(failure):
         return None
     depth = problem.spec.depth
     lo, hi = caps.depth_range or (1, max(max_depth, depth))
@@ -849,6 +869,8 @@ def _validated_dtypes(caps: Capabilities, dtypes: Sequence[str] | None
     return usable, skipped
 
 
+@with_own_errstate
+@isolate_option
 def search(
     impl: Callable,
     *,
@@ -899,6 +921,10 @@ def search(
             first with None for a free one, batch an int or ``(min, max)``. The search
             generates, shrinks and diagnoses only inside it.
         max_depth, max_width, max_batch: size limits of what is not declared.
+        isolate: run ``impl`` in a supervised worker process for the whole search (see
+            :mod:`gradverify.isolation`): a call that exits or crashes the process is an
+            ``error`` verdict, and a time-out kills the worker even in C code. A call that
+            times out or crashes ends that dtype's search at once.
 
     Returns:
         A :class:`SearchResult`; ``str()`` of it is the failure report.
@@ -937,6 +963,7 @@ def search(
     )
     per_dtype: dict[str, DtypeSummary] = {}
     samples: list[dict] = []
+    caught: list[WarningCount] = []
     for dtype in names:
         dtype_start = time.perf_counter()
         run, found = _run_dtype(config, dtype)
@@ -945,6 +972,7 @@ def search(
         _explain_architecture(impl, caps, per_dtype[dtype], max_depth=max_depth,
                               timeout=timeout)
         samples.extend(run.samples)
+        caught = merge_warnings(caught, run.warnings)
 
     verdict = worst_verdict(s.verdict for s in per_dtype.values())
     primary = None
@@ -970,4 +998,5 @@ def search(
         database=_database_name(db),
         max_examples=max_examples,
         skipped_dtypes=skipped,
+        warnings=caught,
     )
