@@ -31,11 +31,13 @@ tuples, bytes, strings and numbers, never an object that runs code in the parent
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
 import inspect
 import io
+import marshal
 import multiprocessing
 import os
 import pickle
@@ -43,6 +45,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import wait
 from typing import Any
@@ -128,6 +131,9 @@ def _breakpoint_in_worker(*args: Any, **kwargs: Any) -> None:
 def _settle_in(environ: dict[str, str]) -> None:
     """The worker's own set-up, before any user code runs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a real Ctrl-C is the parent's to handle
+    # started as a daemon (never waited for at the parent's exit), but the implementation
+    # may start processes of its own, which a daemon may not
+    multiprocessing.current_process().daemon = False
     os.environ.clear()
     os.environ.update(environ)
     sys.breakpointhook = _breakpoint_in_worker
@@ -517,15 +523,31 @@ def is_isolated(impl: Any) -> bool:
     return isinstance(impl, IsolatedImplementation)
 
 
+def _code_as_marshalled(code: types.CodeType) -> tuple:
+    """Code objects as ``marshal`` writes them (the worker runs the same interpreter): unlike
+    cloudpickle's own reduction this keeps ``co_filename``, so that errors and warnings in
+    code sent by value still name its file."""
+    return marshal.loads, (marshal.dumps(code),)
+
+
 def _dumps(impl: Callable, *, by_value: bool) -> bytes:
     import cloudpickle
 
+    class Pickler(cloudpickle.Pickler):
+        dispatch_table = collections.ChainMap({types.CodeType: _code_as_marshalled},
+                                              cloudpickle.Pickler.dispatch_table)
+
+    def dumps() -> bytes:
+        buffer = io.BytesIO()
+        Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(impl)
+        return buffer.getvalue()
+
     module = sys.modules.get(getattr(impl, "__module__", None) or "")
     if not by_value or module is None or module.__name__ == "__main__":
-        return cloudpickle.dumps(impl, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps()
     cloudpickle.register_pickle_by_value(module)
     try:
-        return cloudpickle.dumps(impl, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps()
     finally:
         cloudpickle.unregister_pickle_by_value(module)
 

@@ -159,6 +159,31 @@ def test_the_worker_is_started_again_after_a_crash(problem, tmp_path):
         assert call_backprop(proxy, problem, repeat=2).ok  # in a new worker
 
 
+def test_code_sent_by_value_keeps_its_file_in_messages_and_warnings(problem):
+    def closure(weights, biases, x, y, *, activations, loss):
+        warnings.warn("a closure's warning", UserWarning, stacklevel=1)
+        raise ValueError("from a closure")
+
+    failure, message = error_of(closure, problem, isolate=True)
+    assert failure == CallFailure.RAISED
+    assert f"raised ValueError: from a closure (at {__file__}:" in message
+    result = check_problem(closure, problem, isolate=True)
+    assert [Path(w.filename).name for w in result.warnings] == ["test_isolation.py"]
+
+
+def test_an_isolated_implementation_may_start_processes_of_its_own(problem):
+    def uses_a_process_pool(weights, biases, x, y, *, activations, loss):
+        import concurrent.futures
+        import multiprocessing
+
+        with concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("fork")) as pool:
+            assert pool.submit(abs, -2).result() == 2
+        return backprops.right(weights, biases, x, y, activations=activations, loss=loss)
+
+    assert check_problem(uses_a_process_pool, problem, isolate=True).verdict is Verdict.PASS
+
+
 def test_a_left_behind_thread_dies_with_the_worker(problem):
     before = threading.active_count()
     result = check_problem(backprops.leaves_a_thread, problem, isolate=True)
