@@ -408,7 +408,9 @@ def _config(args: argparse.Namespace) -> GradverifyConfig:
 
 
 def _settings(args: argparse.Namespace, config: GradverifyConfig) -> Settings:
-    return resolve_settings(vars(args), config.values)
+    settings = resolve_settings(vars(args), config.values)
+    settings.isolate = _isolate(vars(args), config)  # as run, in the JSON's settings too
+    return settings
 
 
 def _targets(args: argparse.Namespace, config: GradverifyConfig,

@@ -97,13 +97,16 @@ class ImplementationLoadError(IsolationError):
     """Loading the implementation in its worker process failed: it raised, exited or hung.
 
     ``stage`` is "unpickle" (the worker could not rebuild it, e.g. its module is not
-    importable there) or "load"; ``exception`` names the exception type, if one was raised.
+    importable there) or "load"; ``exception`` names the exception type, if one was raised,
+    and ``text`` is its message.
     """
 
-    def __init__(self, message: str, *, stage: str = "load", exception: str = "") -> None:
+    def __init__(self, message: str, *, stage: str = "load", exception: str = "",
+                 text: str = "") -> None:
         super().__init__(message)
         self.stage = stage
         self.exception = exception
+        self.text = text or message  # the exception's own message, without its type
 
 
 # ---------------------------------------------------------------------------
@@ -211,13 +214,15 @@ def _worker_main(conn: Any, payload: bytes, by_factory: bool, environ: dict[str,
     try:
         obj = pickle.loads(payload)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        _send(conn, ("load-failed", "unpickle", type(exc).__name__, _load_failure(exc)))
+        _send(conn, ("load-failed", "unpickle", type(exc).__name__, _load_failure(exc),
+                     " ".join(str(exc).split())))
         _exit_now()
     try:
         impl = obj() if by_factory else obj
         meta = _metadata(impl)
     except BaseException as exc:  # noqa: BLE001 - SystemExit at import included
-        _send(conn, ("load-failed", "load", type(exc).__name__, _load_failure(exc)))
+        _send(conn, ("load-failed", "load", type(exc).__name__, _load_failure(exc),
+                     " ".join(str(exc).split())))
         _exit_now()
     _send(conn, ("ready", meta))
     while True:
@@ -316,7 +321,7 @@ class _Worker:
             if reply[0] == "load-failed":
                 self.kill()
                 raise ImplementationLoadError(str(reply[3]), stage=str(reply[1]),
-                                              exception=str(reply[2]))
+                                              exception=str(reply[2]), text=str(reply[4]))
             if reply[0] != "ready" or not isinstance(reply[1], dict):
                 raise ImplementationLoadError("its worker process sent an unreadable answer")
             self.meta = reply[1]
@@ -602,8 +607,9 @@ def load_isolated(factory: Callable[[], Callable], *, description: str,
         return IsolatedImplementation(payload, by_factory=True, meta=None,
                                       load_timeout=load_timeout)
     except ImplementationLoadError as exc:
-        if exc.exception == "UsageError":  # the factory's own one-line message
-            raise
+        if exc.exception == "UsageError":  # the factory's own one-line message, as it is
+            raise ImplementationLoadError(exc.text, stage=exc.stage,
+                                          exception=exc.exception) from None
         raise ImplementationLoadError(f"{description}: {exc}", stage=exc.stage,
                                       exception=exc.exception) from None
 
