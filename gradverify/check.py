@@ -35,6 +35,7 @@ from gradverify.compare import (
     normwise_error,
     tolerance,
     validate_policy,
+    validate_tolerance_factor,
 )
 from gradverify.diagnose import diagnose_gradients
 from gradverify.dtypes import significand_bits
@@ -243,6 +244,7 @@ def check_problem(
     """
     start = time.perf_counter()
     validate_policy(policy)
+    tolerance_factor = validate_tolerance_factor(tolerance_factor)
     name = name or implementation_name(impl)
     outcome = call_backprop(impl, problem, timeout=timeout, repeat=repeat)
     if not outcome.ok:

@@ -50,6 +50,7 @@ class CheckCase:
     threshold_saturation: float | None  # max |h| at which it first fails, if known
     summary: str  # one line
     details: str  # the counterexample, its diagnosis and the reproduction snippet
+    beyond_stable: str | None = None  # precision a pass loses beyond the stable formulation
 
 
 def _first_line(text: str) -> str:
@@ -70,8 +71,9 @@ def _case(result: Any, dtype: str, fail_on: str) -> CheckCase:
         details = str(example) if example is not None else str(result)
         if reproduction:
             details += "\n\nReproduce with:\n" + reproduction
+    beyond = _beyond_stable(result, summary) if verdict == "pass" else None
     if verdict == "pass":
-        line = f"{result.implementation} passes at {dtype}"
+        line = f"{result.implementation} passes at {dtype}" + (f"; {beyond}" if beyond else "")
     else:
         reason = _first_line(getattr(example, "message", "") or "") if example else ""
         where = f" first at max |h| = {threshold:.4g}" if threshold is not None else ""
@@ -82,8 +84,17 @@ def _case(result: Any, dtype: str, fail_on: str) -> CheckCase:
         failed=counts_as_failure(verdict, fail_on),
         examples=getattr(source, "examples", None),
         worst_bits=None if worst is None else float(worst),
-        threshold_saturation=threshold, summary=line, details=details,
+        threshold_saturation=threshold, summary=line, details=details, beyond_stable=beyond,
     )
+
+
+def _beyond_stable(result: Any, summary: Any) -> str | None:
+    """The precision-loss note of a passing search dtype or check, if there is one."""
+    if summary is not None:
+        beyond = getattr(summary, "beyond_stable", None)
+        return beyond.describe() if beyond is not None else None
+    note = getattr(result, "precision_note", None)
+    return note() or None if callable(note) else None
 
 
 def check_cases(results: Sequence[Any], fail_on: str) -> list[CheckCase]:
@@ -244,15 +255,15 @@ def step_summary(results: Sequence[Any], *, fail_on: str) -> str:
         f"## gradverify check: {failed} of {len(cases)} case(s) failing (fail-on {fail_on})",
         "",
         "| implementation | dtype | verdict | examples | worst error (bits) "
-        "| first fails at max \\|h\\| |",
-        "|---|---|---|---|---|---|",
+        "| first fails at max \\|h\\| | precision beyond the stable formulation |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         mark = ("**" + c.verdict.upper() + "**") if c.failed else c.verdict
         threshold = "-" if c.threshold_saturation is None else f"{c.threshold_saturation:.4g}"
         head.append(f"| {_md_cell(c.implementation)} | {c.dtype} | {mark} | "
                     f"{'-' if c.examples is None else c.examples} | {_bits(c.worst_bits)} | "
-                    f"{threshold} |")
+                    f"{threshold} | {_md_cell(c.beyond_stable or '-')} |")
     text = "\n".join(head) + "\n"
     budget = STEP_SUMMARY_LIMIT // 2  # leave room for other steps of the same job
     for c in cases:

@@ -65,7 +65,7 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
 
-CHECK_SCHEMA = "gradverify.check/1"
+CHECK_SCHEMA = "gradverify.check/2"
 
 STDOUT = "-"
 """``--json -``: the JSON goes to stdout, and every other line to stderr."""

@@ -47,6 +47,7 @@ __all__ = [
     "normwise_error",
     "tolerance",
     "validate_policy",
+    "validate_tolerance_factor",
 ]
 
 DEFAULT_TOLERANCE_FACTOR = 32.0
@@ -59,6 +60,20 @@ POLICIES: dict[str, str] = {
 """The accuracy bars a verdict can be judged against, and what passing each one means."""
 
 DEFAULT_POLICY = "autograd"
+
+
+def validate_tolerance_factor(factor: float) -> float:
+    """``factor`` as a float if it is finite and positive, else a ValueError naming it.
+
+    An infinite factor would let any finite error pass.
+    """
+    try:
+        value = float(factor)
+    except (TypeError, ValueError):
+        raise ValueError(f"tolerance_factor must be a number; got {factor!r}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"tolerance_factor must be finite and positive; got {factor!r}")
+    return value
 
 
 def validate_policy(policy: str) -> str:

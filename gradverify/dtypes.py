@@ -17,6 +17,7 @@ __all__ = [
     "resolve_dtype",
     "significand_bits",
     "skipped_dtype_notes",
+    "smallest_normal",
     "unavailable_dtypes",
     "ulp",
     "unit_roundoff",
@@ -102,6 +103,11 @@ def _min_exponent(dtype: str | np.dtype) -> int:
     return {"float16": -14, "bfloat16": -126, "float32": -126, "float64": -1022}[
         dtype_name(resolve_dtype(dtype))
     ]
+
+
+def smallest_normal(dtype: str | np.dtype) -> float:
+    """The smallest positive normal number of ``dtype`` (2**e_min)."""
+    return 2.0 ** _min_exponent(dtype)
 
 
 def ulp(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:

@@ -24,6 +24,7 @@ __all__ = [
     "LAYOUT_CHOICES",
     "MAX_EXAMPLES_LIMIT",
     "OPTIONS",
+    "POLICY_CHOICES",
     "Option",
     "Settings",
     "add_cli_arguments",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 FAIL_ON_CHOICES: tuple[str, ...] = ("incorrect", "unstable")
+POLICY_CHOICES: tuple[str, ...] = ("autograd", "strict")  # gradverify.compare.POLICIES
 LAYOUT_CHOICES: tuple[str, ...] = ("columns", "rows")
 SUBCOMMANDS: tuple[str, ...] = ("check", "scan", "report")
 MAX_EXAMPLES_LIMIT = 1_000_000
@@ -279,6 +281,13 @@ OPTIONS: tuple[Option, ...] = (
         config_key="tolerance-factor",
     ),
     Option(
+        "policy", "choice", "autograd",
+        "the accuracy bar: 'autograd' (default) passes code as accurate as framework autograd "
+        "(torch, jax); 'strict' requires the accuracy of the best stable formulation",
+        choices=POLICY_CHOICES, cli_flag="--policy", subcommands=("check",),
+        pytest_flag="--gradverify-policy", ini_name="gradverify_policy", config_key="policy",
+    ),
+    Option(
         "fail_on", "choice", "unstable",
         "the least severe verdict that fails: 'unstable' (default) or 'incorrect' "
         "(then unstable implementations only warn); error verdicts always fail",
@@ -442,7 +451,8 @@ def resolve_settings(*layers: Mapping[str, Any]) -> Settings:
 
 def search_arguments(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for :func:`gradverify.search.search` from resolved settings."""
-    kwargs: dict[str, Any] = {"tolerance_factor": settings.tolerance_factor}
+    kwargs: dict[str, Any] = {"tolerance_factor": settings.tolerance_factor,
+                              "policy": settings.policy}
     for dest in ("dtypes", "max_examples", "seed", "timeout"):
         value = getattr(settings, dest)
         if value is not None:

@@ -164,12 +164,17 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
     per_dtype = getattr(result, "per_dtype", None)
     if per_dtype:
         dtypes = {name: {"verdict": str(s.verdict), "worst_bits": _number(s.worst_bits),
-                         "threshold_saturation": _number(s.threshold_saturation)}
+                         "threshold_saturation": _number(s.threshold_saturation),
+                         "beyond_stable_bits": _number(s.beyond_stable.bits)
+                         if s.beyond_stable is not None else None}
                   for name, s in per_dtype.items()}
     else:  # a CheckResult: one problem, one dtype
         dtypes = {result.dtype: {"verdict": str(result.verdict),
                                  "worst_bits": _number(result.worst_bits),
-                                 "threshold_saturation": None}}
+                                 "threshold_saturation": None,
+                                 "beyond_stable_bits": _number(
+                                     result.precision_beyond_stable()[0])
+                                 if result.tensors else None}}
     return {
         "nodeid": nodeid,
         "implementation": result.implementation,
@@ -178,6 +183,7 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
         "worst_bits": _number(result.worst_bits),
         "examples": getattr(result, "examples", 1),
         "tolerance_factor": settings.tolerance_factor,
+        "policy": settings.policy,
         "dtypes": dtypes,
         "result": result.to_dict(),
     }
@@ -248,7 +254,8 @@ class GradverifyFixture:
             kwargs["isolate"] = self.isolate
             kwargs.update(options)
         else:
-            kwargs = {"tolerance_factor": settings.tolerance_factor, "isolate": self.isolate,
+            kwargs = {"tolerance_factor": settings.tolerance_factor,
+                      "policy": settings.policy, "isolate": self.isolate,
                       **({"timeout": settings.timeout} if settings.timeout else {}), **options}
         from gradverify.isolation import IsolationError
 
@@ -351,7 +358,9 @@ def _summary_line(check: dict) -> str:
     for dtype, info in check["dtypes"].items():
         threshold = info.get("threshold_saturation")
         if info["verdict"] == "pass":
-            parts.append(f"{dtype} pass")
+            beyond = info.get("beyond_stable_bits")
+            parts.append(f"{dtype} pass" if beyond is None
+                         else f"{dtype} pass, {_fmt_bits(beyond)} bits beyond stable")
         elif threshold is not None:
             parts.append(f"{dtype} {info['verdict']} from max|h| {threshold:.4g}")
         else:
@@ -362,7 +371,8 @@ def _summary_line(check: dict) -> str:
     bits = ("" if check["verdict"] == "error" or check.get("worst_bits") is None
             else f"worst {_fmt_bits(check['worst_bits'])} bits  ")
     return (f"{check['verdict'].upper():<9} {check['nodeid']}  {check['implementation']}  "
-            f"{bits}[{', '.join(parts)}]  tolerance {check['tolerance_factor']:g}x stable")
+            f"{bits}[{', '.join(parts)}]  policy {check.get('policy', 'autograd')}, "
+            f"tolerance {check['tolerance_factor']:g}x")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradverify.compare import DEFAULT_TOLERANCE_FACTOR
+from gradverify.compare import DEFAULT_POLICY, DEFAULT_TOLERANCE_FACTOR
 from gradverify.network import Problem
 
 __all__ = ["import_path", "reproduction_snippet"]
@@ -118,6 +118,7 @@ def reproduction_snippet(
     *,
     name: str | None = None,
     tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
+    policy: str = DEFAULT_POLICY,
     timeout: float | None = None,
     comment: str | None = None,
 ) -> str:
@@ -127,7 +128,8 @@ def reproduction_snippet(
         impl: the implementation under test (imported by module:qualname when possible;
             otherwise the snippet says where to put it).
         problem: the problem to reproduce, in its dtype.
-        name, tolerance_factor, timeout: passed on to ``check_problem`` when not default.
+        name, tolerance_factor, policy, timeout: passed on to ``check_problem`` when not
+            default.
         comment: a first line saying what the snippet reproduces.
     """
     spec = problem.spec
@@ -168,6 +170,8 @@ def reproduction_snippet(
         options.append(f"name={_py(name if isinstance(name, str) else _comment_text(name))}")
     if tolerance_factor != DEFAULT_TOLERANCE_FACTOR:
         options.append(f"tolerance_factor={_float_literal(tolerance_factor)}")
+    if policy != DEFAULT_POLICY:
+        options.append(f"policy={_py(policy)}")
     if timeout is not None:
         options.append(f"timeout={_float_literal(timeout)}")
     args = ", ".join(["impl", "problem", *options])

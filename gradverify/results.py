@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 
+def _beyond_stable_dict(bits: float, tensor: str | None, saturation: float | None) -> dict:
+    return {"bits": json_number(bits), "tensor": tensor, "saturation": json_number(saturation)}
+
+
 class Verdict(StrEnum):
     """The four answers gradverify gives about an implementation."""
 
@@ -51,6 +55,14 @@ def json_number(x: float | None) -> float | None | str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return x
+
+
+def precision_note(bits: float, tensor: str | None, saturation: float | None) -> str:
+    """``"loses up to 12.0 bits beyond the stable formulation (dW1, at max |h| = 8.2)"``."""
+    where = [w for w in (tensor, None if saturation is None else f"at max |h| = {saturation:.4g}")
+             if w]
+    return (f"loses up to {bits:.1f} bits beyond the stable formulation"
+            + (f" ({', '.join(where)})" if where else ""))
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
@@ -83,6 +95,10 @@ class TensorComparison:
     # max over entries of (bits of error) - (the stable baseline's bits there), floored at 0:
     # the error the implementation adds to what the dtype and a stable form cannot avoid
     max_excess_bits: float = 0.0
+    # normwise error of the conventional autograd baseline (None under the strict policy)
+    autograd_baseline_error: float | None = None
+    # ||max(|a - r| - rounding floor, 0)|| / ||r||: what is compared with the tolerance
+    error_beyond_floor: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -94,6 +110,8 @@ class TensorComparison:
             "tolerance": json_number(self.tolerance), "passed": self.passed,
             "fd_max_error": json_number(self.fd_max_error),
             "max_excess_bits": json_number(self.max_excess_bits),
+            "autograd_baseline_error": json_number(self.autograd_baseline_error),
+            "error_beyond_floor": json_number(self.error_beyond_floor),
         }
 
 
@@ -194,6 +212,7 @@ class CheckResult:
     # second opinion for networks too large for full FD: max |v.g_ref - FD_v| / |FD_v| over
     # random directions v (see gradverify.finite_diff.directional_check)
     fd_directional_discrepancy: float | None = None
+    policy: str = "autograd"  # the accuracy bar: "autograd" or "strict"
     # warnings the implementation raised in this check, one entry per source location
     warnings: list[WarningCount] = field(default_factory=list)
     # for an error verdict from the call itself: "raised", "timed_out", "crashed" or
@@ -203,6 +222,20 @@ class CheckResult:
     @property
     def passed(self) -> bool:
         return self.verdict is Verdict.PASS
+
+    def precision_beyond_stable(self) -> tuple[float, str | None]:
+        """(bits, tensor): the most bits any entry loses beyond the stable formulation."""
+        worst = max(self.tensors, key=lambda t: t.max_excess_bits, default=None)
+        if worst is None:
+            return 0.0, None
+        return worst.max_excess_bits, worst.name
+
+    def precision_note(self) -> str:
+        """One line on precision lost beyond the best formulation (reported even on a pass)."""
+        bits, tensor = self.precision_beyond_stable()
+        if tensor is None:
+            return ""
+        return precision_note(bits, tensor, self.saturation)
 
     @property
     def worst_bits(self) -> float | None:
@@ -240,6 +273,9 @@ class CheckResult:
             "reference": {"precision_bits": self.reference_precision,
                           "mpmath_backend": self.reference_backend},
             "interior_verdict": self.interior_verdict.value if self.interior_verdict else None,
+            "policy": self.policy,
+            "beyond_stable": (_beyond_stable_dict(*self.precision_beyond_stable(),
+                                                  self.saturation) if self.tensors else None),
             "fd_directional_discrepancy": json_number(self.fd_directional_discrepancy),
             "call_failure": self.call_failure,
             "warnings": [w.to_dict() for w in self.warnings],
@@ -258,17 +294,23 @@ class CheckResult:
         ]
         if self.message:
             lines.append(f"  {self.message}")
+        if self.verdict is Verdict.PASS and self.tensors:
+            from gradverify.compare import POLICIES
+
+            lines.append(f"  pass: {POLICIES.get(self.policy, self.policy)}; "
+                         f"{self.precision_note()}")
         for hint in self.diagnosis:
             lines.append(f"  hint: {hint}")
         bits = self.verdict is not Verdict.ERROR  # an error verdict shows no bits of error
         if self.tensors:
-            lines.append("  tensor  normwise err  tolerance  max ulp    "
-                         + ("max bits  beyond baseline  " if bits else "") + "non-finite  ok")
+            lines.append("  tensor  normwise err  beyond floor  tolerance  max ulp    "
+                         + ("max bits  beyond stable  " if bits else "") + "non-finite  ok")
             for t in self.tensors:
                 lines.append(
                     f"  {t.name:<7} {_fmt(t.normwise_error, '<12.3g')}  "
+                    f"{_fmt(t.error_beyond_floor, '<12.3g')}  "
                     f"{_fmt(t.tolerance, '<9.3g')}  {_fmt(t.max_ulps, '<9.3g')}  "
-                    + (f"{t.max_bits:<8.1f}  {t.max_excess_bits:<15.1f}  " if bits else "")
+                    + (f"{t.max_bits:<8.1f}  {t.max_excess_bits:<13.1f}  " if bits else "")
                     + f"{t.nonfinite:<10d}  {'yes' if t.passed else 'NO'}"
                 )
         if self.worst and self.verdict is not Verdict.PASS:

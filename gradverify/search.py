@@ -57,7 +57,13 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, note, settings, tar
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from gradverify.check import INTERIOR_LIMIT, check_problem
-from gradverify.compare import DEFAULT_TOLERANCE_FACTOR, full_width_bits
+from gradverify.compare import (
+    DEFAULT_POLICY,
+    DEFAULT_TOLERANCE_FACTOR,
+    full_width_bits,
+    validate_policy,
+    validate_tolerance_factor,
+)
 from gradverify.diagnose import condition_hints, shallower_variant
 from gradverify.dtypes import available_dtypes, skipped_dtype_notes, unavailable_dtypes
 from gradverify.errstate import with_own_errstate
@@ -78,12 +84,16 @@ from gradverify.results import (
     WarningCount,
     json_number,
     merge_warnings,
+    precision_note,
     warning_lines,
     worst_verdict,
 )
 from gradverify.strategies import problems
 
 __all__ = ["DEFAULT_MAX_EXAMPLES", "DtypeSummary", "SearchResult", "search"]
+
+SEARCH_SCHEMA = "gradverify.search/2"
+"""Format name and major version of :meth:`SearchResult.to_dict`."""
 
 DEFAULT_MAX_EXAMPLES = 150
 """Generated examples per dtype (shrinking a failure runs further examples)."""
@@ -107,6 +117,50 @@ BISECTION_STEPS = 24
 # ---------------------------------------------------------------------------
 
 
+NOTABLE_LOSS_BITS = 2.0
+"""Bits beyond the stable formulation above which a loss is located by saturation."""
+
+
+@dataclass(frozen=True)
+class BeyondStable:
+    """Precision lost beyond the best stable formulation, over the passing examples.
+
+    Attributes:
+        bits: the most bits of error any entry had beyond the stable baseline's.
+        tensor: the tensor where that happened (``dW1``, ...).
+        saturation: max |h| of that example.
+        notable_from: the smallest max |h| of any example losing more than
+            :data:`NOTABLE_LOSS_BITS` bits (None: no example did).
+    """
+
+    bits: float
+    tensor: str | None
+    saturation: float
+    notable_from: float | None
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[dict]) -> BeyondStable | None:
+        if not samples:
+            return None
+        worst = max(samples, key=lambda s: s["bits"])
+        notable = [s["saturation"] for s in samples if s["bits"] > NOTABLE_LOSS_BITS]
+        return cls(float(worst["bits"]), worst.get("tensor"), float(worst["saturation"]),
+                   min(notable) if notable else None)
+
+    def describe(self) -> str:
+        """``loses up to 12.0 bits beyond the stable formulation (dW1, at max |h| = 9.3; ...)``."""
+        text = precision_note(self.bits, self.tensor, self.saturation)
+        if self.notable_from is not None:
+            text += (f"; more than {NOTABLE_LOSS_BITS:g} bits only from max |h| = "
+                     f"{self.notable_from:.4g}")
+        return text
+
+    def to_dict(self) -> dict:
+        return {"bits": json_number(self.bits), "tensor": self.tensor,
+                "saturation": json_number(self.saturation),
+                "notable_from": json_number(self.notable_from)}
+
+
 @dataclass
 class DtypeSummary:
     """What the search found at one dtype.
@@ -127,6 +181,7 @@ class DtypeSummary:
         diagnosis: hints (per-problem and from which variants fail).
         saturation_range: (min, max) of max |h| over the examples tried.
         elapsed: seconds.
+        beyond_stable: precision the passing examples lose beyond the stable formulation.
     """
 
     dtype: str
@@ -142,6 +197,7 @@ class DtypeSummary:
     saturation_range: tuple[float, float] = (0.0, 0.0)
     elapsed: float = 0.0
     stopped_early: str | None = None
+    beyond_stable: BeyondStable | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -158,6 +214,7 @@ class DtypeSummary:
             "saturation_range": [json_number(v) for v in self.saturation_range],
             "elapsed_seconds": self.elapsed,
             "stopped_early": self.stopped_early,
+            "beyond_stable": self.beyond_stable.to_dict() if self.beyond_stable else None,
         }
 
 
@@ -184,6 +241,7 @@ class SearchResult:
     """``{dtype: why}`` for dtypes asked for or declared but unavailable here."""
     warnings: list[WarningCount] = field(default_factory=list)
     """Warnings the implementation raised during the search, one entry per source location."""
+    policy: str = DEFAULT_POLICY
 
     @property
     def passed(self) -> bool:
@@ -204,7 +262,8 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         return {
-            "schema": "gradverify.search/1",
+            "schema": SEARCH_SCHEMA,
+            "policy": self.policy,
             "implementation": self.implementation,
             "verdict": self.verdict.value,
             "dtypes": list(self.dtypes),
@@ -239,6 +298,11 @@ class SearchResult:
             f"({', '.join(self.dtypes)}; {self.examples} examples in {self.elapsed:.1f} s, "
             f"max |h| covered {lo:.3g} .. {hi:.3g})"
         ]
+        if self.verdict is Verdict.PASS:
+            from gradverify.compare import POLICIES
+
+            lines.append(f"  pass: {POLICIES.get(self.policy, self.policy)} "
+                         f"(policy {self.policy!r})")
         for s in self.per_dtype.values():
             extra = ""
             if s.threshold_saturation is not None:
@@ -247,6 +311,10 @@ class SearchResult:
                     extra += f" (passes up to {s.max_passing_saturation:.6g} in other examples)"
             if s.stopped_early:
                 extra += f"; stopped early: {s.stopped_early}"
+            if s.verdict is Verdict.PASS and s.beyond_stable is not None:
+                lines.append(f"  {s.dtype}: pass, {s.examples} examples; "
+                             f"{s.beyond_stable.describe()}{extra}")
+                continue
             bits = ("" if s.worst_bits is None
                     else f", worst {s.worst_bits:.1f} bits of error")
             lines.append(f"  {s.dtype}: {s.verdict.value}, {s.examples} examples{bits}{extra}")
@@ -387,6 +455,7 @@ class _RunSettings:
     derandomize: bool
     database: ExampleDatabase | None
     tolerance_factor: float
+    policy: str
     timeout: float | None
     strategy_options: dict[str, Any]
     progress: Callable[[str, int, int], None] | None
@@ -442,6 +511,7 @@ def _run_round(
         try:
             result = check_problem(impl, problem, name=name,
                                    tolerance_factor=config.tolerance_factor,
+                                   policy=config.policy,
                                    finite_differences=False, timeout=config.timeout, repeat=2)
         except ExactReferenceError:  # pragma: no cover - the strategies stay in range
             from hypothesis import reject
@@ -450,7 +520,8 @@ def _run_round(
         bits = _clipped_bits(result)
         run.warnings = merge_warnings(run.warnings, result.warnings)
         run.samples.append({"dtype": dtype, "saturation": result.saturation, "bits": bits,
-                            "verdict": result.verdict.value})
+                            "verdict": result.verdict.value,
+                            "tensor": result.precision_beyond_stable()[1]})
         if progress is not None:
             done = len(run.samples)
             progress(f"search {name} ({dtype})", done, max(done, config.max_examples))
@@ -782,6 +853,8 @@ def _summarize(
     )
     passing = [s["saturation"] for s in samples if s["verdict"] == "pass"]
     summary.max_passing_saturation = max(passing) if passing else None
+    summary.beyond_stable = BeyondStable.from_samples(
+        [s for s in samples if s["verdict"] == "pass"])
 
     checker = _Checker(impl, options, caps)
     checker.hung = run.stopped is not None
@@ -839,7 +912,7 @@ def _summarize(
         if primary.problem is not None:
             summary.reproduction = reproduction_snippet(
                 impl, primary.problem, name=None if name == implementation_name(impl) else name,
-                tolerance_factor=options["tolerance_factor"],
+                tolerance_factor=options["tolerance_factor"], policy=options["policy"],
                 comment=(f"Reproduces gradverify's {primary.verdict.value} verdict for {name} "
                          f"({primary.dtype}, network {primary.spec.describe()}, "
                          f"batch {primary.problem.batch_size})"),
@@ -882,6 +955,7 @@ def search(
     derandomize: bool | None = None,
     database: Any = DEFAULT_DATABASE,
     tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
+    policy: str = DEFAULT_POLICY,
     timeout: float | None = DEFAULT_TIMEOUT,
     name: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -911,7 +985,9 @@ def search(
             ``ExampleDatabase``; default: Hypothesis's default, off in CI, when
             derandomized or when ``seed`` is given. One passed explicitly is always used
             (with a seed, saved failures then replay before the seeded examples).
-        tolerance_factor: passed to the check (times the stable baseline's error).
+        tolerance_factor: passed to the check (times the larger baseline error).
+        policy: the accuracy bar, ``"autograd"`` (default) or ``"strict"``; see
+            :mod:`gradverify.compare`.
         timeout: seconds per call of ``impl``; a call over it ends the search for that
             dtype with an ``error`` verdict.
         name: the name shown in results.
@@ -933,8 +1009,7 @@ def search(
         raise ValueError(f"max_examples must be a positive integer; got {max_examples!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed must be an integer or None; got {seed!r}")
-    if not tolerance_factor > 0:
-        raise ValueError(f"tolerance_factor must be positive; got {tolerance_factor!r}")
+    tolerance_factor = validate_tolerance_factor(tolerance_factor)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be positive seconds or None; got {timeout!r}")
     if not callable(impl):
@@ -951,7 +1026,8 @@ def search(
                                             widths=widths, batch=batch)
     names, skipped = _validated_dtypes(caps, dtypes if dtypes is not None else caps.dtypes)
     name = name or implementation_name(impl)
-    options = {"name": name, "tolerance_factor": float(tolerance_factor), "timeout": timeout}
+    options = {"name": name, "tolerance_factor": float(tolerance_factor),
+               "policy": validate_policy(policy), "timeout": timeout}
     strategy_options = {"max_depth": max_depth, "max_width": max_width, "max_batch": max_batch}
     # fail early, with a clear message, on options that admit no network
     problems(caps, dtypes=names, **strategy_options)
@@ -959,6 +1035,7 @@ def search(
     config = _RunSettings(
         impl=impl, caps=caps, name=name, max_examples=max_examples, seed=seed,
         derandomize=derandomize, database=db, tolerance_factor=float(tolerance_factor),
+        policy=policy,
         timeout=timeout, strategy_options=strategy_options, progress=progress,
     )
     per_dtype: dict[str, DtypeSummary] = {}
@@ -998,5 +1075,6 @@ def search(
         database=_database_name(db),
         max_examples=max_examples,
         skipped_dtypes=skipped,
+        policy=policy,
         warnings=caught,
     )

@@ -345,7 +345,7 @@ def test_ci_run_fails_on_the_unstable_implementation(ci_run):
 
 def test_json_output(ci_run):
     doc = json.loads((ci_run["dir"] / "out" / "check.json").read_text())
-    assert doc["schema"] == "gradverify.check/1"
+    assert doc["schema"] == "gradverify.check/2"
     assert doc["failed"] is True
     assert doc["settings"]["fail_on"] == "unstable"
     assert doc["settings"]["max_examples"] == 10

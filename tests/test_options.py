@@ -68,12 +68,13 @@ def test_the_plugin_registered_every_pytest_option_and_ini_key(pytestconfig):
 def test_every_config_key_is_accepted_by_the_config_loader():
     values = {"dtypes": ["float64"], "max-examples": 3, "seed": 4, "tolerance-factor": 8.0,
               "timeout": 2.5, "isolate": False,
-              "fail-on": "incorrect", "report-dir": "r"}
+              "fail-on": "incorrect", "report-dir": "r", "policy": "strict"}
     assert set(values) == set(option_by_config_key())
     parsed = parse_section(values, "pyproject.toml").values
     assert parsed == {"dtypes": ("float64",), "max_examples": 3, "seed": 4,
                       "timeout": 2.5, "isolate": False,
-                      "tolerance_factor": 8.0, "fail_on": "incorrect", "report_dir": "r"}
+                      "tolerance_factor": 8.0, "fail_on": "incorrect", "report_dir": "r",
+                      "policy": "strict"}
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -117,10 +118,12 @@ def test_resolution_order_first_layer_wins_then_defaults():
 
 
 def test_search_arguments_pass_only_what_was_set():
-    assert search_arguments(resolve_settings()) == {"tolerance_factor": 32.0}
-    settings = resolve_settings({"dtypes": ["float32"], "max_examples": 9, "seed": 0})
-    assert search_arguments(settings) == {"tolerance_factor": 32.0, "dtypes": ("float32",),
-                                          "max_examples": 9, "seed": 0}
+    assert search_arguments(resolve_settings()) == {"tolerance_factor": 32.0,
+                                                    "policy": "autograd"}
+    settings = resolve_settings({"dtypes": ["float32"], "max_examples": 9, "seed": 0,
+                                 "policy": "strict"})
+    assert search_arguments(settings) == {"tolerance_factor": 32.0, "policy": "strict",
+                                          "dtypes": ("float32",), "max_examples": 9, "seed": 0}
 
 
 @pytest.mark.parametrize(("verdict", "fail_on", "fails"), [

@@ -305,7 +305,7 @@ def test_json_dash_writes_only_the_document_to_stdout(project, capsys):
     code, out, err = run(capsys, "check", "planted:chatty", *FAST, "--json", "-")
     assert code == 0
     doc = json.loads(out)  # stdout is the JSON document and nothing else
-    assert doc["schema"] == "gradverify.check/1" and doc["failed"] is False
+    assert doc["schema"] == "gradverify.check/2" and doc["failed"] is False
     assert [r["verdict"] for r in doc["results"]] == ["pass"]
     assert "chatty says hi" not in out  # printed by the implementation: stderr (see below)
     assert "gradverify check: 1 implementation(s): 1 pass" in err

@@ -215,7 +215,7 @@ def test_results_are_json_and_samples_are_finite(sign_result):
     naive = search(naive_bce_backprop, dtypes=("float32",), seed=0, database=None)
     for result in (sign_result, naive):
         data = json.loads(json.dumps(result.to_dict()))
-        assert data["schema"] == "gradverify.search/1"
+        assert data["schema"] == "gradverify.search/2"
         assert data["verdict"] == result.verdict.value
         assert len(data["samples"]) == result.examples
         for sample in result.samples:

@@ -167,6 +167,18 @@ def counterexample(check: Mapping[str, Any], reproduction: str | None = None,
     }
 
 
+def beyond_stable_cell(dtype_entry: Mapping[str, Any]) -> str:
+    """``", +12.0 bits beyond stable (dW1)"`` for a passing dtype entry, else ``""``."""
+    beyond = dtype_entry.get("beyond_stable")
+    if dtype_entry.get("verdict") != "pass" or not beyond:
+        return ""
+    bits = _float(beyond.get("bits"))
+    if bits is None:
+        return ""
+    tensor = beyond.get("tensor")
+    return f", +{bits:.1f} bits beyond stable" + (f" ({tensor})" if tensor else "")
+
+
 def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
     per_dtype = search.get("per_dtype") or {}
     dtypes, counterexamples = [], []
@@ -177,6 +189,7 @@ def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
             "examples": summary.get("examples"),
             "worst_bits": _json_number(summary.get("worst_bits")),
             "threshold_saturation": _json_number(summary.get("threshold_saturation")),
+            "beyond_stable": summary.get("beyond_stable"),
         })
         if summary.get("counterexample"):
             counterexamples.append(counterexample(summary["counterexample"],

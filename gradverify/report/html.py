@@ -16,7 +16,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gradverify.report.document import format_number
+from gradverify.report.document import beyond_stable_cell, format_number
 
 __all__ = ["render_html"]
 
@@ -92,7 +92,7 @@ def _summary(doc: Mapping[str, Any]) -> str:
                 continue
             threshold = item.get("threshold_saturation")
             where = "" if threshold is None else f", |h| &ge; {_num(threshold)}"
-            cells.append(verdict_badge(item.get("verdict")) + where)
+            cells.append(verdict_badge(item.get("verdict")) + where + _e(beyond_stable_cell(item)))
         rows.append(cells)
     explain = (
         '<p class="muted"><b>pass</b>: within the tolerance (a multiple of a stable float '

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gradverify.report.document import format_number
+from gradverify.report.document import beyond_stable_cell, format_number
 
 __all__ = ["MAX_BYTES", "render_markdown"]
 
@@ -67,7 +67,8 @@ def _verdicts(doc: Mapping[str, Any]) -> str:
                 continue
             threshold = item.get("threshold_saturation")
             row.append(_text(item.get("verdict", "-"))
-                       + ("" if threshold is None else f", \\|h\\| >= {_num(threshold)}"))
+                       + ("" if threshold is None else f", \\|h\\| >= {_num(threshold)}")
+                       + beyond_stable_cell(item))
         rows.append(row)
     header = ["implementation", "verdict", "examples", "worst bits beyond baseline",
               *[f"{_text(d)} (verdict, first failing \\|h\\|)" for d in dtypes]]
