@@ -30,7 +30,7 @@ from gradverify.scan import ScanAborted, scan
 from tests.hostile import backprops
 
 HERE = Path(__file__).parent
-GRADVERIFY = str(Path(sys.executable).with_name("gradverify"))
+GRADVERIFY = [sys.executable, "-m", "gradverify.cli"]  # the command, as the console script runs it
 FAST_SEARCH = ("--max-examples", "5", "--seed", "1")
 
 
@@ -353,7 +353,7 @@ def test_a_scan_stops_after_three_crashes():
 
 
 def cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([GRADVERIFY, *args], cwd=HERE, capture_output=True, text=True,
+    return subprocess.run([*GRADVERIFY, *args], cwd=HERE, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
 
 
@@ -396,7 +396,7 @@ def test_cli_left_behind_thread_does_not_block_exit(mode):
 ])
 def test_cli_module_that_exits_at_import_is_a_usage_error(tmp_path, code, expected):
     (tmp_path / "exits_on_import.py").write_text(code + "\n\ndef backprop(*a, **k):\n    pass\n")
-    proc = subprocess.run([GRADVERIFY, "check", "exits_on_import:backprop", "--json", "o.json"],
+    proc = subprocess.run([*GRADVERIFY, "check", "exits_on_import:backprop", "--json", "o.json"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert expected in proc.stderr
@@ -405,7 +405,7 @@ def test_cli_module_that_exits_at_import_is_a_usage_error(tmp_path, code, expect
 
 def test_cli_real_ctrl_c_exits_130_and_leaves_no_worker(tmp_path):
     started = tmp_path / "started"
-    proc = subprocess.Popen([GRADVERIFY, "check", "backprops:pauses_in_c", *FAST_SEARCH,
+    proc = subprocess.Popen([*GRADVERIFY, "check", "backprops:pauses_in_c", *FAST_SEARCH,
                              "--timeout", "60", "--json", str(tmp_path / "o.json")],
                             cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, backprops.STARTED: str(started)},
