@@ -9,8 +9,9 @@ marked in the README itself with Sybil's ``<!-- skip: next "reason" -->``; the b
 run for minutes are skipped only outside ``pytest -m slow`` (``if(not slow_examples, ...)``).
 
 The README is one test, not one per block: the blocks build on each other, and pytest-xdist
-would send separate items to separate workers. Every failing block is reported, with its
-README line.
+would send separate items to separate workers. It runs in a fresh interpreter, as a reader
+runs it: nothing another test imported or configured (jax's float64 switch, submodules
+already loaded) leaks in. Every failing block is reported, with its README line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipP
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PYTEST_MAX_EXAMPLES = 20  # for the plugin example's session (the examples set no budget)
+REPORT_START = "=== README examples ==="
 
 
 def _environment() -> dict[str, str]:
@@ -106,19 +108,31 @@ def _evaluate_readme(project: _Project, *, slow_examples: bool) -> tuple[list[st
     return failures, skips
 
 
-def _check_readme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, slow: bool) -> None:
-    monkeypatch.chdir(tmp_path)  # whatever an example writes lands here
-    failures, skips = _evaluate_readme(_Project(tmp_path), slow_examples=slow)
-    print("\n".join(["skipped README examples:", *skips]))
-    if failures:
-        pytest.fail(f"{len(failures)} README example(s) failed:\n\n" + "\n\n".join(failures),
-                    pytrace=False)
+def _check_readme(tmp_path: Path, *, slow: bool) -> None:
+    """Run this file as a script on the README, in ``tmp_path``; fail with its report."""
+    proc = subprocess.run([sys.executable, __file__, str(tmp_path), *(["--slow"] if slow else [])],
+                          cwd=tmp_path, env=_environment(), capture_output=True, text=True,
+                          timeout=1800, check=False)
+    report = proc.stdout[proc.stdout.find(REPORT_START):] if REPORT_START in proc.stdout else ""
+    print(report)
+    if proc.returncode != 0 or not report:
+        pytest.fail(f"{report or proc.stdout[-5000:]}\n{proc.stderr[-5000:]}", pytrace=False)
 
 
-def test_readme_examples_run(tmp_path, monkeypatch):
-    _check_readme(tmp_path, monkeypatch, slow=False)
+def test_readme_examples_run(tmp_path):
+    _check_readme(tmp_path, slow=False)
 
 
 @pytest.mark.slow
-def test_readme_examples_run_with_the_slow_ones(tmp_path, monkeypatch):
-    _check_readme(tmp_path, monkeypatch, slow=True)
+def test_readme_examples_run_with_the_slow_ones(tmp_path):
+    _check_readme(tmp_path, slow=True)
+
+
+if __name__ == "__main__":  # python tests/test_readme.py PROJECT_DIR [--slow]
+    project = Path(sys.argv[1])
+    os.chdir(project)  # whatever an example writes lands here
+    failures, skips = _evaluate_readme(_Project(project), slow_examples="--slow" in sys.argv)
+    print("\n".join([REPORT_START, "skipped README examples:", *skips]))
+    if failures:
+        print(f"{len(failures)} README example(s) failed:\n\n" + "\n\n".join(failures))
+    sys.exit(1 if failures else 0)
