@@ -7,6 +7,8 @@ stay cheap: numpy, mpmath and matplotlib are imported only when first used.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -53,6 +55,29 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+_SHADOWED = frozenset({"check", "search", "scan"})
+"""Public functions that share their name with the submodule that defines them."""
+
+
+class _Package(types.ModuleType):
+    """The package, whose ``check``, ``search`` and ``scan`` are always the functions.
+
+    Importing the submodule ``gradverify.check`` makes the import system set the package's
+    attribute ``check`` to that module, which would turn ``gradverify.check(impl)`` into
+    "'module' object is not callable" once anything had imported it (the pytest plugin does).
+    The submodules stay in ``sys.modules`` and ``from gradverify.check import ...`` works.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return getattr(value, name)
+        return value
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only

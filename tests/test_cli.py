@@ -6,6 +6,7 @@ console script. Searches are kept small (one dtype, few examples, fixed seed).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -65,9 +66,9 @@ def _search(impl, **kwargs):
 
 
 def _memoized_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gradverify.search
+    search_module = importlib.import_module("gradverify.search")
 
-    monkeypatch.setattr(gradverify.search, "search", _search)
+    monkeypatch.setattr(search_module, "search", _search)
 
 
 @pytest.fixture
@@ -271,12 +272,12 @@ def test_a_typo_in_a_config_key_exits_2_and_names_the_key(project, capsys):
 
 
 def test_exit_3_for_an_internal_error_without_a_traceback(project, capsys, monkeypatch):
-    import gradverify.search
+    search_module = importlib.import_module("gradverify.search")
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(gradverify.search, "search", broken)
+    monkeypatch.setattr(search_module, "search", broken)
     code, _, err = run(capsys, "check", "naive", *FAST)
     assert code == 3
     assert "gradverify check: internal error: RuntimeError: boom" in err
@@ -288,7 +289,7 @@ def test_exit_3_for_an_internal_error_without_a_traceback(project, capsys, monke
 
 
 def test_interrupt_exits_130_and_writes_no_output_file(project, capsys, monkeypatch):
-    import gradverify.search
+    search_module = importlib.import_module("gradverify.search")
 
     calls = []
 
@@ -298,8 +299,8 @@ def test_interrupt_exits_130_and_writes_no_output_file(project, capsys, monkeypa
             raise KeyboardInterrupt
         return real_search(impl, **kwargs)
 
-    real_search = gradverify.search.search
-    monkeypatch.setattr(gradverify.search, "search", interrupted)
+    real_search = search_module.search
+    monkeypatch.setattr(search_module, "search", interrupted)
     previous = project / "previous.json"
     previous.write_text("{}")
     code, _, err = run(capsys, "check", "fused", "naive", "--dtypes", "float64", *FAST,
@@ -502,7 +503,7 @@ def test_report_writes_the_report_and_refuses_an_unrelated_directory(project, ca
 
 
 def test_scan_exhaustive_flag_reaches_the_scanner(monkeypatch, capsys):
-    import gradverify.scan as scan_module
+    scan_module = importlib.import_module("gradverify.scan")
     from gradverify.cli import main
 
     seen = {}

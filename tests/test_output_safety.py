@@ -8,6 +8,7 @@ a subprocess, where file descriptors and the real stdout matter.
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import stat
@@ -85,12 +86,12 @@ def project(tmp_path, monkeypatch):
 @pytest.fixture
 def no_search(monkeypatch):
     """Fails the test if any search starts (the run must stop before checking anything)."""
-    import gradverify.search
+    search_module = importlib.import_module("gradverify.search")
 
     def refuse(*args, **kwargs):
         raise AssertionError("a search ran")
 
-    monkeypatch.setattr(gradverify.search, "search", refuse)
+    monkeypatch.setattr(search_module, "search", refuse)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -334,15 +335,15 @@ def test_json_dash_keeps_stdout_clean_at_the_file_descriptor_level(project):
 
 def test_outputs_stay_where_they_were_named_when_the_working_directory_changes(
         project, capsys, monkeypatch):
-    import gradverify.search
+    search_module = importlib.import_module("gradverify.search")
 
-    real_search = gradverify.search.search
+    real_search = search_module.search
 
     def wandering_search(impl, **kwargs):  # as an implementation run in-process could
         os.chdir("/")
         return real_search(impl, **kwargs)
 
-    monkeypatch.setattr(gradverify.search, "search", wandering_search)
+    monkeypatch.setattr(search_module, "search", wandering_search)
     code, out, _ = run(capsys, "check", "planted:good", *FAST, "--json", "out/r.json",
                        "--junit-xml", "j.xml")
     assert code == 0, out

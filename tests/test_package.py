@@ -37,3 +37,17 @@ def test_public_names_resolve():
         assert callable(getattr(gradverify, name)) or getattr(gradverify, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         gradverify.nope  # noqa: B018
+
+
+def test_check_search_and_scan_stay_the_functions_after_their_modules_are_imported():
+    code = (
+        "import gradverify\n"
+        "import gradverify.check, gradverify.search, gradverify.scan\n"
+        "from gradverify.search import SearchResult\n"
+        "from gradverify.check import check\n"
+        "assert gradverify.check is check, gradverify.check\n"
+        "assert gradverify.search.__module__ == 'gradverify.search'\n"
+        "assert callable(gradverify.search) and callable(gradverify.scan)\n"
+        "assert gradverify.SearchResult is SearchResult\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -219,7 +219,7 @@ def test_results_are_json_and_samples_are_finite(sign_result):
         assert data["verdict"] == result.verdict.value
         assert len(data["samples"]) == result.examples
         for sample in result.samples:
-            assert set(sample) == {"dtype", "saturation", "bits", "verdict"}
+            assert set(sample) == {"dtype", "saturation", "bits", "verdict", "tensor"}
             assert math.isfinite(sample["bits"]) and 0 <= sample["bits"] <= 64
     threshold = naive.thresholds["float32"]
     lo, hi = naive.saturation_range
