@@ -59,6 +59,8 @@ def json_number(x: float | None) -> float | None | str:
 
 def precision_note(bits: float, tensor: str | None, saturation: float | None) -> str:
     """``"loses up to 12.0 bits beyond the stable formulation (dW1, at max |h| = 8.2)"``."""
+    if not bits >= 0.05:
+        return "loses no bits beyond the stable formulation"
     where = [w for w in (tensor, None if saturation is None else f"at max |h| = {saturation:.4g}")
              if w]
     return (f"loses up to {bits:.1f} bits beyond the stable formulation"

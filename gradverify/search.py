@@ -149,7 +149,8 @@ class BeyondStable:
 
     def describe(self) -> str:
         """``loses up to 12.0 bits beyond the stable formulation (dW1, at max |h| = 9.3; ...)``."""
-        text = precision_note(self.bits, self.tensor, self.saturation)
+        text = precision_note(self.bits, self.tensor,
+                              self.saturation if self.bits >= 0.05 else None)
         if self.notable_from is not None:
             text += (f"; more than {NOTABLE_LOSS_BITS:g} bits only from max |h| = "
                      f"{self.notable_from:.4g}")

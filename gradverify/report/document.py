@@ -175,6 +175,8 @@ def beyond_stable_cell(dtype_entry: Mapping[str, Any]) -> str:
     bits = _float(beyond.get("bits"))
     if bits is None:
         return ""
+    if bits < 0.05:
+        return ", as accurate as stable"
     tensor = beyond.get("tensor")
     return f", +{bits:.1f} bits beyond stable" + (f" ({tensor})" if tensor else "")
 
