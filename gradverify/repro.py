@@ -120,6 +120,7 @@ def reproduction_snippet(
     tolerance_factor: float = DEFAULT_TOLERANCE_FACTOR,
     policy: str = DEFAULT_POLICY,
     timeout: float | None = None,
+    isolate: bool = False,
     comment: str | None = None,
 ) -> str:
     """Python source that rebuilds ``problem`` and runs ``gradverify.check_problem`` on it.
@@ -130,6 +131,8 @@ def reproduction_snippet(
         problem: the problem to reproduce, in its dtype.
         name, tolerance_factor, policy, timeout: passed on to ``check_problem`` when not
             default.
+        isolate: run the implementation in a worker process (for a verdict that crashed or
+            hung it, so that replaying it cannot take the reader's interpreter down).
         comment: a first line saying what the snippet reproduces.
     """
     spec = problem.spec
@@ -174,6 +177,12 @@ def reproduction_snippet(
         options.append(f"policy={_py(policy)}")
     if timeout is not None:
         options.append(f"timeout={_float_literal(timeout)}")
+    if isolate:
+        options.append("isolate=True")
     args = ", ".join(["impl", "problem", *options])
-    lines += [f"result = gradverify.check_problem({args})", "print(result)"]
+    if isolate:  # worker processes need the guard when this runs as a script
+        lines += ["", 'if __name__ == "__main__":',
+                  f"    result = gradverify.check_problem({args})", "    print(result)"]
+    else:
+        lines += [f"result = gradverify.check_problem({args})", "print(result)"]
     return "\n".join(lines) + "\n"

@@ -914,6 +914,7 @@ def _summarize(
             summary.reproduction = reproduction_snippet(
                 impl, primary.problem, name=None if name == implementation_name(impl) else name,
                 tolerance_factor=options["tolerance_factor"], policy=options["policy"],
+                isolate=primary.call_failure in ("crashed", "timed_out"),
                 comment=(f"Reproduces gradverify's {primary.verdict.value} verdict for {name} "
                          f"({primary.dtype}, network {primary.spec.describe()}, "
                          f"batch {primary.problem.batch_size})"),

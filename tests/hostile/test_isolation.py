@@ -368,6 +368,17 @@ def test_cli_os_exit_is_exit_1_with_an_error_verdict_in_json(tmp_path):
     assert failure["call_failure"] == "crashed"
     assert "exited with code 0" in failure["message"]
     assert "1 pass, 1 error" in proc.stdout
+    # replaying the crash runs it in a worker too, so it cannot take the reader's
+    # interpreter down: the snippet's verdict comes back as the same error
+    snippet = doc["results"][0]["reproduction"]
+    assert "isolate=True" in snippet and 'if __name__ == "__main__":' in snippet
+    script = tmp_path / "replay.py"
+    script.write_text(snippet)
+    env = {**os.environ, "PYTHONPATH": str(HERE)}  # where the snippet imports backprops
+    replay = subprocess.run([sys.executable, str(script)], cwd=HERE, capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert replay.returncode == 0, replay.stderr
+    assert "-> ERROR" in replay.stdout and "exited with code 0" in replay.stdout
 
 
 def test_cli_c_level_hang_is_an_error_at_the_time_limit(tmp_path):
