@@ -52,8 +52,8 @@ from typing import Literal
 import numpy as np
 
 from gradverify.dtypes import smallest_normal, unit_roundoff
-from gradverify.functions import activation, has_fused_delta, loss_function
-from gradverify.network import Problem
+from gradverify.functions import Activation, activation, has_fused_delta, loss_function
+from gradverify.network import Problem, output_delta
 
 __all__ = ["FUNCTION_ROUNDINGS", "Formulation", "SAFETY", "rounding_error_bounds"]
 
@@ -118,7 +118,9 @@ def _output_delta_error(problem: Problem, h: np.ndarray, z: np.ndarray, e_h: np.
     return e_d / n + u * np.abs(delta) + eta
 
 
-def _derivative_and_error(act, h, z, e_h, e_z, formulation, u, eta):
+def _derivative_and_error(act: Activation, h: np.ndarray, z: np.ndarray, e_h: np.ndarray,
+                          e_z: np.ndarray, formulation: Formulation, u: float, eta: float
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """act'(h) in float64 and the bound on its computed value's error."""
     slope = act.derivative(h)
     if formulation == "autograd" and act.derivative_from_output is not None:
@@ -167,8 +169,6 @@ def rounding_error_bounds(problem: Problem, formulation: Formulation = "stable"
             e_inputs.append(e_z)
 
         # the exact deltas' magnitudes, from a stable float64 backward pass
-        from gradverify.network import output_delta
-
         delta = output_delta(spec, fp, problem.y.astype(np.float64))
         e_delta = _output_delta_error(problem, fp.h[-1], fp.z[-1], e_hs[-1], e_zs[-1], delta,
                                       formulation, u, eta)
