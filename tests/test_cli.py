@@ -21,6 +21,7 @@ import pytest
 from gradverify import cli
 from gradverify.cli import main
 from gradverify.search import search as real_search
+from tests.cli_helpers import one_line_error, run
 
 FAST = ["--max-examples", "10", "--seed", "3"]
 
@@ -84,19 +85,6 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")  # no Hypothesis example database: same seed, same run
     yield tmp_path
     sys.modules.pop("planted", None)
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # ---------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from gradverify.cli import main
 from gradverify.report import render_report
 from gradverify.report.atomic import (
     MANIFEST,
@@ -29,6 +28,7 @@ from gradverify.report.atomic import (
     check_output_file,
     write_file_atomic,
 )
+from tests.cli_helpers import one_line_error, run
 
 pytest_plugins = ["pytester"]
 
@@ -92,19 +92,6 @@ def no_search(monkeypatch):
         raise AssertionError("a search ran")
 
     monkeypatch.setattr(search_module, "search", refuse)
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def tree(directory: Path) -> dict[str, bytes | None]:
