@@ -31,7 +31,7 @@ import time
 def _problem(widths: tuple[int, ...], batch: int):
     import numpy as np
 
-    from gradverify.network import NetworkSpec, Problem
+    from gradverify.model.network import NetworkSpec, Problem
 
     rng = np.random.default_rng(0)
     spec = NetworkSpec(widths, ("sigmoid",) * (len(widths) - 1), "bce")
@@ -45,7 +45,7 @@ def _problem(widths: tuple[int, ...], batch: int):
 
 def _per_call(impl, problem, calls: int) -> float:
     """Median seconds of one ``call_backprop(..., repeat=2)``, over blocks of 50."""
-    from gradverify.harness import call_backprop
+    from gradverify.engine.harness import call_backprop
 
     blocks = []
     for _ in range(max(1, calls // 50)):
@@ -58,8 +58,8 @@ def _per_call(impl, problem, calls: int) -> float:
 
 
 def per_call(calls: int) -> None:
-    from gradverify.implementations import fused_bce_backprop
-    from gradverify.isolation import isolated
+    from gradverify.engine.implementations import fused_bce_backprop
+    from gradverify.engine.isolation import isolated
 
     for label, widths, batch in (("[3, 4, 1], batch 4", (3, 4, 1), 4),
                                  ("[32, 64, 64, 1], batch 16", (32, 64, 64, 1), 16)):
@@ -75,9 +75,9 @@ def per_call(calls: int) -> None:
 
 
 def worker_start(repeats: int) -> None:
-    from gradverify.harness import call_backprop
-    from gradverify.implementations import fused_bce_backprop
-    from gradverify.isolation import isolated
+    from gradverify.engine.harness import call_backprop
+    from gradverify.engine.implementations import fused_bce_backprop
+    from gradverify.engine.isolation import isolated
 
     problem = _problem((3, 4, 1), 4)
     isolated(fused_bce_backprop).close()  # the first start also starts the fork server
@@ -95,8 +95,8 @@ def worker_start(repeats: int) -> None:
 
 
 def search_ratio(repeats: int, max_examples: int) -> bool:
-    from gradverify.implementations import fused_bce_backprop
-    from gradverify.search import search
+    from gradverify.engine.implementations import fused_bce_backprop
+    from gradverify.exploration.search import search
 
     for isolate in (False, True):  # warm-up: imports, Hypothesis, the fork server
         search(fused_bce_backprop, dtypes=("float64",), max_examples=5, seed=99, database=None,
@@ -120,8 +120,8 @@ def search_ratio(repeats: int, max_examples: int) -> bool:
 
 
 def scan_ratio(repeats: int) -> None:
-    from gradverify.implementations import fused_bce_backprop
-    from gradverify.scan import scan
+    from gradverify.engine.implementations import fused_bce_backprop
+    from gradverify.exploration.scan import scan
 
     walls: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(repeats):
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scan", action="store_true", help="skip the scan timing")
     args = parser.parse_args(argv)
 
-    from gradverify.search import DEFAULT_MAX_EXAMPLES
+    from gradverify.exploration.search import DEFAULT_MAX_EXAMPLES
 
     per_call(args.calls)
     worker_start(args.repeats)

@@ -6,7 +6,7 @@ The network is [32, 64, 64, 1], sigmoid, BCE, batch 16, float64 (6,337 parameter
 scaling series is [32, w, w, 1] for w in ``--widths``. Every tool checks the same model:
 
 * gradverify full: ``check_problem(torch adapter, problem, finite_differences=False)``: the
-  torch ``nn.BCEWithLogitsLoss`` model through :mod:`gradverify.adapters.torch` (called twice,
+  torch ``nn.BCEWithLogitsLoss`` model through :mod:`gradverify.edges.adapters.torch` (called twice,
   to catch nondeterminism), the exact mpmath reference, the stable float baseline and the
   verdict. With python-flint installed a second row uses the Arb reference
   (``reference=flint_reference_gradients(problem)``).
@@ -70,13 +70,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_reference import benchmark_problem  # noqa: E402
-from gradverify.check import check_problem  # noqa: E402
-from gradverify.check import fast_check as gradverify_fast_check  # noqa: E402
-from gradverify.finite_diff import flatten_parameters, unflatten_parameters  # noqa: E402
-from gradverify.implementations import fused_bce_backprop  # noqa: E402
-from gradverify.network import Problem, forward, loss_value  # noqa: E402
-from gradverify.reference import mpmath_backend  # noqa: E402
-from gradverify.results import Verdict  # noqa: E402
+from gradverify.engine.check import check_problem  # noqa: E402
+from gradverify.engine.check import fast_check as gradverify_fast_check  # noqa: E402
+from gradverify.engine.finite_diff import flatten_parameters, unflatten_parameters  # noqa: E402
+from gradverify.engine.implementations import fused_bce_backprop  # noqa: E402
+from gradverify.engine.results import Verdict  # noqa: E402
+from gradverify.exact.reference import mpmath_backend  # noqa: E402
+from gradverify.model.network import Problem, forward, loss_value  # noqa: E402
 
 FAST_DIRECTIONS = 4
 QUADRATIC = {"torch gradcheck slow", "scipy check_grad"}
@@ -101,7 +101,7 @@ def fast_check(impl: Callable, problem: Problem, directions: int = FAST_DIRECTIO
 def gradverify_tools(problem: Problem) -> dict[str, Callable[[], object]]:
     from torch import nn
 
-    from gradverify.adapters.torch import from_module
+    from gradverify.edges.adapters.torch import from_module
 
     impl = from_module(nn.BCEWithLogitsLoss())
     tools: dict[str, Callable[[], object]] = {
@@ -110,7 +110,7 @@ def gradverify_tools(problem: Problem) -> dict[str, Callable[[], object]]:
         FAST + " (1 direction)": lambda: fast_check(impl, problem, directions=1),
     }
     try:
-        from gradverify.reference_flint import flint_available, flint_reference_gradients
+        from gradverify.exact.reference_flint import flint_available, flint_reference_gradients
     except ImportError:
         return tools
     if flint_available():
@@ -241,8 +241,8 @@ def peak_rss_of_full_check(width: int) -> str:
 import resource, sys
 sys.path.insert(0, {str(ROOT)!r})
 from benchmarks.bench_reference import benchmark_problem
-from gradverify.check import check_problem
-from gradverify.implementations import fused_bce_backprop
+from gradverify.engine.check import check_problem
+from gradverify.engine.implementations import fused_bce_backprop
 problem = benchmark_problem({width})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = check_problem(fused_bce_backprop, problem, finite_differences=False)

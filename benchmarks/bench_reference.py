@@ -3,11 +3,11 @@
     python benchmarks/bench_reference.py [--repeats 5] [--bits 166]
 
 50 significant decimal digits are 50 * log2(10) = 166.1 bits, so ``--bits 166`` (the default)
-asks :func:`gradverify.reference.reference_gradients` for two working precisions that agree to
+asks :func:`gradverify.exact.reference.reference_gradients` for two working precisions that agree to
 166 bits (it computes at 166 + 32 = 198 and 396 bits). Prints the median of ``--repeats``
 runs, the working precision used and mpmath's backend (``gmpy`` when gmpy2 is installed,
 else ``python``). Run it under two environments to compare the backends. With python-flint
-installed it also times the Arb ball-arithmetic reference (gradverify.reference_flint) and
+installed it also times the Arb ball-arithmetic reference (gradverify.exact.reference_flint) and
 reports how far it is from the mpmath one.
 """
 
@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gradverify.network import NetworkSpec, Problem  # noqa: E402
-from gradverify.reference import mpmath_backend, reference_gradients  # noqa: E402
+from gradverify.exact.reference import mpmath_backend, reference_gradients  # noqa: E402
+from gradverify.model.network import NetworkSpec, Problem  # noqa: E402
 
 TARGET_SECONDS = 1.0
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{TARGET_SECONDS:g} s: {verdict}")
 
     try:
-        from gradverify.reference_flint import flint_available, flint_reference_gradients
+        from gradverify.exact.reference_flint import flint_available, flint_reference_gradients
     except ImportError:
         flint_available = None  # type: ignore[assignment]
     if flint_available is None:

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scan.py [--repeats 3] [--dtypes float16,float32,float64]
 
-One run is ``gradverify.scan.scan`` on naive, epsilon and fused with the default settings:
+One run is ``gradverify.scan`` on naive, epsilon and fused with the default settings:
 output-layer thresholds for y = 0 and y = 1 on both sides, the hidden sigmoid/tanh underflow
 scan, and the sweep data (200 points per label and dtype). Nothing is cached between runs:
 each scan starts from an empty cache. Prints the median wall time of ``--repeats`` runs,
@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gradverify.implementations import BUILTIN_IMPLEMENTATIONS  # noqa: E402
-from gradverify.reference import mpmath_backend  # noqa: E402
-from gradverify.scan import scan  # noqa: E402
+from gradverify.engine.implementations import BUILTIN_IMPLEMENTATIONS  # noqa: E402
+from gradverify.exact.reference import mpmath_backend  # noqa: E402
+from gradverify.exploration.scan import scan  # noqa: E402
 
 TARGET_SECONDS = 20.0
 

@@ -29,7 +29,7 @@ import time
 
 
 def _run(impl, dtypes, max_examples, seed, **options):
-    from gradverify.search import search
+    from gradverify.exploration.search import search
 
     wall, cpu = time.perf_counter(), time.process_time()
     result = search(impl, dtypes=dtypes, max_examples=max_examples, seed=seed, database=None,
@@ -38,7 +38,7 @@ def _run(impl, dtypes, max_examples, seed, **options):
 
 
 def _compare_policies(dtypes, max_examples, repeats) -> bool:
-    from gradverify.implementations import fused_bce_backprop
+    from gradverify.engine.implementations import fused_bce_backprop
 
     walls: dict[str, list[float]] = {"strict": [], "autograd": []}
     cpus: dict[str, list[float]] = {"strict": [], "autograd": []}
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the second (autograd) baseline: strict vs autograd policy")
     args = parser.parse_args(argv)
 
-    from gradverify.implementations import fused_bce_backprop, naive_bce_backprop
-    from gradverify.search import DEFAULT_MAX_EXAMPLES
+    from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop
+    from gradverify.exploration.search import DEFAULT_MAX_EXAMPLES
 
     max_examples = args.max_examples or DEFAULT_MAX_EXAMPLES
     dtypes = ("float32", "float64")

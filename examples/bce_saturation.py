@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gradverify.dtypes import available_dtypes, significand_bits
-from gradverify.implementations import BUILTIN_IMPLEMENTATIONS
+from gradverify.engine.implementations import BUILTIN_IMPLEMENTATIONS
+from gradverify.exploration.scan import scan
+from gradverify.exploration.search import search
+from gradverify.model.dtypes import available_dtypes, significand_bits
 from gradverify.report.figures import error_vs_saturation_figure, figure_png
 from gradverify.report.scan_data import PLOTTED_CRITERIA, scan_sweeps, scan_thresholds
-from gradverify.scan import scan
-from gradverify.search import search
 
 WAYS = {
     "naive": "dJ/dyhat = (yhat - y) / (yhat (1 - yhat)), then times dyhat/dh = yhat (1 - yhat)",

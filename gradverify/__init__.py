@@ -11,32 +11,43 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from gradverify import _aliases
+from gradverify.common.version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "NetworkSpec": "gradverify.network",
-    "Problem": "gradverify.network",
-    "reference_gradients": "gradverify.reference",
-    "finite_difference_gradients": "gradverify.finite_diff",
-    "directional_check": "gradverify.finite_diff",
-    "supports": "gradverify.implementations",
-    "Capabilities": "gradverify.implementations",
-    "naive_bce_backprop": "gradverify.implementations",
-    "epsilon_bce_backprop": "gradverify.implementations",
-    "fused_bce_backprop": "gradverify.implementations",
-    "BUILTIN_IMPLEMENTATIONS": "gradverify.implementations",
-    "check": "gradverify.check",
-    "check_problem": "gradverify.check",
-    "fast_check": "gradverify.check",
-    "assert_gradients_match": "gradverify.check",
-    "CheckResult": "gradverify.results",
-    "Verdict": "gradverify.results",
-    "search": "gradverify.search",
-    "SearchResult": "gradverify.search",
-    "scan": "gradverify.scan",
-    "ScanResult": "gradverify.scan",
-    "check_function": "gradverify.adapters.plain",
+    # the model
+    "NetworkSpec": "gradverify.model.network",
+    "Problem": "gradverify.model.network",
+    # the references
+    "reference_gradients": "gradverify.exact.reference",
+    "finite_difference_gradients": "gradverify.engine.finite_diff",
+    "directional_check": "gradverify.engine.finite_diff",
+    # the implementation protocol and the built-in implementations
+    "supports": "gradverify.engine.implementations",
+    "Capabilities": "gradverify.engine.implementations",
+    "naive_bce_backprop": "gradverify.engine.implementations",
+    "epsilon_bce_backprop": "gradverify.engine.implementations",
+    "fused_bce_backprop": "gradverify.engine.implementations",
+    "BUILTIN_IMPLEMENTATIONS": "gradverify.engine.implementations",
+    # checking: one problem, or a search
+    "check": "gradverify.exploration.checking",
+    "assert_gradients_match": "gradverify.exploration.checking",
+    "check_problem": "gradverify.engine.check",
+    "fast_check": "gradverify.engine.check",
+    "CheckResult": "gradverify.engine.results",
+    "Verdict": "gradverify.engine.results",
+    "search": "gradverify.exploration.search",
+    "SearchResult": "gradverify.exploration.search",
+    "scan": "gradverify.exploration.scan",
+    "ScanResult": "gradverify.exploration.scan",
+    # adapters for foreign gradient code
+    "torch_module": "gradverify.edges.adapters",
+    "torch_function": "gradverify.edges.adapters",
+    "jax_function": "gradverify.edges.adapters",
+    "textbook_network": "gradverify.edges.adapters",
+    "check_function": "gradverify.edges.adapters",
+    # reports
     "write_report": "gradverify.report",
     "render_report": "gradverify.report",
 }
@@ -58,16 +69,16 @@ def __dir__() -> list[str]:
 
 
 _SHADOWED = frozenset({"check", "search", "scan"})
-"""Public functions that share their name with the submodule that defines them."""
+"""Public functions that share their name with a deprecated 0.1 module path."""
 
 
 class _Package(types.ModuleType):
     """The package, whose ``check``, ``search`` and ``scan`` are always the functions.
 
-    Importing the submodule ``gradverify.check`` makes the import system set the package's
+    Importing the submodule ``gradverify.engine.check`` makes the import system set the package's
     attribute ``check`` to that module, which would turn ``gradverify.check(impl)`` into
     "'module' object is not callable" once anything had imported it (the pytest plugin does).
-    The submodules stay in ``sys.modules`` and ``from gradverify.check import ...`` works.
+    The submodules stay in ``sys.modules`` and ``from gradverify.engine.check import ...`` works.
     """
 
     def __getattribute__(self, name: str) -> Any:
@@ -78,13 +89,20 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+_aliases.install()
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
-    from gradverify.adapters.plain import check_function
-    from gradverify.check import assert_gradients_match, check, check_problem, fast_check
-    from gradverify.finite_diff import directional_check, finite_difference_gradients
-    from gradverify.implementations import (
+    from gradverify.edges.adapters import (
+        check_function,
+        jax_function,
+        textbook_network,
+        torch_function,
+        torch_module,
+    )
+    from gradverify.engine.check import check_problem, fast_check
+    from gradverify.engine.finite_diff import directional_check, finite_difference_gradients
+    from gradverify.engine.implementations import (
         BUILTIN_IMPLEMENTATIONS,
         Capabilities,
         epsilon_bce_backprop,
@@ -92,9 +110,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
         naive_bce_backprop,
         supports,
     )
-    from gradverify.network import NetworkSpec, Problem
-    from gradverify.reference import reference_gradients
+    from gradverify.engine.results import CheckResult, Verdict
+    from gradverify.exact.reference import reference_gradients
+    from gradverify.exploration.checking import assert_gradients_match, check
+    from gradverify.exploration.scan import ScanResult, scan
+    from gradverify.exploration.search import SearchResult, search
+    from gradverify.model.network import NetworkSpec, Problem
     from gradverify.report import render_report, write_report
-    from gradverify.results import CheckResult, Verdict
-    from gradverify.scan import ScanResult, scan
-    from gradverify.search import SearchResult, search

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradverify.cli import main
+from gradverify.edges.cli import main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

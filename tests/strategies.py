@@ -1,4 +1,4 @@
-"""Problem builders and strategies used only by the tests (users get gradverify.strategies)."""
+"""Problem builders used only by the tests (users get gradverify.exploration.strategies)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gradverify.network import NetworkSpec, Problem
+from gradverify.model.network import NetworkSpec, Problem
 
 
 def random_problem(

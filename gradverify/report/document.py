@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradverify.results import json_number
+from gradverify.engine.results import json_number
 
 __all__ = [
     "SCHEMA",
@@ -113,7 +113,7 @@ def generator_info() -> dict[str, str]:
     import numpy
 
     import gradverify
-    from gradverify.reference import mpmath_backend
+    from gradverify.exact.reference import mpmath_backend
 
     return {
         "gradverify": gradverify.__version__,
@@ -134,7 +134,7 @@ def _network(spec: Mapping[str, Any] | None) -> str:
     if not spec:
         return "?"
     try:
-        from gradverify.network import NetworkSpec
+        from gradverify.model.network import NetworkSpec
 
         return NetworkSpec(tuple(spec["widths"]), tuple(spec["activations"]),
                            spec["loss"]).describe()

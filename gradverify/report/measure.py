@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from gradverify.check import check_problem
-from gradverify.harness import CallFailure, call_backprop
-from gradverify.implementations import capabilities_of
-from gradverify.network import NetworkSpec, Problem
-from gradverify.reference import ReferenceError, reference_gradients
-from gradverify.results import Verdict
+from gradverify.engine.check import check_problem
+from gradverify.engine.harness import CallFailure, call_backprop
+from gradverify.engine.implementations import capabilities_of
+from gradverify.engine.results import Verdict
+from gradverify.exact.reference import ExactReferenceError, reference_gradients
+from gradverify.model.network import NetworkSpec, Problem
 
 __all__ = [
     "LAYER_WIDTHS",
@@ -143,7 +143,7 @@ def layer_errors(
         problem = base.astype(dtype)
         try:
             reference = reference_gradients(problem)
-        except ReferenceError as exc:
+        except ExactReferenceError as exc:
             skipped.append(f"{dtype}: no exact reference ({exc})")
             continue
         lines: list[dict[str, Any]] = []
@@ -243,7 +243,7 @@ def hidden_underflow(
             problem = base.astype(dtype)
             try:
                 reference = reference_gradients(problem)
-            except ReferenceError:
+            except ExactReferenceError:
                 for n in implementations:
                     fractions.setdefault((n, dtype), []).append(None)
                 continue

@@ -17,14 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradverify.errstate import with_own_errstate
+from gradverify.common.errstate import with_own_errstate
+from gradverify.common.progress import Progress, ProgressCallback
 from gradverify.report.atomic import (
     check_output_directory,
     replace_directory,
     resolve_output_path,
 )
 from gradverify.report.document import SCHEMA, as_dict, build_document, to_json
-from gradverify.report.progress import Progress, ProgressCallback
 
 __all__ = [
     "DEFAULT_TITLE",
@@ -140,7 +140,7 @@ def render_report(
     searches = [as_dict(r) for r in search_results]
     scans = [as_dict(r) for r in scan_results]
     checks = [as_dict(r) for r in check_results]
-    with Progress(len(FIGURES) + 1, label="gradverify report", progress=progress) as steps:
+    with Progress(len(FIGURES) + 1, title="gradverify report", progress=progress) as steps:
         return _render(out_dir, searches, scans, checks, layers=layers,
                        hidden_underflow=hidden_underflow, title=title, settings=settings,
                        notes=notes, elapsed_seconds=elapsed_seconds, steps=steps)
@@ -160,7 +160,7 @@ def _render(
     elapsed_seconds: float | None,
     steps: Progress,
 ) -> Path:
-    from gradverify.dtypes import skipped_dtype_notes
+    from gradverify.model.dtypes import skipped_dtype_notes
     from gradverify.report.figures import figure_png
     from gradverify.report.html import render_html
     from gradverify.report.markdown import render_markdown
@@ -217,7 +217,7 @@ def write_report_from_results(out_dir: str | Path, results: Sequence[Any], *,
 
 
 def _implementations(implementations: Any) -> dict[str, Callable]:
-    from gradverify.implementations import BUILTIN_IMPLEMENTATIONS, implementation_name
+    from gradverify.engine.implementations import BUILTIN_IMPLEMENTATIONS, implementation_name
 
     if implementations is None:
         return dict(BUILTIN_IMPLEMENTATIONS)
@@ -238,7 +238,7 @@ def _implementations(implementations: Any) -> dict[str, Callable]:
 
 def _available(dtypes: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """``dtypes`` without those unavailable here (the search names them as skipped)."""
-    from gradverify.dtypes import unavailable_dtypes
+    from gradverify.model.dtypes import unavailable_dtypes
 
     if dtypes is None:
         return None
@@ -248,7 +248,7 @@ def _available(dtypes: tuple[str, ...] | None) -> tuple[str, ...] | None:
 
 def _measure_dtypes(dtypes: Sequence[str] | None, searches: Sequence[Mapping[str, Any]]
                     ) -> list[str]:
-    from gradverify.dtypes import SUPPORTED_DTYPES, available_dtypes
+    from gradverify.model.dtypes import SUPPORTED_DTYPES, available_dtypes
 
     if dtypes:
         wanted = list(dtypes)
@@ -261,14 +261,14 @@ def _measure_dtypes(dtypes: Sequence[str] | None, searches: Sequence[Mapping[str
 
 def _isolate_each(fn: Callable) -> Callable:
     """Decorator: an ``isolate`` keyword runs every implementation in its own worker process
-    for the duration of the call (see :mod:`gradverify.isolation`)."""
+    for the duration of the call (see :mod:`gradverify.engine.isolation`)."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, isolate: bool | None = False, **kwargs: Any) -> Any:
         if not isolate:
             return fn(*args, **kwargs)
-        from gradverify.isolation import isolated_if
+        from gradverify.engine.isolation import isolated_if
 
         bound = signature.bind(*args, **kwargs)
         impls = _implementations(bound.arguments.get("implementations"))
@@ -318,9 +318,9 @@ def write_report(
         timeout: seconds per call of an implementation.
         measure: also compute the per-layer and hidden-underflow figures.
         search_options, scan_options: further keyword arguments for
-            :func:`gradverify.search.search` and :func:`gradverify.scan.scan`.
+            :func:`gradverify.search` and :func:`gradverify.scan`.
         isolate: run each implementation in its own supervised worker process, one for
-            its search, scan and measurements (see :mod:`gradverify.isolation`).
+            its search, scan and measurements (see :mod:`gradverify.engine.isolation`).
 
     Returns:
         The report directory, as an absolute path.
@@ -329,10 +329,10 @@ def write_report(
         ValueError, TypeError: bad arguments (one-line messages).
         gradverify.report.atomic.OutputDirectoryError: ``out_dir`` cannot be replaced.
     """
-    from gradverify.implementations import capabilities_of
+    from gradverify.engine.implementations import capabilities_of
+    from gradverify.exploration.scan import ScanAborted, scan
+    from gradverify.exploration.search import search
     from gradverify.report.measure import hidden_underflow, layer_errors
-    from gradverify.scan import ScanAborted, scan
-    from gradverify.search import search
 
     impls = _implementations(implementations)
     # fail now, not after the search; and write where out_dir pointed at the start, even if
@@ -348,7 +348,7 @@ def write_report(
     searches, scans = [], []
     layers = hidden = None
     notes: list[str] = []
-    with Progress(total, label="gradverify report", progress=progress) as steps:
+    with Progress(total, title="gradverify report", progress=progress) as steps:
         for name, impl in impls.items():
             def on_example(what: str, done: int, planned: int) -> None:
                 steps.step(f"{what} {done}/{planned}")  # "search NAME (DTYPE) 3/60"

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from gradverify import supports
-from gradverify.implementations import fused_bce_backprop
+from gradverify.engine.implementations import fused_bce_backprop
 
 DECLARED = {"activations": ("sigmoid",), "losses": ("bce",), "dtypes": ("float64",)}
 

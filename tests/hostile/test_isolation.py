@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 
 import gradverify
-from gradverify.check import check_problem
-from gradverify.harness import CallFailure, call_backprop
-from gradverify.isolation import IsolationError, isolated
-from gradverify.network import NetworkSpec, Problem
-from gradverify.results import Verdict
-from gradverify.scan import ScanAborted, scan
+from gradverify.engine.check import check_problem
+from gradverify.engine.harness import CallFailure, call_backprop
+from gradverify.engine.isolation import IsolationError, isolated
+from gradverify.engine.results import Verdict
+from gradverify.exploration.scan import ScanAborted, scan
+from gradverify.model.network import NetworkSpec, Problem
 from tests.hostile import backprops
 
 HERE = Path(__file__).parent
-GRADVERIFY = [sys.executable, "-m", "gradverify.cli"]  # the command, as the console script runs it
+GRADVERIFY = [sys.executable, "-m", "gradverify"]  # the command, as the console script runs it
 FAST_SEARCH = ("--max-examples", "5", "--seed", "1")
 
 
@@ -302,7 +302,7 @@ def test_x_and_y_the_same_array(problem):
     assert failure == CallFailure.MALFORMED
     assert message.endswith("test_x_and_y_the_same_array.<locals>.writes_x modified its input "
                             "x in place")
-    ok = check_problem(gradverify.implementations.stable_backprop, same)
+    ok = check_problem(gradverify.engine.implementations.stable_backprop, same)
     assert ok.verdict is Verdict.PASS
 
 
@@ -333,7 +333,7 @@ def test_an_implementation_that_cannot_be_sent_to_a_worker(problem):
 
 def test_the_isolated_wrapper_is_a_backprop(problem):
     with isolated(backprops.right) as proxy:
-        assert gradverify.implementations.implementation_name(proxy) == \
+        assert gradverify.engine.implementations.implementation_name(proxy) == \
             "tests.hostile.backprops:right"
         dw, db = proxy([*problem.weights], [*problem.biases], problem.x, problem.y,
                        activations=("sigmoid",), loss="bce")

@@ -13,11 +13,11 @@ import pytest
 jax = pytest.importorskip("jax", reason="jax is not installed (pip install gradverify[jax])")
 jnp = pytest.importorskip("jax.numpy")
 
-from gradverify.adapters.jax import from_function  # noqa: E402
-from gradverify.check import check_problem  # noqa: E402
-from gradverify.harness import call_backprop  # noqa: E402
-from gradverify.network import Problem  # noqa: E402
-from gradverify.results import Verdict  # noqa: E402
+from gradverify.edges.adapters.jax import from_function  # noqa: E402
+from gradverify.engine.check import check_problem  # noqa: E402
+from gradverify.engine.harness import call_backprop  # noqa: E402
+from gradverify.engine.results import Verdict  # noqa: E402
+from gradverify.model.network import Problem  # noqa: E402
 from tests.strategies import random_problem  # noqa: E402
 
 ACTIVATIONS = {
@@ -126,8 +126,8 @@ def test_a_raising_loss_function_is_an_error():
 
 
 def test_search_drives_the_adapter():
-    search = pytest.importorskip("gradverify.search", reason="gradverify.search is not built yet")
-    from gradverify.implementations import supports
+    from gradverify.engine.implementations import supports
+    from gradverify.exploration import search
 
     seen = []
 

@@ -17,7 +17,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 IMPLEMENTATIONS = '''
-from gradverify.implementations import fused_bce_backprop, naive_bce_backprop, supports
+from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop, supports
 
 
 @supports(losses=("bce",))
@@ -236,7 +236,7 @@ def test_ci_profile_is_kept_derandomized_without_database(suite):
 def test_loading_the_plugin_imports_nothing_heavy():
     code = textwrap.dedent('''
         import sys
-        import gradverify.pytest_plugin
+        import gradverify.edges.pytest_plugin
         heavy = [m for m in ("numpy", "mpmath", "hypothesis", "matplotlib") if m in sys.modules]
         print(",".join(heavy) or "none")
     ''')
@@ -248,7 +248,7 @@ def test_loading_the_plugin_imports_nothing_heavy():
 
 def test_the_fixture_takes_a_fixed_architecture(suite):
     suite.makepyfile(two_layers='''
-        from gradverify.implementations import stable_backprop
+        from gradverify.engine.implementations import stable_backprop
 
         def two_layers(weights, biases, x, y, *, activations, loss):
             W1, W2 = weights

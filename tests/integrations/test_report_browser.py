@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from gradverify.implementations import fused_bce_backprop, naive_bce_backprop
+from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop
 from gradverify.report import write_report
 
 EVIL = "<script>alert(1)</script>"

@@ -13,16 +13,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradverify.check import check_problem
-from gradverify.implementations import (
+from gradverify.engine.check import check_problem
+from gradverify.engine.implementations import (
     epsilon_bce_backprop,
     naive_bce_backprop,
     supports,
 )
-from gradverify.network import NetworkSpec, Problem
-from gradverify.reference import reference_gradients
-from gradverify.results import Verdict
-from gradverify.search import search
+from gradverify.engine.results import Verdict
+from gradverify.exact.reference import reference_gradients
+from gradverify.exploration.search import search
+from gradverify.model.network import NetworkSpec, Problem
 
 SEEDS = [0, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(1, 5))]
 DTYPES = ("float32", "float64")
@@ -160,7 +160,7 @@ def test_numpy_softmax_passes_where_an_exact_gradient_entry_is_zero():
 
 def _torch_module(loss, **kwargs):
     pytest.importorskip("torch", reason="torch is not installed (pip install gradverify[torch])")
-    from gradverify.adapters.torch import from_module
+    from gradverify.edges.adapters.torch import from_module
 
     return from_module(loss(), dtypes=DTYPES, **kwargs)
 
@@ -202,7 +202,7 @@ def _jax_log_sigmoid_model():
     import jax
     import jax.numpy as jnp
 
-    from gradverify.adapters.jax import from_function
+    from gradverify.edges.adapters.jax import from_function
 
     def loss_fn(params, x, y, *, activations, loss):
         z = x

@@ -22,16 +22,16 @@ import re
 import numpy as np
 import pytest
 
-from gradverify.ci_outputs import junit_xml, step_summary
-from gradverify.functions import activation
-from gradverify.implementations import (
+from gradverify.edges.ci_outputs import junit_xml, step_summary
+from gradverify.engine.implementations import (
     epsilon_bce_backprop,
     naive_bce_backprop,
     stable_backprop,
     supports,
 )
-from gradverify.results import Verdict
-from gradverify.search import search
+from gradverify.engine.results import Verdict
+from gradverify.exploration.search import search
+from gradverify.model.functions import activation
 
 pytest_plugins = ["pytester"]
 
@@ -196,7 +196,7 @@ def test_the_pytest_summary_line_shows_no_bits_for_an_error(pytester, monkeypatc
     monkeypatch.setenv("CI", "true")
     pytester.makepyfile(test_sample='''
         import numpy as np
-        from gradverify.implementations import stable_backprop, supports
+        from gradverify.engine.implementations import stable_backprop, supports
 
         @supports(losses=("bce",), dtypes=("float64",))
         def not_written(weights, biases, x, y, *, activations, loss):

@@ -1,0 +1,194 @@
+"""A-priori rounding-error bounds: what correct float arithmetic may do to each gradient entry.
+
+A tensor is never failed for an error that a correct computation of the same network, in
+the dtype under test, may legitimately make. This module bounds that error *elementwise*,
+from the magnitudes involved, by running error analysis (Higham, *Accuracy and Stability of
+Numerical Algorithms*, ch. 2-3) along the layer recursion.
+
+The model
+---------
+Every basic operation rounds correctly: ``fl(a op b) = (a op b)(1 + d) + e`` with ``|d| <= u``
+(the unit roundoff of the dtype) and ``|e| <= eta``, the smallest normal number: a result
+below it may be flushed to zero (flush-to-zero modes, library ``exp`` near its underflow).
+A sum or dot product of ``n`` terms, in **any order**, errs by at most ``gamma_n sum |terms|``
+with ``gamma_n = n u / (1 - n u)``. Every elementwise library function
+(``exp``, ``tanh``, a sigmoid built from them, ``log``) is within :data:`FUNCTION_ROUNDINGS`
+units of roundoff of its exact value *at its computed argument*. An error already in the
+argument is carried through the function by its spread over the argument's error interval:
+the condition of the function, not a constant.
+
+With ``E`` the bound on an entry's absolute error and ``|.|`` taken elementwise:
+
+    E(h_i)        = gamma_{n+1} (|W_i| |z_{i-1}| + |b_i|) + |W_i| E(z_{i-1})
+    E(z_i)        = spread(act, h_i, E(h_i)) + c u |z_i|
+    E(act'_i)     = spread(act', h_i, E(h_i)) + c u |act'_i|                 (stable form)
+                  = spread(act'_from_z, z_i, E(z_i)) + c u |act'_i|          (autograd form)
+    E(g)          = gamma_n |W_i|^T |delta_i| + |W_i|^T E(delta_i)           (g = W_i^T delta_i)
+    E(delta_{i-1}) = E(g) |act'| + |g| E(act') + u |g act'|
+    E(dW_i)       = gamma_B |delta_i| |z_{i-1}|^T + E(delta_i) |z_{i-1}|^T + |delta_i| E(z_{i-1})^T
+    E(db_i)       = gamma_B sum_b |delta_i| + sum_b E(delta_i)
+
+and the output delta's own error per loss (the loss's cancellation: ``sigmoid(h) - y``,
+``softmax(h) sum(y) - y``, ``2 (z - y) act'``). An exact zero reached by cancellation is
+then accepted at the scale of the terms that cancelled, ``|W|^T |delta|`` or ``|delta||z|^T``.
+
+Two formulations are bounded. ``"stable"`` computes every ``act'`` from ``h`` in a stable
+form; ``"autograd"`` computes ``sigma'`` and ``tanh'`` from the layer outputs as torch and jax
+do, so a saturated unit may lose every bit of ``act'`` (the bound then allows an absolute
+error of about ``u`` in ``act'``, which is ``e^|h| u`` relatively).
+
+The bound is first order in ``u``; it is multiplied by :data:`SAFETY` to cover the
+second-order terms and the float64 magnitudes it is computed from. Where no finite bound
+exists (``n u >= 1/2``, only for very wide bfloat16 sums) an entry's bound is 0: the floor
+then excuses nothing. Tests compare it with every summation order of small networks,
+evaluated in the dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+
+from gradverify.model.dtypes import smallest_normal, unit_roundoff
+from gradverify.model.functions import Activation, activation, has_fused_delta, loss_function
+from gradverify.model.network import Problem, output_delta
+
+__all__ = ["FUNCTION_ROUNDINGS", "Formulation", "SAFETY", "rounding_error_bounds"]
+
+Formulation = Literal["stable", "autograd"]
+
+FUNCTION_ROUNDINGS = 4.0
+"""Units of roundoff within which one elementwise function value is assumed correct."""
+
+SAFETY = 2.0
+"""Factor on the first-order bound (second-order terms, float64 magnitudes)."""
+
+
+def _gamma(n: int, u: float) -> float:
+    """gamma_n = n u / (1 - n u): the relative error bound of an n-term sum in any order."""
+    nu = n * u
+    return nu / (1.0 - nu) if nu < 0.5 else np.inf
+
+
+def _spread(fn: Callable[[np.ndarray], np.ndarray], t: np.ndarray, err: np.ndarray
+            ) -> np.ndarray:
+    """max |fn(t +- err) - fn(t)|: how far an argument error of ``err`` moves ``fn``.
+
+    The offset is widened to what float64 resolves at ``t`` (at most a few float64 ulps) so
+    that a tiny ``err`` is not lost; a non-finite evaluation contributes nothing.
+    """
+    step = np.maximum(err, 4 * np.spacing(np.abs(t)))
+    centre = fn(t)
+    moved = np.maximum(np.abs(fn(t + step) - centre), np.abs(fn(t - step) - centre))
+    return np.where(np.isfinite(moved), moved, 0.0)
+
+
+def _output_delta_error(problem: Problem, h: np.ndarray, z: np.ndarray, e_h: np.ndarray,
+                        e_z: np.ndarray, delta: np.ndarray, formulation: Formulation,
+                        u: float, eta: float) -> np.ndarray:
+    """Bound on the error of dJ/dh_L = dloss/dh_L / N, per entry (shape (n_L, batch))."""
+    spec, y = problem.spec, problem.y.astype(np.float64)
+    n = float(y.size)
+    c = FUNCTION_ROUNDINGS
+    loss = loss_function(spec.loss)
+    d = np.abs(delta) * n  # |dloss/dh_L|, before the division by N
+    if spec.loss == "softmax_ce":
+        rows = h.shape[0]
+        shifted = h - h.max(axis=0, keepdims=True)
+        log_total = np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+        t = shifted - log_total
+        p = np.exp(t)
+        label_sum = y.sum(axis=0, keepdims=True)
+        # the exponent t_k = (h_k - max) - log(sum): its rounding and the argument errors
+        e_t = (u * (np.abs(shifted) + np.abs(t)) + (c + 1) * u * np.abs(log_total)
+               + c * u + _gamma(rows, u) + 2 * e_h.max(axis=0, keepdims=True))
+        e_p = p * (e_t + c * u) * (1 + e_t)
+        e_scaled = (e_p * np.abs(label_sum) + p * _gamma(rows, u) * np.abs(y).sum(axis=0)
+                    + u * p * np.abs(label_sum))
+        e_d = e_scaled + u * d
+    elif has_fused_delta(loss):  # bce: sigmoid(h) - y, with z = sigmoid(h)
+        e_d = e_z + u * d
+    else:  # 2 (z - y) act'(h_L)
+        act = activation(spec.activations[-1])
+        slope, e_slope = _derivative_and_error(act, h, z, e_h, e_z, formulation, u, eta)
+        diff = np.abs(z - y)
+        e_d = 2 * ((e_z + u * diff) * np.abs(slope) + diff * e_slope + u * diff * np.abs(slope))
+    return e_d / n + u * np.abs(delta) + eta
+
+
+def _derivative_and_error(act: Activation, h: np.ndarray, z: np.ndarray, e_h: np.ndarray,
+                          e_z: np.ndarray, formulation: Formulation, u: float, eta: float
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """act'(h) in float64 and the bound on its computed value's error."""
+    slope = act.derivative(h)
+    if formulation == "autograd" and act.derivative_from_output is not None:
+        moved = _spread(act.derivative_from_output, z, e_z)
+    else:
+        moved = _spread(act.derivative, h, e_h)
+    return slope, moved + FUNCTION_ROUNDINGS * u * np.abs(slope) + eta
+
+
+def rounding_error_bounds(problem: Problem, formulation: Formulation = "stable"
+                          ) -> list[np.ndarray]:
+    """Elementwise bounds on |computed - exact| for dW_1, db_1, ..., dW_L, db_L (float64).
+
+    Args:
+        problem: the network, parameters and batch, in the dtype under test.
+        formulation: ``"stable"`` (act' from h) or ``"autograd"`` (sigma', tanh' from z).
+
+    Returns:
+        One float64 array per gradient tensor, in the order of
+        :meth:`gradverify.exact.reference.ReferenceGradients.tensors`, each of that tensor's shape.
+    """
+    if formulation not in ("stable", "autograd"):
+        raise ValueError(f"formulation must be 'stable' or 'autograd'; got {formulation!r}")
+    u = unit_roundoff(problem.dtype)
+    eta = smallest_normal(problem.dtype)
+    c = FUNCTION_ROUNDINGS
+    spec = problem.spec
+    weights = [np.abs(w.astype(np.float64)) for w in problem.weights]
+    biases = [np.abs(b.astype(np.float64)) for b in problem.biases]
+    signed_weights = [w.astype(np.float64) for w in problem.weights]
+    acts = [activation(name) for name in spec.activations]
+    batch = problem.batch_size
+
+    with np.errstate(all="ignore"):
+        fp = problem.forward64()
+        inputs = [fp.x, *fp.z[:-1]]  # z_0 .. z_{L-1}
+        e_inputs = [np.zeros_like(fp.x)]
+        e_hs, e_zs = [], []
+        for i, act in enumerate(acts):
+            terms = weights[i] @ np.abs(inputs[i]) + biases[i][:, None]
+            e_h = (_gamma(spec.widths[i] + 1, u) * terms + weights[i] @ e_inputs[i]
+                   + (spec.widths[i] + 1) * eta)
+            e_z = _spread(act.forward, fp.h[i], e_h) + c * u * np.abs(fp.z[i]) + eta
+            e_hs.append(e_h)
+            e_zs.append(e_z)
+            e_inputs.append(e_z)
+
+        # the exact deltas' magnitudes, from a stable float64 backward pass
+        delta = output_delta(spec, fp, problem.y.astype(np.float64))
+        e_delta = _output_delta_error(problem, fp.h[-1], fp.z[-1], e_hs[-1], e_zs[-1], delta,
+                                      formulation, u, eta)
+        gamma_batch = _gamma(batch, u)
+        bounds: list[np.ndarray] = [np.empty(0)] * (2 * spec.depth)
+        for i in reversed(range(spec.depth)):
+            z_in, e_in = np.abs(inputs[i]), e_inputs[i]
+            magnitude = np.abs(delta) @ z_in.T
+            bounds[2 * i] = ((gamma_batch + 2 * u) * magnitude + e_delta @ z_in.T
+                             + np.abs(delta) @ e_in.T + batch * eta)
+            bounds[2 * i + 1] = ((gamma_batch + 2 * u) * np.abs(delta).sum(axis=1)
+                                 + e_delta.sum(axis=1) + batch * eta)
+            if i > 0:
+                g = signed_weights[i].T @ delta
+                e_g = (_gamma(spec.widths[i + 1], u) * (weights[i].T @ np.abs(delta))
+                       + weights[i].T @ e_delta + spec.widths[i + 1] * eta)
+                slope, e_slope = _derivative_and_error(acts[i - 1], fp.h[i - 1], fp.z[i - 1],
+                                                       e_hs[i - 1], e_zs[i - 1], formulation,
+                                                       u, eta)
+                delta = g * slope
+                e_delta = e_g * np.abs(slope) + np.abs(g) * e_slope + u * np.abs(delta) + eta
+    # where no finite bound exists (n u >= 1/2), the floor allows nothing: the baselines decide
+    return [SAFETY * np.where(np.isfinite(b), b, 0.0) for b in bounds]

@@ -1,0 +1,344 @@
+"""Exact reference gradients: reverse mode over the network in a private mpmath context.
+
+How it stays exact
+------------------
+* Every parameter and input is a float, hence an exact dyadic rational ``m * 2**e``.
+* The linear algebra (``W z + b``, ``W^T delta``, ``delta z^T``, bias sums) is done on
+  Python integers scaled to a common power of two (:class:`Dyadic`): it is *exact*.
+* Only the elementwise functions (activations, their derivatives, the loss) round, each
+  once per element, at the context's working precision, using forms that never cancel
+  (see :mod:`gradverify.model.functions`). ``1 - sigmoid(700)`` is never formed.
+* The whole computation is run at two working precisions and accepted only when every
+  gradient entry agrees to ``bits`` significant bits; otherwise the precision is doubled.
+
+Cost: one forward and one backward pass, i.e. O(multiply-adds) integer operations plus
+O(units x batch) mpmath function calls. Never O(parameters x forward).
+
+The recursion (``delta_i = dJ/dh_i``, samples as columns, ``N = y.size``):
+
+    delta_L     = dloss/dh_L / N
+    delta_{i-1} = (W_i^T delta_i) (.) act_{i-1}'(h_{i-1})
+    dJ/dW_i     = delta_i z_{i-1}^T,    dJ/db_i = delta_i summed over the batch
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+from mpmath import libmp
+
+from gradverify.common.errstate import with_own_errstate
+from gradverify.model.functions import activation, has_fused_delta, loss_function
+from gradverify.model.network import Problem
+
+__all__ = [
+    "Dyadic",
+    "agree_to_bits",
+    "ExactReferenceError",
+    "ReferenceGradients",
+    "mpmath_backend",
+    "reference_gradients",
+    "round_to_float64",
+]
+
+DEFAULT_BITS = 80
+"""Significant bits on which two precisions must agree: enough to round to float64 correctly."""
+
+MAX_PRECISION = 1 << 16
+
+
+class ExactReferenceError(ArithmeticError):
+    """The exact reference could not be established (outside its domain, or no agreement)."""
+
+
+def mpmath_backend() -> str:
+    """'gmpy' when mpmath runs on gmpy2, else 'python'."""
+    return str(libmp.BACKEND)
+
+
+# ---------------------------------------------------------------------------
+# Exact linear algebra on dyadic rationals
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dyadic:
+    """An exact array ``ints * 2**exponent``: ``ints`` is an object array of Python ints."""
+
+    ints: np.ndarray
+    exponent: int
+
+    @classmethod
+    def from_floats(cls, a: np.ndarray) -> Dyadic:
+        """Exact conversion of a float array (any float dtype) to a common power of two."""
+        a = np.asarray(a, dtype=np.float64)  # exact for float16/bfloat16/float32/float64
+        mantissa, exp = np.frexp(a)
+        ints = (mantissa * 2.0**53).astype(np.int64)
+        exp = exp.astype(np.int64) - 53
+        nonzero = ints != 0
+        base = int(exp[nonzero].min()) if nonzero.any() else 0
+        shifts = np.where(nonzero, exp - base, 0).astype(object)
+        return cls(np.left_shift(ints.astype(object), shifts), base)
+
+    @classmethod
+    def from_mpf(cls, a: np.ndarray) -> Dyadic:
+        """Exact conversion of an object array of mpf values."""
+        raw = [v._mpf_ for v in a.flat]
+        exps = [e for _, m, e, _ in raw if m]
+        base = min(exps) if exps else 0
+        ints = np.array(
+            [(-m if s else m) << (e - base) if m else 0 for s, m, e, _ in raw], dtype=object
+        ).reshape(a.shape)
+        return cls(ints, base)
+
+    def aligned(self, exponent: int) -> np.ndarray:
+        """The ints rescaled (exactly) to a smaller or equal ``exponent``."""
+        return np.left_shift(self.ints, self.exponent - exponent)
+
+    def __matmul__(self, other: Dyadic) -> Dyadic:
+        return Dyadic(self.ints @ other.ints, self.exponent + other.exponent)
+
+    def __add__(self, other: Dyadic) -> Dyadic:
+        base = min(self.exponent, other.exponent)
+        return Dyadic(self.aligned(base) + other.aligned(base), base)
+
+    @property
+    def T(self) -> Dyadic:  # noqa: N802 - mirrors numpy
+        return Dyadic(self.ints.T, self.exponent)
+
+    def sum_columns(self) -> Dyadic:
+        """Sum over the batch axis (axis 1), exactly."""
+        return Dyadic(self.ints.sum(axis=1), self.exponent)
+
+    def to_mpf(self, ctx: Any) -> np.ndarray:
+        """Round each entry once, to the nearest mpf at ``ctx.prec``."""
+        prec, exponent = ctx.prec, self.exponent
+        make = ctx.make_mpf
+        out = np.empty(self.ints.shape, dtype=object)
+        for index, n in np.ndenumerate(self.ints):
+            out[index] = make(libmp.from_man_exp(int(n), exponent, prec, libmp.round_nearest))
+        return out
+
+
+def _apply(ctx: Any, fn: Any, a: np.ndarray) -> np.ndarray:
+    return np.frompyfunc(lambda v: fn(ctx, v), 1, 1)(a)
+
+
+# ---------------------------------------------------------------------------
+# Reverse mode at one working precision
+# ---------------------------------------------------------------------------
+
+
+def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[np.ndarray], Any]:
+    """dJ/dW_i, dJ/db_i (object arrays of mpf) and J, at working precision ``prec``."""
+    ctx = mpmath.MPContext()
+    ctx.prec = prec
+    spec = problem.spec
+    acts = [activation(name) for name in spec.activations]
+    loss = loss_function(spec.loss)
+    weights = [Dyadic.from_floats(w) for w in problem.weights]
+    biases = [Dyadic.from_floats(b[:, None]) for b in problem.biases]
+    y = _apply(ctx, lambda c, v: c.mpf(v), problem.y.astype(np.float64))
+    n = ctx.mpf(problem.y.size)
+
+    # forward: h_i = W_i z_{i-1} + b_i exactly, then one rounding per activation value
+    layer_inputs = [Dyadic.from_floats(problem.x)]
+    hs, zs = [], []
+    for i, act in enumerate(acts):
+        h = (weights[i] @ layer_inputs[i] + biases[i]).to_mpf(ctx)
+        z = _apply(ctx, act.mp_forward, h)
+        hs.append(h)
+        zs.append(z)
+        layer_inputs.append(Dyadic.from_mpf(z))
+    J = ctx.fsum(loss.mp_value(ctx, hs[-1], zs[-1], y).flat) / n
+
+    # delta_L = dJ/dh_L
+    if has_fused_delta(loss):
+        delta = loss.mp_output_delta(ctx, hs[-1], zs[-1], y) / n
+    else:
+        dz = 2 * (zs[-1] - y)  # mse: d(z - y)^2/dz
+        delta = dz * _apply(ctx, acts[-1].mp_derivative, hs[-1]) / n
+
+    dweights: list[np.ndarray] = [None] * spec.depth  # type: ignore[list-item]
+    dbiases: list[np.ndarray] = [None] * spec.depth  # type: ignore[list-item]
+    for i in reversed(range(spec.depth)):
+        d = Dyadic.from_mpf(delta)
+        dweights[i] = (d @ layer_inputs[i].T).to_mpf(ctx)
+        dbiases[i] = d.sum_columns().to_mpf(ctx)
+        if i > 0:
+            back = (weights[i].T @ d).to_mpf(ctx)
+            delta = back * _apply(ctx, acts[i - 1].mp_derivative, hs[i - 1])
+    return dweights, dbiases, J
+
+
+# ---------------------------------------------------------------------------
+# Verified result
+# ---------------------------------------------------------------------------
+
+
+def _round_scaled(n: int, exp: int) -> float:
+    """Correctly rounded float64 value of the exact ``n * 2**exp`` (Python ints)."""
+    if n == 0:
+        return 0.0
+    top = exp + n.bit_length()
+    if top > 1025:  # |x| >= 2**1024: beyond float64 (and no shift by a huge exponent)
+        return -np.inf if n < 0 else np.inf
+    if top < -1076:  # |x| < 2**-1076: below half the smallest subnormal
+        return -0.0 if n < 0 else 0.0
+    try:
+        return float(n << exp) if exp >= 0 else n / (1 << -exp)  # int / int rounds correctly
+    except OverflowError:
+        return -np.inf if n < 0 else np.inf
+
+
+def round_to_float64(x: Any) -> float:
+    """Correctly rounded (to nearest, ties to even) float64 value of an mpf, subnormals included."""
+    sign, man, exp, _ = x._mpf_
+    if not man:
+        if x == 0:
+            return 0.0
+        return float(x)  # inf or nan
+    n = int(-man if sign else man)  # a Python int: under gmpy2, mpz / int gives an mpfr
+    return _round_scaled(n, exp)
+
+
+def split_to_float64(x: Any) -> tuple[float, float]:
+    """``(hi, lo)``: hi = x rounded to float64, lo = (x - hi) rounded; exact arithmetic in ints."""
+    hi = round_to_float64(x)
+    if hi == 0.0 or not np.isfinite(hi):
+        return hi, 0.0
+    sign, man, exp, _ = x._mpf_
+    n = int(-man if sign else man)
+    h_num, h_den = hi.as_integer_ratio()  # h_den is a power of two
+    h_exp = 1 - h_den.bit_length()
+    base = min(exp, h_exp)
+    residual = (n << (exp - base)) - (h_num << (h_exp - base))
+    return hi, _round_scaled(residual, base)
+
+
+def agree_to_bits(a: Any, b: Any, bits: int) -> bool:
+    """|a - b| <= 2**-bits |b|, decided exactly on the raw mpf tuples (conservatively)."""
+    diff = libmp.mpf_sub(a._mpf_, b._mpf_)  # no precision given: exact
+    if diff == libmp.fzero:
+        return True
+    _, b_man, b_exp, b_bc = b._mpf_
+    if not b_man:
+        return False
+    _, _, d_exp, d_bc = diff
+    # |diff| < 2**(d_exp + d_bc) and |b| >= 2**(b_exp + b_bc - 1)
+    return d_exp + d_bc <= b_exp + b_bc - 1 - bits
+
+
+@dataclass(frozen=True)
+class ReferenceGradients:
+    """Verified exact gradients of J (the mean loss).
+
+    Attributes:
+        dweights, dbiases: float64, correctly rounded; same shapes as the parameters.
+        dweights_low, dbiases_low: float64 residuals ``exact - rounded`` (double-double tail).
+        exact_dweights, exact_dbiases: object arrays of mpf at ``precision`` bits.
+        loss: J rounded to float64.
+        precision: the working precision (bits) of the accepted pass.
+        agreed_bits: the significant bits on which two precisions agreed.
+        backend: mpmath's arithmetic backend ('gmpy' or 'python').
+    """
+
+    dweights: tuple[np.ndarray, ...]
+    dbiases: tuple[np.ndarray, ...]
+    dweights_low: tuple[np.ndarray, ...]
+    dbiases_low: tuple[np.ndarray, ...]
+    exact_dweights: tuple[np.ndarray, ...]
+    exact_dbiases: tuple[np.ndarray, ...]
+    loss: float
+    exact_loss: Any
+    precision: int
+    agreed_bits: int
+    backend: str
+
+    def tensors(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """(name, rounded, residual, exact) for dW_1, db_1, ..., dW_L, db_L."""
+        out = []
+        for i in range(len(self.dweights)):
+            out.append((f"dW{i + 1}", self.dweights[i], self.dweights_low[i],
+                        self.exact_dweights[i]))
+            out.append((f"db{i + 1}", self.dbiases[i], self.dbiases_low[i],
+                        self.exact_dbiases[i]))
+        return out
+
+
+def _split(exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [split_to_float64(v) for v in exact.flat]
+    hi = np.array([p[0] for p in pairs], dtype=np.float64).reshape(exact.shape)
+    lo = np.array([p[1] for p in pairs], dtype=np.float64).reshape(exact.shape)
+    return hi, lo
+
+
+def _cancellation_bits(problem: Problem) -> int:
+    """Extra working bits for losses without a cancellation-free delta (mse).
+
+    ``z - y`` at a saturated output (sigmoid(h) - 1, tanh(h) - 1) loses about 2|h|/ln 2 bits;
+    the fused bce and softmax_ce deltas are written without that subtraction.
+    """
+    if has_fused_delta(loss_function(problem.spec.loss)):
+        return 0
+    with np.errstate(all="ignore"):
+        peak = float(np.max(np.abs(problem.forward64().h[-1]), initial=0.0))
+    if not np.isfinite(peak):
+        return MAX_PRECISION
+    return int(np.ceil(2 * peak / np.log(2))) + 16
+
+
+@with_own_errstate
+def reference_gradients(
+    problem: Problem, *, bits: int = DEFAULT_BITS, max_precision: int = MAX_PRECISION
+) -> ReferenceGradients:
+    """Exact dJ/dW_i and dJ/db_i for ``problem``, verified at two working precisions.
+
+    Args:
+        problem: the network, parameters and batch; their float values are taken exactly.
+        bits: significant bits on which the two precisions must agree (80 by default).
+        max_precision: give up (``ExactReferenceError``) rather than work beyond this many bits.
+
+    Raises:
+        ExactReferenceError: if the precisions never agree, or mpmath leaves its domain.
+    """
+    prec = bits + 32 + _cancellation_bits(problem)
+    try:
+        low = _reverse_mode(problem, prec)
+        while True:
+            if 2 * prec > max_precision:
+                raise ExactReferenceError(
+                    f"reference gradients did not agree to {bits} bits below "
+                    f"{max_precision} bits of working precision"
+                )
+            high = _reverse_mode(problem, 2 * prec)
+            pairs = zip((*low[0], *low[1]), (*high[0], *high[1]), strict=True)
+            if agree_to_bits(low[2], high[2], bits) and all(
+                agree_to_bits(a, b, bits)
+                for x, y in pairs for a, b in zip(x.flat, y.flat, strict=True)
+            ):
+                break
+            prec *= 2
+            low = high
+    except (ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise ExactReferenceError(f"the exact reference is outside its domain: {exc}") from exc
+
+    dweights, dbiases, J = high
+    w_split = [_split(a) for a in dweights]
+    b_split = [_split(a) for a in dbiases]
+    return ReferenceGradients(
+        dweights=tuple(hi for hi, _ in w_split),
+        dbiases=tuple(hi for hi, _ in b_split),
+        dweights_low=tuple(lo for _, lo in w_split),
+        dbiases_low=tuple(lo for _, lo in b_split),
+        exact_dweights=tuple(dweights),
+        exact_dbiases=tuple(dbiases),
+        loss=round_to_float64(J),
+        exact_loss=J,
+        precision=2 * prec,
+        agreed_bits=bits,
+        backend=mpmath_backend(),
+    )

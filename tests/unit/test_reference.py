@@ -1,0 +1,241 @@
+"""The exact reference against an independent derivative: mpmath.diff of a plain forward pass."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+
+from gradverify.exact.reference import (
+    Dyadic,
+    ExactReferenceError,
+    reference_gradients,
+    round_to_float64,
+)
+from gradverify.model.network import NetworkSpec, Problem
+from tests.strategies import random_problem
+
+# --- an independent forward pass: textbook formulas at a very high precision -------------
+
+_ACT = {
+    "sigmoid": lambda c, h: 1 / (1 + c.exp(-h)),
+    "tanh": lambda c, h: c.tanh(h),
+    "softplus": lambda c, h: c.log(1 + c.exp(h)),
+    "relu": lambda c, h: h if h > 0 else c.zero,
+    "identity": lambda c, h: h,
+}
+
+
+def _independent_loss(ctx, problem: Problem, coordinate, value):
+    """J with one parameter replaced by ``value``; plain loops, textbook loss formulas."""
+    spec = problem.spec
+    W = [[[ctx.mpf(float(v)) for v in row] for row in w] for w in problem.weights]
+    b = [[ctx.mpf(float(v)) for v in bias] for bias in problem.biases]
+    kind, layer, index = coordinate
+    if kind == "W":
+        W[layer][index[0]][index[1]] = value
+    else:
+        b[layer][index[0]] = value
+    batch = problem.batch_size
+    total = ctx.zero
+    for j in range(batch):
+        z = [ctx.mpf(float(v)) for v in problem.x[:, j]]
+        for i, name in enumerate(spec.activations):
+            h = [ctx.fsum(W[i][r][c] * z[c] for c in range(len(z))) + b[i][r]
+                 for r in range(len(W[i]))]
+            z = [_ACT[name](ctx, v) for v in h]
+        y = [ctx.mpf(float(v)) for v in problem.y[:, j]]
+        if spec.loss == "bce":
+            total += ctx.fsum(-(yk * ctx.log(zk) + (1 - yk) * ctx.log(1 - zk))
+                              for zk, yk in zip(z, y, strict=True))
+        elif spec.loss == "mse":
+            total += ctx.fsum((zk - yk) ** 2 for zk, yk in zip(z, y, strict=True))
+        else:  # softmax_ce over the column
+            norm = ctx.fsum(ctx.exp(v) for v in z)
+            total += ctx.fsum(-yk * ctx.log(ctx.exp(zk) / norm)
+                              for zk, yk in zip(z, y, strict=True))
+    return total / problem.y.size
+
+
+def _coordinates(problem: Problem, rng: np.random.Generator, count: int):
+    coords = []
+    for layer in range(problem.spec.depth):
+        w = problem.weights[layer]
+        coords.append(("W", layer, tuple(int(v) for v in rng.integers(0, w.shape))))
+        coords.append(("b", layer, (int(rng.integers(0, problem.biases[layer].shape[0])),)))
+    rng.shuffle(coords)
+    return coords[:count]
+
+
+def _assert_matches_mpmath_diff(problem: Problem, digits: int = 30, count: int = 6, seed: int = 0):
+    ref = reference_gradients(problem)
+    ctx = mpmath.MPContext()
+    # enough bits for the textbook forms to survive |h| up to ~1000 without cancellation
+    ctx.prec = 400 + int(1.5 * problem.max_abs_logit())
+    rng = np.random.default_rng(seed)
+    for kind, layer, index in _coordinates(problem, rng, count):
+        base = problem.weights[layer][index] if kind == "W" else problem.biases[layer][index]
+        expected = ctx.diff(
+            lambda v, c=(kind, layer, index): _independent_loss(ctx, problem, c, v),
+            ctx.mpf(float(base)),
+        )
+        exact = (ref.exact_dweights if kind == "W" else ref.exact_dbiases)[layer][index]
+        if expected == 0:
+            assert exact == 0
+            continue
+        rel = abs(ctx.mpf(exact) - expected) / abs(expected)
+        assert rel < ctx.mpf(10) ** -digits, (kind, layer, index, exact, expected)
+
+
+@pytest.mark.parametrize(
+    "widths, activations, loss",
+    [
+        ((3, 4, 1), ("tanh", "sigmoid"), "bce"),
+        ((2, 3, 3, 2), ("softplus", "sigmoid", "sigmoid"), "bce"),
+        ((3, 2, 2), ("sigmoid", "identity"), "mse"),
+        ((2, 4, 3), ("tanh", "identity"), "softmax_ce"),
+        ((2, 3, 1), ("relu", "tanh"), "mse"),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reference_matches_independent_derivative(widths, activations, loss, seed):
+    problem = random_problem(widths, activations, loss, batch=3, seed=seed, scale=1.5)
+    _assert_matches_mpmath_diff(problem, seed=seed)
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+@pytest.mark.parametrize("output_shift", [1000.0, -1000.0])
+def test_reference_exact_at_logits_of_1000(output_shift, loss):
+    # output logits near +-1000 with labels on the same side: every gradient is ~e^-1000, and
+    # 1 - sigmoid(h) must not cancel to 0. Then mixed labels.
+    for seed in (3, 4):
+        problem = random_problem((2, 3, 1), ("tanh", "sigmoid"), loss, batch=3, seed=seed,
+                                 output_shift=output_shift)
+        assert problem.max_abs_logit() > 990
+        _assert_matches_mpmath_diff(problem, count=6)
+        same_side = np.full(problem.y.shape, 1.0 if output_shift > 0 else 0.0)
+        problem = Problem.from_arrays(problem.spec, problem.weights, problem.biases,
+                                      problem.x, same_side)
+        _assert_matches_mpmath_diff(problem, count=6)
+
+
+def test_reference_exact_for_saturated_softmax():
+    problem = random_problem((2, 3), ("identity",), "softmax_ce", batch=2, seed=2, scale=900.0)
+    assert problem.max_abs_logit() > 300
+    _assert_matches_mpmath_diff(problem, count=6)
+
+
+def test_reference_exact_with_saturated_hidden_layer():
+    problem = random_problem((2, 3, 1), ("sigmoid", "sigmoid"), "bce", batch=2, seed=4,
+                             scale=700.0)
+    assert problem.max_abs_logit() > 300
+    _assert_matches_mpmath_diff(problem, count=6)
+
+
+def test_output_gradient_stays_exact_at_logit_ten_thousand():
+    # one-layer network, h = b exactly: dJ/db = (sigmoid(h) - y) / N, closed form e^-h/(1+e^-h) - 0
+    spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
+    for h, y in ((1e4, 1.0), (-1e4, 0.0), (700.0, 1.0)):
+        problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([h])],
+                                      np.ones((1, 1)), np.array([[y]]))
+        ref = reference_gradients(problem)
+        ctx = mpmath.MPContext()
+        ctx.prec = 200
+        e = ctx.exp(-abs(ctx.mpf(h)))
+        expected = -e / (1 + e) if y == 1.0 else e / (1 + e)
+        got = ref.exact_dbiases[0][0]
+        assert got != 0
+        assert abs(got - expected) <= abs(expected) * ctx.mpf(2) ** -80
+
+
+def test_precision_is_raised_until_two_precisions_agree():
+    problem = random_problem((2, 2, 1), ("sigmoid", "sigmoid"), "bce", batch=2, seed=5)
+    ref = reference_gradients(problem, bits=300)
+    assert ref.agreed_bits == 300
+    assert ref.precision >= 2 * (300 + 32)
+
+
+def test_reference_refuses_when_precisions_cannot_agree():
+    problem = random_problem((2, 2, 1), ("sigmoid", "sigmoid"), "bce", batch=2, seed=5)
+    with pytest.raises(ExactReferenceError, match="did not agree"):
+        reference_gradients(problem, bits=200, max_precision=300)
+
+
+def test_reference_never_touches_the_global_mpmath_context():
+    before = mpmath.mp.prec
+    reference_gradients(random_problem((2, 2, 1), ("tanh", "sigmoid"), seed=1))
+    assert mpmath.mp.prec == before
+
+
+def test_reference_records_the_backend():
+    ref = reference_gradients(random_problem((2, 2, 1), ("tanh", "sigmoid"), seed=1))
+    assert ref.backend == mpmath.libmp.BACKEND
+
+
+def test_low_precision_inputs_are_taken_exactly():
+    # a float16 problem: the reference must use the float16 values, not the float64 originals
+    p16 = random_problem((2, 3, 1), ("tanh", "sigmoid"), seed=7, dtype="float16")
+    p64 = p16.astype("float64")
+    a, b = reference_gradients(p16), reference_gradients(p64)
+    for x, y in zip(a.dweights + a.dbiases, b.dweights + b.dbiases, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_dyadic_arithmetic_is_exact():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 4)) * np.array([1e-300, 1.0, 1e300, 3.0])
+    b = rng.standard_normal((4, 2))
+    c = rng.standard_normal((3, 1)) * 1e-200
+    result = Dyadic.from_floats(a) @ Dyadic.from_floats(b) + Dyadic.from_floats(c)
+    for i in range(3):
+        for j in range(2):
+            exact = sum(Fraction(a[i, k]) * Fraction(b[k, j]) for k in range(4)) + Fraction(c[i, 0])
+            assert Fraction(int(result.ints[i, j])) * Fraction(2) ** result.exponent == exact
+
+
+def test_round_to_float64_handles_exponents_far_outside_float64():
+    ctx = mpmath.MPContext()
+    ctx.prec = 100
+    assert round_to_float64(ctx.exp(-ctx.mpf(3e38))) == 0.0
+    assert round_to_float64(-ctx.exp(ctx.mpf(3e38))) == -np.inf
+    assert round_to_float64(ctx.mpf(2) ** -1076 * 3) == 5e-324  # 0.75 x smallest subnormal
+    assert round_to_float64(ctx.mpf(2) ** -1075 * 3) == 1e-323  # 1.5 x: ties to even
+
+
+@pytest.mark.parametrize("value", [0.1, 1 / 3, 5e-324, 2.5e-308, 1.7e308, -7.0, 0.0])
+def test_round_to_float64_is_correct_rounding(value):
+    ctx = mpmath.MPContext()
+    ctx.prec = 300
+    x = ctx.mpf(value)
+    assert round_to_float64(x) == value
+    # a value just above a midpoint between two floats rounds up
+    nxt = np.nextafter(value, np.inf)
+    if np.isfinite(nxt) and value != 0.0:
+        mid = (ctx.mpf(value) + ctx.mpf(float(nxt))) / 2
+        assert round_to_float64(mid + abs(mid) * ctx.mpf(2) ** -200) == nxt
+
+
+@pytest.mark.parametrize("value", ["0.1", "1e-310", "-2.5e-320", "1e300", "-3.3", "7e-5"])
+def test_split_to_float64_is_a_double_double(value):
+    from gradverify.exact.reference import split_to_float64
+
+    ctx = mpmath.MPContext()
+    ctx.prec = 300
+    x = ctx.mpf(value)
+    hi, lo = split_to_float64(x)
+    assert hi == round_to_float64(x)
+    assert lo == round_to_float64(x - ctx.mpf(hi))  # the residual, itself correctly rounded
+    assert abs(lo) <= abs(hi) * 2.0**-52 or hi == 0 or abs(hi) < 1e-300
+
+
+def test_exact_loss_keeps_its_tiny_value_at_extreme_saturation():
+    spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
+    problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([700.0])],
+                                  np.ones((1, 1)), np.array([[1.0]]))
+    ref = reference_gradients(problem)
+    ctx = mpmath.MPContext()
+    ctx.prec = 200
+    expected = ctx.log1p(ctx.exp(-ctx.mpf(700)))  # -log(sigmoid(700))
+    assert abs(ref.exact_loss - expected) <= expected * ctx.mpf(2) ** -80
