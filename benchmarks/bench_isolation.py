@@ -35,8 +35,10 @@ def _problem(widths: tuple[int, ...], batch: int):
 
     rng = np.random.default_rng(0)
     spec = NetworkSpec(widths, ("sigmoid",) * (len(widths) - 1), "bce")
-    weights = [rng.standard_normal((m, n)) / np.sqrt(n)
-               for n, m in zip(widths[:-1], widths[1:], strict=True)]
+    weights = [
+        rng.standard_normal((m, n)) / np.sqrt(n)
+        for n, m in zip(widths[:-1], widths[1:], strict=True)
+    ]
     biases = [rng.standard_normal(m) / 4 for m in widths[1:]]
     x = rng.standard_normal((widths[0], batch))
     y = (rng.random((widths[-1], batch)) < 0.5).astype(float)
@@ -61,17 +63,21 @@ def per_call(calls: int) -> None:
     from gradverify.engine.implementations import fused_bce_backprop
     from gradverify.engine.isolation import isolated
 
-    for label, widths, batch in (("[3, 4, 1], batch 4", (3, 4, 1), 4),
-                                 ("[32, 64, 64, 1], batch 16", (32, 64, 64, 1), 16)):
+    for label, widths, batch in (
+        ("[3, 4, 1], batch 4", (3, 4, 1), 4),
+        ("[32, 64, 64, 1], batch 16", (32, 64, 64, 1), 16),
+    ):
         problem = _problem(widths, batch)
         with isolated(fused_bce_backprop) as proxy:
             _per_call(proxy, problem, 50)  # warm up both
             _per_call(fused_bce_backprop, problem, 50)
             inside = _per_call(fused_bce_backprop, problem, calls)
             outside = _per_call(proxy, problem, calls)
-        print(f"per example (two calls), {label}: in-process {inside * 1e6:7.0f} us, "
-              f"isolated {outside * 1e6:7.0f} us, +{(outside - inside) * 1e6:.0f} us "
-              f"({outside / inside:.2f}x)")
+        print(
+            f"per example (two calls), {label}: in-process {inside * 1e6:7.0f} us, "
+            f"isolated {outside * 1e6:7.0f} us, +{(outside - inside) * 1e6:.0f} us "
+            f"({outside / inside:.2f}x)"
+        )
 
 
 def worker_start(repeats: int) -> None:
@@ -90,8 +96,10 @@ def worker_start(repeats: int) -> None:
         start = time.perf_counter()
         proxy.close()
         closes.append(time.perf_counter() - start)
-    print(f"worker start to first answer: median {statistics.median(starts) * 1e3:.1f} ms; "
-          f"close: median {statistics.median(closes) * 1e3:.1f} ms")
+    print(
+        f"worker start to first answer: median {statistics.median(starts) * 1e3:.1f} ms; "
+        f"close: median {statistics.median(closes) * 1e3:.1f} ms"
+    )
 
 
 def search_ratio(repeats: int, max_examples: int) -> bool:
@@ -99,23 +107,38 @@ def search_ratio(repeats: int, max_examples: int) -> bool:
     from gradverify.exploration.search import search
 
     for isolate in (False, True):  # warm-up: imports, Hypothesis, the fork server
-        search(fused_bce_backprop, dtypes=("float64",), max_examples=5, seed=99, database=None,
-               isolate=isolate)
+        search(
+            fused_bce_backprop,
+            dtypes=("float64",),
+            max_examples=5,
+            seed=99,
+            database=None,
+            isolate=isolate,
+        )
     walls: dict[bool, list[float]] = {False: [], True: []}
     for seed in range(repeats):
         for isolate in (False, True):
             start = time.perf_counter()
-            result = search(fused_bce_backprop, dtypes=("float32", "float64"),
-                            max_examples=max_examples, seed=seed, database=None,
-                            isolate=isolate)
+            result = search(
+                fused_bce_backprop,
+                dtypes=("float32", "float64"),
+                max_examples=max_examples,
+                seed=seed,
+                database=None,
+                isolate=isolate,
+            )
             wall = time.perf_counter() - start
             walls[isolate].append(wall)
-            print(f"  search, {'isolated  ' if isolate else 'in-process'} seed {seed}: "
-                  f"{wall:6.2f} s, {result.examples} examples, verdict {result.verdict.value}")
+            print(
+                f"  search, {'isolated  ' if isolate else 'in-process'} seed {seed}: "
+                f"{wall:6.2f} s, {result.examples} examples, verdict {result.verdict.value}"
+            )
     inside, outside = statistics.median(walls[False]), statistics.median(walls[True])
     ratio = outside / inside
-    print(f"default search: in-process median {inside:.2f} s, isolated median {outside:.2f} s, "
-          f"ratio {ratio:.3f} (target <= 1.3: {'met' if ratio <= 1.3 else 'NOT met'})")
+    print(
+        f"default search: in-process median {inside:.2f} s, isolated median {outside:.2f} s, "
+        f"ratio {ratio:.3f} (target <= 1.3: {'met' if ratio <= 1.3 else 'NOT met'})"
+    )
     return ratio <= 1.3
 
 
@@ -130,15 +153,21 @@ def scan_ratio(repeats: int) -> None:
             scan(fused_bce_backprop, dtypes=("float16", "float32", "float64"), isolate=isolate)
             walls[isolate].append(time.perf_counter() - start)
     inside, outside = statistics.median(walls[False]), statistics.median(walls[True])
-    print(f"default scan: in-process median {inside:.2f} s, isolated median {outside:.2f} s, "
-          f"ratio {outside / inside:.2f}")
+    print(
+        f"default scan: in-process median {inside:.2f} s, isolated median {outside:.2f} s, "
+        f"ratio {outside / inside:.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="searches per mode")
-    parser.add_argument("--max-examples", type=int, default=None,
-                        help="examples per dtype (default: the search's default)")
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=None,
+        help="examples per dtype (default: the search's default)",
+    )
     parser.add_argument("--calls", type=int, default=500, help="calls per per-call timing")
     parser.add_argument("--no-scan", action="store_true", help="skip the scan timing")
     args = parser.parse_args(argv)

@@ -114,9 +114,14 @@ def gradverify_tools(problem: Problem) -> dict[str, Callable[[], object]]:
     except ImportError:
         return tools
     if flint_available():
-        tools["gradverify full (flint)"] = lambda: check_problem(
-            impl, problem, finite_differences=False,
-            reference=flint_reference_gradients(problem)).verdict
+        tools["gradverify full (flint)"] = lambda: (
+            check_problem(
+                impl,
+                problem,
+                finite_differences=False,
+                reference=flint_reference_gradients(problem),
+            ).verdict
+        )
     return tools
 
 
@@ -136,8 +141,7 @@ def torch_tools(problem: Problem) -> dict[str, Callable[[], object]]:
 
     return {
         "torch gradcheck slow": lambda: torch.autograd.gradcheck(loss, params),
-        "torch gradcheck fast_mode": lambda: torch.autograd.gradcheck(loss, params,
-                                                                      fast_mode=True),
+        "torch gradcheck fast_mode": lambda: torch.autograd.gradcheck(loss, params, fast_mode=True),
     }
 
 
@@ -148,8 +152,10 @@ def jax_tools(problem: Problem) -> dict[str, Callable[[], object]]:
     import jax.numpy as jnp
     from jax.test_util import check_grads
 
-    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in zip(problem.weights,
-                                                                problem.biases, strict=True)]
+    params = [
+        (jnp.asarray(w), jnp.asarray(b))
+        for w, b in zip(problem.weights, problem.biases, strict=True)
+    ]
     x, y = jnp.asarray(problem.x), jnp.asarray(problem.y)
 
     @jax.jit
@@ -180,8 +186,9 @@ def scipy_tools(problem: Problem) -> dict[str, Callable[[], object]]:
 
     def grad(t: np.ndarray) -> np.ndarray:
         W, b = unflatten_parameters(t, spec)
-        dW, db = fused_bce_backprop(W, b, problem.x, problem.y, activations=spec.activations,
-                                    loss=spec.loss)
+        dW, db = fused_bce_backprop(
+            W, b, problem.x, problem.y, activations=spec.activations, loss=spec.loss
+        )
         return flatten_parameters(dW, db)
 
     return {"scipy check_grad": lambda: check_grad(fun, grad, theta)}
@@ -230,9 +237,11 @@ def machine() -> str:
         except ImportError:
             versions.append(f"{mod} -")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPUs ({cpu}); "
-            f"Python {platform.python_version()}; mpmath backend {mpmath_backend()}; "
-            f"{', '.join(versions)}; load average {load:.2f}")
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} CPUs ({cpu}); "
+        f"Python {platform.python_version()}; mpmath backend {mpmath_backend()}; "
+        f"{', '.join(versions)}; load average {load:.2f}"
+    )
 
 
 def peak_rss_of_full_check(width: int) -> str:
@@ -249,13 +258,16 @@ result = check_problem(fused_bce_backprop, problem, finite_differences=False)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(before / 1024, after / 1024, result.verdict.value, problem.spec.parameter_count)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     before, after, verdict, params = float(out[0]), float(out[1]), out[2], int(out[3])
     status = "met" if after < 1024 else "MISSED"
-    return (f"peak RSS of the full check at [32, {width}, {width}, 1] ({params:,} parameters, "
-            f"numpy fused implementation, verdict {verdict}): {after:.0f} MiB "
-            f"({before:.0f} MiB after imports and set-up); target < 1 GiB: {status}")
+    return (
+        f"peak RSS of the full check at [32, {width}, {width}, 1] ({params:,} parameters, "
+        f"numpy fused implementation, verdict {verdict}): {after:.0f} MiB "
+        f"({before:.0f} MiB after imports and set-up); target < 1 GiB: {status}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -271,12 +283,20 @@ def _fmt_seconds(t: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=60.0,
-                        help="seconds per measurement; longer predicted runs are skipped")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="seconds per measurement; longer predicted runs are skipped",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--widths", default="16,32,64,128,256")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for BLAS, torch and XLA (0: leave each library's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for BLAS, torch and XLA (0: leave each library's default)",
+    )
     args = parser.parse_args(argv)
     widths = [int(w) for w in args.widths.split(",")]
 
@@ -292,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             pass
     print(f"machine: {machine()}; threads per library: {args.threads or 'default'}")
     problem = benchmark_problem(64)
-    print(f"\n== one network: {problem.spec.describe()}, batch {problem.batch_size}, float64, "
-          f"{problem.spec.parameter_count:,} parameters ==")
+    print(
+        f"\n== one network: {problem.spec.describe()}, batch {problem.batch_size}, float64, "
+        f"{problem.spec.parameter_count:,} parameters =="
+    )
     tools = all_tools(problem)
     for fn in tools.values():  # warm-up (imports, first-call set-up)
         if fn is not tools.get("torch gradcheck slow") and fn is not tools.get("scipy check_grad"):
@@ -306,27 +328,38 @@ def main(argv: list[str] | None = None) -> int:
         times[name] = t
         rows.append((name, t, n, result))
     for name, t, n, result in rows:
-        print(f"{name:<28}{_fmt_seconds(t):>10}{n:>6}{t / times[FULL]:>11.3g}"
-              f"{t / times[FAST]:>11.3g}  {result}")
+        print(
+            f"{name:<28}{_fmt_seconds(t):>10}{n:>6}{t / times[FULL]:>11.3g}"
+            f"{t / times[FAST]:>11.3g}  {result}"
+        )
 
     print("\ntargets (gradverify time / peer time):")
 
     def target(label: str, ours: str, peer: str, limit: float) -> None:
         if ours in times and peer in times:
             ratio = times[ours] / times[peer]
-            print(f"  {label}: {ratio:.3g} (target <= {limit:g}): "
-                  f"{'met' if ratio <= limit else 'MISSED'}")
+            print(
+                f"  {label}: {ratio:.3g} (target <= {limit:g}): "
+                f"{'met' if ratio <= limit else 'MISSED'}"
+            )
         else:
             print(f"  {label}: not measured ({ours if ours not in times else peer} missing)")
 
-    target("full check / torch gradcheck slow at 6,337 parameters", FULL,
-           "torch gradcheck slow", 0.2)
+    target(
+        "full check / torch gradcheck slow at 6,337 parameters", FULL, "torch gradcheck slow", 0.2
+    )
     target("fast check / torch gradcheck fast_mode", FAST, "torch gradcheck fast_mode", 1.0)
-    target("full check with flint / torch gradcheck slow", "gradverify full (flint)",
-           "torch gradcheck slow", 0.02)
+    target(
+        "full check with flint / torch gradcheck slow",
+        "gradverify full (flint)",
+        "torch gradcheck slow",
+        0.02,
+    )
 
-    print(f"\n== scaling: [32, w, w, 1], batch 16, float64; median seconds "
-          f"(budget {args.budget:g} s per measurement) ==")
+    print(
+        f"\n== scaling: [32, w, w, 1], batch 16, float64; median seconds "
+        f"(budget {args.budget:g} s per measurement) =="
+    )
     series: dict[str, dict[int, float | None]] = {}
     notes: list[str] = []
     counts = {}
@@ -343,8 +376,10 @@ def main(argv: list[str] | None = None) -> int:
                 predicted = t0 * growth
                 if predicted > args.budget:
                     series[name][w] = None
-                    notes.append(f"{name} at w={w} skipped: predicted {predicted:.0f} s "
-                                 f"> budget {args.budget:g} s")
+                    notes.append(
+                        f"{name} at w={w} skipped: predicted {predicted:.0f} s "
+                        f"> budget {args.budget:g} s"
+                    )
                     continue
             if name not in QUADRATIC:
                 fn()  # warm-up for this shape
@@ -361,22 +396,29 @@ def main(argv: list[str] | None = None) -> int:
             slope = f"t ~ P^{np.log(t1 / t0) / np.log(p1 / p0):.2f}"
         else:
             slope = "-"
-        print(f"{name:<28}" + "".join(f"{_fmt_seconds(values.get(w)):>11}" for w in widths)
-              + f"   {slope}")
+        print(
+            f"{name:<28}"
+            + "".join(f"{_fmt_seconds(values.get(w)):>11}" for w in widths)
+            + f"   {slope}"
+        )
     for note in notes:
         print(f"  note: {note}")
     if 256 in series.get(FULL, {}) and series[FULL][256] is not None:
         slow = series.get("torch gradcheck slow", {}).get(256)
         if slow is not None:
             ratio = series[FULL][256] / slow
-            print(f"  full check / torch gradcheck slow at w=256: {ratio:.3g} (target <= 0.1): "
-                  f"{'met' if ratio <= 0.1 else 'MISSED'}")
+            print(
+                f"  full check / torch gradcheck slow at w=256: {ratio:.3g} (target <= 0.1): "
+                f"{'met' if ratio <= 0.1 else 'MISSED'}"
+            )
         elif "torch gradcheck slow" in last:
             p0, t0 = last["torch gradcheck slow"]
             predicted = t0 * (counts[256] / p0) ** 2
             ratio = series[FULL][256] / predicted
-            print(f"  full check / torch gradcheck slow at w=256: ~{ratio:.3g} against its "
-                  f"quadratic extrapolation ({predicted:.0f} s; not run) (target <= 0.1)")
+            print(
+                f"  full check / torch gradcheck slow at w=256: ~{ratio:.3g} against its "
+                f"quadratic extrapolation ({predicted:.0f} s; not run) (target <= 0.1)"
+            )
 
     print()
     print(rss)

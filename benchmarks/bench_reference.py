@@ -35,8 +35,9 @@ def benchmark_problem(width: int = 64, batch: int = 16, seed: int = 0) -> Proble
     rng = np.random.default_rng(seed)
     widths = (32, width, width, 1)
     spec = NetworkSpec(widths, ("sigmoid",) * 3, "bce")
-    weights = [rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i])
-               for i in range(3)]
+    weights = [
+        rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i]) for i in range(3)
+    ]
     biases = [rng.standard_normal(widths[i + 1]) * 0.1 for i in range(3)]
     x = rng.standard_normal((widths[0], batch))
     y = rng.integers(0, 2, (1, batch)).astype(np.float64)
@@ -55,22 +56,30 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, list[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--bits", type=int, default=166,
-                        help="significant bits the two precisions must agree on (166 = 50 "
-                             "digits)")
+    parser.add_argument(
+        "--bits",
+        type=int,
+        default=166,
+        help="significant bits the two precisions must agree on (166 = 50 digits)",
+    )
     args = parser.parse_args(argv)
 
     problem = benchmark_problem()
-    print(f"network {problem.spec.describe()}, batch {problem.batch_size}, float64, "
-          f"{problem.spec.parameter_count} parameters")
+    print(
+        f"network {problem.spec.describe()}, batch {problem.batch_size}, float64, "
+        f"{problem.spec.parameter_count} parameters"
+    )
     result = reference_gradients(problem, bits=args.bits)  # also a warm-up
-    seconds, times = median_seconds(lambda: reference_gradients(problem, bits=args.bits),
-                                    args.repeats)
+    seconds, times = median_seconds(
+        lambda: reference_gradients(problem, bits=args.bits), args.repeats
+    )
     verdict = "met" if seconds < TARGET_SECONDS else "MISSED"
-    print(f"mpmath reference ({args.bits} bits agreed, working precision {result.precision} "
-          f"bits, mpmath backend {mpmath_backend()}): median {seconds:.3f} s of "
-          f"{args.repeats} ({', '.join(f'{t:.3f}' for t in times)}); target < "
-          f"{TARGET_SECONDS:g} s: {verdict}")
+    print(
+        f"mpmath reference ({args.bits} bits agreed, working precision {result.precision} "
+        f"bits, mpmath backend {mpmath_backend()}): median {seconds:.3f} s of "
+        f"{args.repeats} ({', '.join(f'{t:.3f}' for t in times)}); target < "
+        f"{TARGET_SECONDS:g} s: {verdict}"
+    )
 
     try:
         from gradverify.exact.reference_flint import flint_available, flint_reference_gradients
@@ -79,19 +88,28 @@ def main(argv: list[str] | None = None) -> int:
     if flint_available is None:
         print("python-flint reference: not implemented in this checkout")
     elif not flint_available():
-        print("python-flint reference: python-flint is not installed "
-              "(pip install gradverify[fast])")
+        print(
+            "python-flint reference: python-flint is not installed (pip install gradverify[fast])"
+        )
     else:
         flint_result = flint_reference_gradients(problem, bits=args.bits)
         seconds_f, times_f = median_seconds(
-            lambda: flint_reference_gradients(problem, bits=args.bits), args.repeats)
-        same = all(np.array_equal(a, b) for a, b in zip(
-            (*result.dweights, *result.dbiases),
-            (*flint_result.dweights, *flint_result.dbiases), strict=True))
-        print(f"python-flint (Arb) reference ({args.bits} bits, working precision "
-              f"{flint_result.precision} bits): median {seconds_f:.3f} s of {args.repeats} "
-              f"({', '.join(f'{t:.3f}' for t in times_f)}); {seconds / seconds_f:.1f}x faster "
-              f"than mpmath; float64 gradients identical to mpmath's: {same}")
+            lambda: flint_reference_gradients(problem, bits=args.bits), args.repeats
+        )
+        same = all(
+            np.array_equal(a, b)
+            for a, b in zip(
+                (*result.dweights, *result.dbiases),
+                (*flint_result.dweights, *flint_result.dbiases),
+                strict=True,
+            )
+        )
+        print(
+            f"python-flint (Arb) reference ({args.bits} bits, working precision "
+            f"{flint_result.precision} bits): median {seconds_f:.3f} s of {args.repeats} "
+            f"({', '.join(f'{t:.3f}' for t in times_f)}); {seconds / seconds_f:.1f}x faster "
+            f"than mpmath; float64 gradients identical to mpmath's: {same}"
+        )
     return 0
 
 

@@ -56,13 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     wall = statistics.median(walls)
     cpu = statistics.median(cpus)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"full scan of naive, epsilon, fused over {', '.join(dtypes)} "
-          f"(thresholds, hidden underflow, sweeps)")
-    print(f"  median of {len(walls)}: {wall:.2f} s wall, {cpu:.2f} s CPU "
-          f"(runs: {', '.join(f'{w:.2f}' for w in walls)} s wall)")
+    print(
+        f"full scan of naive, epsilon, fused over {', '.join(dtypes)} "
+        f"(thresholds, hidden underflow, sweeps)"
+    )
+    print(
+        f"  median of {len(walls)}: {wall:.2f} s wall, {cpu:.2f} s CPU "
+        f"(runs: {', '.join(f'{w:.2f}' for w in walls)} s wall)"
+    )
     print(f"  floats checked per run (summed over scans, sides, hidden rows, sweeps): {checked}")
-    print(f"  mpmath backend: {mpmath_backend()}; load average at the end: {load:.2f}; "
-          f"cores: {os.cpu_count()}")
+    print(
+        f"  mpmath backend: {mpmath_backend()}; load average at the end: {load:.2f}; "
+        f"cores: {os.cpu_count()}"
+    )
     verdict = "within" if wall < TARGET_SECONDS else "OVER"
     print(f"  target < {TARGET_SECONDS:g} s wall: {verdict}")
     return 0

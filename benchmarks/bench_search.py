@@ -32,8 +32,9 @@ def _run(impl, dtypes, max_examples, seed, **options):
     from gradverify.exploration.search import search
 
     wall, cpu = time.perf_counter(), time.process_time()
-    result = search(impl, dtypes=dtypes, max_examples=max_examples, seed=seed, database=None,
-                    **options)
+    result = search(
+        impl, dtypes=dtypes, max_examples=max_examples, seed=seed, database=None, **options
+    )
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
@@ -44,30 +45,42 @@ def _compare_policies(dtypes, max_examples, repeats) -> bool:
     cpus: dict[str, list[float]] = {"strict": [], "autograd": []}
     for seed in range(repeats):
         for policy in walls:
-            wall, cpu, result = _run(fused_bce_backprop, dtypes, max_examples, seed,
-                                     policy=policy)
+            wall, cpu, result = _run(fused_bce_backprop, dtypes, max_examples, seed, policy=policy)
             walls[policy].append(wall)
             cpus[policy].append(cpu)
-            print(f"  fused, policy {policy:<8} seed {seed}: {wall:6.2f} s wall, {cpu:6.2f} s "
-                  f"CPU, {result.examples} examples, verdict {result.verdict.value}")
+            print(
+                f"  fused, policy {policy:<8} seed {seed}: {wall:6.2f} s wall, {cpu:6.2f} s "
+                f"CPU, {result.examples} examples, verdict {result.verdict.value}"
+            )
     medians = {p: statistics.median(w) for p, w in walls.items()}
     cpu_medians = {p: statistics.median(c) for p, c in cpus.items()}
     ratio = medians["autograd"] / medians["strict"]
     cpu_ratio = cpu_medians["autograd"] / cpu_medians["strict"]
-    print(f"median wall: strict {medians['strict']:.2f} s, autograd {medians['autograd']:.2f} s; "
-          f"ratio {ratio:.2f} (target <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'})")
-    print(f"median CPU: strict {cpu_medians['strict']:.2f} s, autograd "
-          f"{cpu_medians['autograd']:.2f} s; ratio {cpu_ratio:.2f}")
+    print(
+        f"median wall: strict {medians['strict']:.2f} s, autograd {medians['autograd']:.2f} s; "
+        f"ratio {ratio:.2f} (target <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'})"
+    )
+    print(
+        f"median CPU: strict {cpu_medians['strict']:.2f} s, autograd "
+        f"{cpu_medians['autograd']:.2f} s; ratio {cpu_ratio:.2f}"
+    )
     return ratio <= 1.2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per implementation")
-    parser.add_argument("--max-examples", type=int, default=None,
-                        help="examples per dtype (default: the search's default)")
-    parser.add_argument("--policies", action="store_true",
-                        help="time the second (autograd) baseline: strict vs autograd policy")
+    parser.add_argument(
+        "--max-examples",
+        type=int,
+        default=None,
+        help="examples per dtype (default: the search's default)",
+    )
+    parser.add_argument(
+        "--policies",
+        action="store_true",
+        help="time the second (autograd) baseline: strict vs autograd policy",
+    )
     args = parser.parse_args(argv)
 
     from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop
@@ -75,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     max_examples = args.max_examples or DEFAULT_MAX_EXAMPLES
     dtypes = ("float32", "float64")
-    print(f"search: {max_examples} examples per dtype, dtypes {', '.join(dtypes)}, "
-          f"median of {args.repeats} runs")
+    print(
+        f"search: {max_examples} examples per dtype, dtypes {', '.join(dtypes)}, "
+        f"median of {args.repeats} runs"
+    )
     if args.policies:
         return 0 if _compare_policies(dtypes, max_examples, args.repeats) else 1
     ok = True
@@ -85,14 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.repeats):
             wall, cpu, result = _run(impl, dtypes, max_examples, seed)
             walls.append(wall)
-            print(f"  {label:<6} seed {seed}: {wall:6.2f} s wall, {cpu:6.2f} s CPU, "
-                  f"{result.examples} examples, verdict {result.verdict.value}")
+            print(
+                f"  {label:<6} seed {seed}: {wall:6.2f} s wall, {cpu:6.2f} s CPU, "
+                f"{result.examples} examples, verdict {result.verdict.value}"
+            )
         median = statistics.median(walls)
         print(f"{label}: median {median:.2f} s")
         if label == "fused":
             ok = median < 30.0
-            print(f"target < 30 s for the default search on the fused implementation: "
-                  f"{'met' if ok else 'NOT met'}")
+            print(
+                f"target < 30 s for the default search on the fused implementation: "
+                f"{'met' if ok else 'NOT met'}"
+            )
     return 0 if ok else 1
 
 

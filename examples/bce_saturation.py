@@ -96,8 +96,9 @@ def verdicts(dtypes: tuple[str, ...], max_examples: int) -> None:
         against an exact mpmath reference; {max_examples} examples per dtype, seed 0.
     """)
     for name, impl in BUILTIN_IMPLEMENTATIONS.items():
-        result = search(impl, dtypes=dtypes, max_examples=max_examples, seed=0,
-                        database=None, name=name)
+        result = search(
+            impl, dtypes=dtypes, max_examples=max_examples, seed=0, database=None, name=name
+        )
         per = ", ".join(f"{d} {s.verdict.value}" for d, s in result.per_dtype.items())
         print(f"    {name:<8} {result.verdict.value.upper():<10} ({per})")
     say("""
@@ -115,19 +116,30 @@ def thresholds(dtypes: tuple[str, ...], scan_options: dict) -> list[dict]:
         A one-layer network whose logit is exactly h, walked over the float lattice of each
         dtype (label y = 0, h > 0: the network is confidently wrong).
     """)
-    scans = [scan(impl, dtypes=dtypes, name=name, **scan_options).to_dict()
-             for name, impl in BUILTIN_IMPLEMENTATIONS.items()]
+    scans = [
+        scan(impl, dtypes=dtypes, name=name, **scan_options).to_dict()
+        for name, impl in BUILTIN_IMPLEMENTATIONS.items()
+    ]
     rows = [t for s in scans for t in scan_thresholds(s)]
     print(f"    {'':<8} {'dtype':<9} {'p ln 2':>7}  {'first inf/NaN':<34} first 100% error")
     for name in BUILTIN_IMPLEMENTATIONS:
         for dtype in dtypes:
             cells = []
             for criterion in ("nonfinite", "error_1"):
-                t = next(t for t in rows if t["implementation"] == name and t["dtype"] == dtype
-                         and t["label"] == 0.0 and t["side"] == "positive"
-                         and t["criterion"] == criterion)
-                cells.append(f"h = {float(t['value']):.6g} ({t['bits']})" if t["found"] else
-                             ("finite throughout" if criterion == "nonfinite" else "never"))
+                t = next(
+                    t
+                    for t in rows
+                    if t["implementation"] == name
+                    and t["dtype"] == dtype
+                    and t["label"] == 0.0
+                    and t["side"] == "positive"
+                    and t["criterion"] == criterion
+                )
+                cells.append(
+                    f"h = {float(t['value']):.6g} ({t['bits']})"
+                    if t["found"]
+                    else ("finite throughout" if criterion == "nonfinite" else "never")
+                )
             predicted = significand_bits(dtype) * math.log(2)
             print(f"    {name:<8} {dtype:<9} {predicted:7.3f}  {cells[0]:<34} {cells[1]}")
     say("""
@@ -143,8 +155,12 @@ def thresholds(dtypes: tuple[str, ...], scan_options: dict) -> list[dict]:
 
 def plot(scans: list[dict], out: Path) -> Path:
     series = [s for result in scans for s in scan_sweeps(result)]
-    marks = [dict(t, kind=PLOTTED_CRITERIA[t["criterion"]])
-             for result in scans for t in scan_thresholds(result) if t["plot"]]
+    marks = [
+        dict(t, kind=PLOTTED_CRITERIA[t["criterion"]])
+        for result in scans
+        for t in scan_thresholds(result)
+        if t["plot"]
+    ]
     path = out / "bce_error_vs_saturation.png" if out.suffix != ".png" else out
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(figure_png(error_vs_saturation_figure(series, marks)))
@@ -160,13 +176,16 @@ def plot(scans: list[dict], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", nargs="?", help="where to save the plot: a .png path or a "
-                        "directory (default: a new temporary directory)")
+    parser.add_argument(
+        "out",
+        nargs="?",
+        help="where to save the plot: a .png path or a "
+        "directory (default: a new temporary directory)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer examples and floats")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gradverify-bce-"))
-    wanted = ("float16", "float32") if args.quick else ("float16", "bfloat16", "float32",
-                                                        "float64")
+    wanted = ("float16", "float32") if args.quick else ("float16", "bfloat16", "float32", "float64")
     dtypes = tuple(d for d in wanted if d in available_dtypes())
     scan_options = {"hidden_activations": ()}
     if args.quick:

@@ -28,8 +28,10 @@ def random_problem(
     rng = np.random.default_rng(seed)
     spec = NetworkSpec(tuple(widths), tuple(activations), loss)
     depth = spec.depth
-    weights = [rng.standard_normal((widths[i + 1], widths[i])) * scale / np.sqrt(widths[i])
-               for i in range(depth)]
+    weights = [
+        rng.standard_normal((widths[i + 1], widths[i])) * scale / np.sqrt(widths[i])
+        for i in range(depth)
+    ]
     biases = [rng.standard_normal(widths[i + 1]) * 0.1 for i in range(depth)]
     biases[-1] = biases[-1] + output_shift
     x = rng.standard_normal((widths[0], batch))

@@ -20,8 +20,7 @@ import numpy as np
 
 __all__ = ["caller_errstate", "own_errstate", "with_own_errstate"]
 
-_CALLER: ContextVar[dict[str, str] | None] = ContextVar("gradverify_caller_errstate",
-                                                        default=None)
+_CALLER: ContextVar[dict[str, str] | None] = ContextVar("gradverify_caller_errstate", default=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

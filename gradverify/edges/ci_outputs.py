@@ -80,11 +80,16 @@ def _case(result: Any, dtype: str, fail_on: str) -> CheckCase:
         line = f"{result.implementation} is {verdict.upper()} at {dtype}{where}"
         line += f": {reason}" if reason else ""
     return CheckCase(
-        implementation=result.implementation, dtype=dtype, verdict=verdict,
+        implementation=result.implementation,
+        dtype=dtype,
+        verdict=verdict,
         failed=counts_as_failure(verdict, fail_on),
         examples=getattr(source, "examples", None),
         worst_bits=None if worst is None else float(worst),
-        threshold_saturation=threshold, summary=line, details=details, beyond_stable=beyond,
+        threshold_saturation=threshold,
+        summary=line,
+        details=details,
+        beyond_stable=beyond,
     )
 
 
@@ -134,22 +139,40 @@ def junit_xml(results: Sequence[Any], *, fail_on: str, name: str = "gradverify")
     cases = check_cases(results, fail_on)
     failures = sum(c.failed for c in cases)
     elapsed = sum(float(getattr(r, "elapsed", 0.0) or 0.0) for r in results)
-    root = ET.Element("testsuites", name=name, tests=str(len(cases)), failures=str(failures),
-                      errors="0", time=f"{elapsed:.3f}")
-    suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(cases)),
-                          failures=str(failures), errors="0", skipped="0",
-                          time=f"{elapsed:.3f}")
+    root = ET.Element(
+        "testsuites",
+        name=name,
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+        time=f"{elapsed:.3f}",
+    )
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=name,
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        time=f"{elapsed:.3f}",
+    )
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="fail-on", value=fail_on)
     for case in cases:
-        element = ET.SubElement(suite, "testcase", classname=_xml_text(
-            f"gradverify.{case.implementation}"), name=case.dtype)
+        element = ET.SubElement(
+            suite,
+            "testcase",
+            classname=_xml_text(f"gradverify.{case.implementation}"),
+            name=case.dtype,
+        )
         info = f"verdict {case.verdict}; examples {case.examples}"
         if case.worst_bits is not None:  # none for an error verdict
             info += f"; worst error {_bits(case.worst_bits)} bits"
         if case.failed:
-            failure = ET.SubElement(element, "failure", type=case.verdict,
-                                    message=_xml_text(case.summary))
+            failure = ET.SubElement(
+                element, "failure", type=case.verdict, message=_xml_text(case.summary)
+            )
             failure.text = _xml_text(f"{info}\n{case.details}".rstrip())
         else:
             note = f"{info}\n{case.details}" if case.verdict != "pass" else info
@@ -171,8 +194,9 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _command(level: str, message: str, *, title: str | None = None,
-             location: tuple[str, int] | None = None) -> str:
+def _command(
+    level: str, message: str, *, title: str | None = None, location: tuple[str, int] | None = None
+) -> str:
     props = []
     if location is not None:
         props += [f"file={_escape_property(location[0])}", f"line={int(location[1])}"]
@@ -217,19 +241,24 @@ def github_annotations(
             left_out += 1
             continue
         shown[level] += 1
-        lines.append(_command(
-            level, _annotation_message(case),
-            title=f"gradverify: {case.implementation} {case.dtype} {case.verdict}",
-            location=(locations or {}).get(case.implementation),
-        ))
+        lines.append(
+            _command(
+                level,
+                _annotation_message(case),
+                title=f"gradverify: {case.implementation} {case.dtype} {case.verdict}",
+                location=(locations or {}).get(case.implementation),
+            )
+        )
     if left_out:
-        lines.append(_command(
-            "notice",
-            f"{left_out} more gradverify finding(s) not annotated: GitHub shows at most "
-            f"{max_errors} errors and {max_warnings} warnings per step. "
-            "All of them are in the job summary.",
-            title="gradverify: annotations left out",
-        ))
+        lines.append(
+            _command(
+                "notice",
+                f"{left_out} more gradverify finding(s) not annotated: GitHub shows at most "
+                f"{max_errors} errors and {max_warnings} warnings per step. "
+                "All of them are in the job summary.",
+                title="gradverify: annotations left out",
+            )
+        )
     return lines
 
 
@@ -261,16 +290,20 @@ def step_summary(results: Sequence[Any], *, fail_on: str) -> str:
     for c in cases:
         mark = ("**" + c.verdict.upper() + "**") if c.failed else c.verdict
         threshold = "-" if c.threshold_saturation is None else f"{c.threshold_saturation:.4g}"
-        head.append(f"| {_md_cell(c.implementation)} | {c.dtype} | {mark} | "
-                    f"{'-' if c.examples is None else c.examples} | {_bits(c.worst_bits)} | "
-                    f"{threshold} | {_md_cell(c.beyond_stable or '-')} |")
+        head.append(
+            f"| {_md_cell(c.implementation)} | {c.dtype} | {mark} | "
+            f"{'-' if c.examples is None else c.examples} | {_bits(c.worst_bits)} | "
+            f"{threshold} | {_md_cell(c.beyond_stable or '-')} |"
+        )
     text = "\n".join(head) + "\n"
     budget = STEP_SUMMARY_LIMIT // 2  # leave room for other steps of the same job
     for c in cases:
         if c.verdict == "pass" or not c.details:
             continue
-        block = (f"\n<details><summary>{_md_cell(c.implementation)} {c.dtype}: "
-                 f"{c.verdict}</summary>\n\n{_md_fence(c.details)}\n\n</details>\n")
+        block = (
+            f"\n<details><summary>{_md_cell(c.implementation)} {c.dtype}: "
+            f"{c.verdict}</summary>\n\n{_md_fence(c.details)}\n\n</details>\n"
+        )
         if len((text + block).encode()) > budget:
             text += "\n(further details left out to stay within GitHub's summary size limit)\n"
             break

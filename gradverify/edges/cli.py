@@ -138,23 +138,25 @@ def load_target(spec: str, *, directory: str | None = None) -> Callable:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise UsageError(f"cannot import {module_name!r} (for {spec}): no module named "
-                             f"{exc.name!r} (run from the project directory or install it)"
-                             ) from None
+            raise UsageError(
+                f"cannot import {module_name!r} (for {spec}): no module named "
+                f"{exc.name!r} (run from the project directory or install it)"
+            ) from None
         raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
         raise UsageError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
     except SystemExit as exc:
-        raise UsageError(f"importing {module_name!r} failed: it called sys.exit({exc.code!r}) "
-                         "while being imported (guard the script part with "
-                         "if __name__ == '__main__':)") from None
+        raise UsageError(
+            f"importing {module_name!r} failed: it called sys.exit({exc.code!r}) "
+            "while being imported (guard the script part with "
+            "if __name__ == '__main__':)"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise UsageError(f"{spec}: {module_name!r} has no attribute "
-                             f"{attr!r}") from None
+            raise UsageError(f"{spec}: {module_name!r} has no attribute {attr!r}") from None
         except Exception as exc:  # noqa: BLE001 - a property or __getattr__ may raise
             raise UsageError(f"{spec}: getting {part!r} failed: {_one_line(exc)}") from None
     if not callable(obj):
@@ -222,8 +224,9 @@ def _load_in_worker(spec: str, directory: str | None) -> Callable:
     from gradverify.engine.isolation import ImplementationLoadError, load_isolated
 
     try:
-        impl = load_isolated(functools.partial(load_target, spec, directory=directory),
-                             description=spec)
+        impl = load_isolated(
+            functools.partial(load_target, spec, directory=directory), description=spec
+        )
     except ImplementationLoadError as exc:
         raise UsageError(str(exc)) from None
     _WORKERS.append(impl)
@@ -237,8 +240,7 @@ def _close_worker(impl: Any) -> None:
         close()
 
 
-def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *,
-             declare: bool) -> Target:
+def _prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *, declare: bool) -> Target:
     """Load ``spec`` and gather, first wins, the command-line capability flags, its
     ``[[tool.gradverify.implementations]]`` entry and the config's ``dtypes``.
 
@@ -324,8 +326,11 @@ def _path_argument(text: str) -> str:
     return text
 
 
-def _outputs(args: argparse.Namespace, settings: Settings | None = None,
-             config: GradverifyConfig | None = None) -> Outputs:
+def _outputs(
+    args: argparse.Namespace,
+    settings: Settings | None = None,
+    config: GradverifyConfig | None = None,
+) -> Outputs:
     from gradverify.report.atomic import check_output_directory, check_output_file
 
     base = args.cwd
@@ -343,15 +348,18 @@ def _outputs(args: argparse.Namespace, settings: Settings | None = None,
         if outputs.junit_xml == outputs.json:
             raise UsageError(f"--json and --junit-xml name the same file {outputs.json}")
     if args.command == "report":
-        from_config = getattr(args, "report_dir", None) is None and config is not None \
+        from_config = (
+            getattr(args, "report_dir", None) is None
+            and config is not None
             and config.values.get("report_dir") is not None
+        )
         what = f"report-dir ({config.path})" if from_config else "--out"
         outputs.report_dir = check_output_directory(
-            (settings.report_dir if settings else None) or "reports", what=what, base=base)
+            (settings.report_dir if settings else None) or "reports", what=what, base=base
+        )
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if args.command == "check" and os.environ.get("GITHUB_ACTIONS") == "true" and summary:
-        outputs.step_summary = check_output_file(summary, what="$GITHUB_STEP_SUMMARY",
-                                                 base=base)
+        outputs.step_summary = check_output_file(summary, what="$GITHUB_STEP_SUMMARY", base=base)
     return outputs
 
 
@@ -385,8 +393,9 @@ def _check_document(results: Sequence[Any], settings: Settings, failed: bool) ->
     return {
         "schema": CHECK_SCHEMA,
         "gradverify_version": __version__,
-        "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                     for k, v in settings.as_dict().items()},
+        "settings": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.as_dict().items()
+        },
         "failed": failed,
         "results": [r.to_dict() for r in results],
     }
@@ -413,8 +422,13 @@ def _settings(args: argparse.Namespace, config: GradverifyConfig) -> Settings:
     return settings
 
 
-def _targets(args: argparse.Namespace, config: GradverifyConfig,
-             *, builtins_by_default: bool, declare: bool = False) -> list[Target]:
+def _targets(
+    args: argparse.Namespace,
+    config: GradverifyConfig,
+    *,
+    builtins_by_default: bool,
+    declare: bool = False,
+) -> list[Target]:
     specs = list(args.targets)
     if not specs:
         specs = [e.target for e in config.implementations]
@@ -457,35 +471,49 @@ def _run_check(args: argparse.Namespace) -> int:
 
         verdicts = [str(r.verdict) for r in results]
         # a pass needs a verdict for every target, each of them passing
-        failed = len(results) != len(targets) or not results or any(
-            counts_as_failure(v, settings.fail_on) for v in verdicts)
-        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in
-                           ("pass", "unstable", "incorrect", "error") if v in verdicts)
-        print(f"gradverify check: {len(results)} implementation(s): {counts} "
-              f"[fail-on {settings.fail_on}] -> {_outcome(failed, args)}", flush=True)
+        failed = (
+            len(results) != len(targets)
+            or not results
+            or any(counts_as_failure(v, settings.fail_on) for v in verdicts)
+        )
+        counts = ", ".join(
+            f"{verdicts.count(v)} {v}"
+            for v in ("pass", "unstable", "incorrect", "error")
+            if v in verdicts
+        )
+        print(
+            f"gradverify check: {len(results)} implementation(s): {counts} "
+            f"[fail-on {settings.fail_on}] -> {_outcome(failed, args)}",
+            flush=True,
+        )
 
-        document = json.dumps(_check_document(results, settings, failed), indent=2,
-                              allow_nan=False) + "\n"
+        document = (
+            json.dumps(_check_document(results, settings, failed), indent=2, allow_nan=False) + "\n"
+        )
         if outputs.json is not None:
             write_file_atomic(outputs.json, document, what="--json")
         if outputs.junit_xml is not None:
             from gradverify.edges.ci_outputs import junit_xml
 
-            write_file_atomic(outputs.junit_xml, junit_xml(results, fail_on=settings.fail_on),
-                              what="--junit-xml")
+            write_file_atomic(
+                outputs.junit_xml, junit_xml(results, fail_on=settings.fail_on), what="--junit-xml"
+            )
         if os.environ.get("GITHUB_ACTIONS") == "true":
-            locations = {t.name: loc for t in targets
-                         if (loc := _source_location(t.impl, args.cwd))}
-            for line in github_annotations(results, fail_on=settings.fail_on,
-                                           locations=locations):
+            locations = {
+                t.name: loc for t in targets if (loc := _source_location(t.impl, args.cwd))
+            }
+            for line in github_annotations(results, fail_on=settings.fail_on, locations=locations):
                 print(line)
             if outputs.step_summary is not None:
                 try:
-                    append_step_summary(step_summary(results, fail_on=settings.fail_on),
-                                        outputs.step_summary)
+                    append_step_summary(
+                        step_summary(results, fail_on=settings.fail_on), outputs.step_summary
+                    )
                 except OSError as exc:
-                    raise OutputPathError(f"$GITHUB_STEP_SUMMARY {outputs.step_summary}: "
-                                          f"cannot append: {exc.strerror or exc}") from None
+                    raise OutputPathError(
+                        f"$GITHUB_STEP_SUMMARY {outputs.step_summary}: "
+                        f"cannot append: {exc.strerror or exc}"
+                    ) from None
             sys.stdout.flush()
     if outputs.json_to_stdout:
         sys.stdout.write(document)
@@ -496,8 +524,7 @@ def _run_check(args: argparse.Namespace) -> int:
 def _scan_failures(result: Any) -> bool:
     """Whether any call of the scanned implementation failed (raised, hung, malformed)."""
     sides = [side for row in result.rows for side in row.sides]
-    return any(side.raises_anywhere for side in sides) or any(
-        h.error_points for h in result.hidden)
+    return any(side.raises_anywhere for side in sides) or any(h.error_points for h in result.hidden)
 
 
 def _run_scan(args: argparse.Namespace) -> int:
@@ -513,33 +540,46 @@ def _run_scan(args: argparse.Namespace) -> int:
         for target in targets:
             caps = capabilities_of(target.impl)
             if "sigmoid" not in caps.activations or "bce" not in caps.losses:
-                raise UsageError(f"{target.spec}: the scan needs a sigmoid output with loss "
-                                 f"bce; it declares activations {', '.join(caps.activations)} "
-                                 f"and losses {', '.join(caps.losses)}")
+                raise UsageError(
+                    f"{target.spec}: the scan needs a sigmoid output with loss "
+                    f"bce; it declares activations {', '.join(caps.activations)} "
+                    f"and losses {', '.join(caps.losses)}"
+                )
         progress = progress_enabled(None)
         timeout = search_arguments(_settings(args, config))
         timeout = {"timeout": timeout["timeout"]} if "timeout" in timeout else {}
         results, problems = [], []
         for target in targets:
             try:
-                result = scan(target.impl, dtypes=target.dtypes, name=target.name,
-                              progress=progress, exhaustive=args.exhaustive, **timeout)
+                result = scan(
+                    target.impl,
+                    dtypes=target.dtypes,
+                    name=target.name,
+                    progress=progress,
+                    exhaustive=args.exhaustive,
+                    **timeout,
+                )
                 _close_worker(target.impl)  # one worker per implementation, for its scan
             except ScanAborted as exc:
                 problems.append(f"{target.name}: scan stopped: {exc}")
                 continue
             results.append(result)
             if _scan_failures(result):
-                problems.append(f"{target.name}: some calls raised, hung or returned something "
-                                "malformed (the raises column)")
+                problems.append(
+                    f"{target.name}: some calls raised, hung or returned something "
+                    "malformed (the raises column)"
+                )
         if results:
             print(format_scan_table(results), flush=True)
         failed = bool(problems) or len(results) != len(targets)
         if failed:
             for problem in problems:
                 print(f"gradverify scan: {problem}")
-            print(f"gradverify scan: {len(targets)} implementation(s), "
-                  f"{len(problems)} with failed calls -> {_outcome(failed, args)}", flush=True)
+            print(
+                f"gradverify scan: {len(targets)} implementation(s), "
+                f"{len(problems)} with failed calls -> {_outcome(failed, args)}",
+                flush=True,
+            )
         document = json.dumps(scan_document(results), indent=2) + "\n"
         if outputs.json is not None:
             write_file_atomic(outputs.json, document, what="--json")
@@ -571,17 +611,23 @@ def _run_report(args: argparse.Namespace) -> int:
         kwargs["dtypes"] = tuple(dict.fromkeys(requested))
     if args.title:
         kwargs["title"] = args.title
-    path = write_report(outputs.report_dir, implementations={t.name: t.impl for t in targets},
-                        **kwargs)
+    path = write_report(
+        outputs.report_dir, implementations={t.name: t.impl for t in targets}, **kwargs
+    )
     print(f"gradverify report: written to {path}")
     verdicts = _report_verdicts(path)
-    failing = [f"{name} ({verdict})" for name, verdict in verdicts
-               if counts_as_failure(verdict, settings.fail_on)]
+    failing = [
+        f"{name} ({verdict})"
+        for name, verdict in verdicts
+        if counts_as_failure(verdict, settings.fail_on)
+    ]
     failed = bool(failing) or len(verdicts) != len(targets)
     if failed:
-        print(f"gradverify report: {len(failing)} of {len(targets)} implementation(s) not "
-              f"passing [fail-on {settings.fail_on}]: {', '.join(failing) or '-'} -> "
-              f"{_outcome(failed, args)}")
+        print(
+            f"gradverify report: {len(failing)} of {len(targets)} implementation(s) not "
+            f"passing [fail-on {settings.fail_on}]: {', '.join(failing) or '-'} -> "
+            f"{_outcome(failed, args)}"
+        )
     return EXIT_FINDINGS if failed else EXIT_OK
 
 
@@ -595,47 +641,78 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradverify",
         description="Verify backpropagation against exact (mpmath) gradients, and find where "
-                    "floating point breaks it.",
+        "floating point breaks it.",
     )
     parser.add_argument("--version", action="version", version=f"gradverify {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     about = {
-        "check": ("search each implementation for inputs where its gradient is wrong "
-                  "(the CI check)", "implementations to check (default: the config's)"),
-        "scan": ("find the logits where each dtype makes an implementation's BCE gradient "
-                 "inf/NaN or wrong", "implementations to scan (default: the built-ins)"),
-        "report": ("write an HTML/Markdown/JSON report with plots",
-                   "implementations to report on (default: the built-ins)"),
+        "check": (
+            "search each implementation for inputs where its gradient is wrong (the CI check)",
+            "implementations to check (default: the config's)",
+        ),
+        "scan": (
+            "find the logits where each dtype makes an implementation's BCE gradient "
+            "inf/NaN or wrong",
+            "implementations to scan (default: the built-ins)",
+        ),
+        "report": (
+            "write an HTML/Markdown/JSON report with plots",
+            "implementations to report on (default: the built-ins)",
+        ),
     }
     for name, (summary, targets_help) in about.items():
-        sub = commands.add_parser(name, help=summary, description=summary,
-                                  epilog=CHECK_EPILOG if name == "check" else None,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.add_argument("targets", nargs="*", metavar="MODULE:ATTR",
-                         help=f"{targets_help}; a built-in name (naive, epsilon, fused) "
-                              "also works")
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=CHECK_EPILOG if name == "check" else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument(
+            "targets",
+            nargs="*",
+            metavar="MODULE:ATTR",
+            help=f"{targets_help}; a built-in name (naive, epsilon, fused) also works",
+        )
         add_cli_arguments(sub, name)
-        sub.add_argument("--config", metavar="PATH",
-                         help="TOML file with a [tool.gradverify] table (default: "
-                              "./pyproject.toml if it has one)")
+        sub.add_argument(
+            "--config",
+            metavar="PATH",
+            help="TOML file with a [tool.gradverify] table (default: "
+            "./pyproject.toml if it has one)",
+        )
         if name in ("check", "scan"):
-            sub.add_argument("--json", metavar="PATH", type=_path_argument,
-                             help="write the results as JSON ('-': to stdout, and every other "
-                                  "line to stderr)")
+            sub.add_argument(
+                "--json",
+                metavar="PATH",
+                type=_path_argument,
+                help="write the results as JSON ('-': to stdout, and every other line to stderr)",
+            )
         if name == "check":
-            sub.add_argument("--junit-xml", metavar="PATH", type=_path_argument,
-                             help="write JUnit XML: one test case per implementation x dtype")
-        sub.add_argument("--exit-zero", action="store_true",
-                         help="always exit 0 (findings and errors are still printed)")
+            sub.add_argument(
+                "--junit-xml",
+                metavar="PATH",
+                type=_path_argument,
+                help="write JUnit XML: one test case per implementation x dtype",
+            )
+        sub.add_argument(
+            "--exit-zero",
+            action="store_true",
+            help="always exit 0 (findings and errors are still printed)",
+        )
         if name == "scan":
-            sub.add_argument("--exhaustive", action="store_true",
-                             help="check every finite float of float16 and bfloat16 instead of "
-                                  "bisecting and sampling (slower; catches isolated first-bad "
-                                  "floats that sampling can miss)")
+            sub.add_argument(
+                "--exhaustive",
+                action="store_true",
+                help="check every finite float of float16 and bfloat16 instead of "
+                "bisecting and sampling (slower; catches isolated first-bad "
+                "floats that sampling can miss)",
+            )
         if name == "report":
             sub.add_argument("--title", help="title of the report page")
-        sub.add_argument("--debug", action="store_true",
-                         help="show the traceback of an internal error")
+        sub.add_argument(
+            "--debug", action="store_true", help="show the traceback of an internal error"
+        )
     return parser
 
 
@@ -653,8 +730,11 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         args.cwd = os.getcwd()  # every relative path is taken from here, whatever runs later
     except OSError as exc:
-        print(f"gradverify {args.command}: error: the current directory is not usable: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"gradverify {args.command}: error: the current directory is not usable: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         return _RUNNERS[args.command](args)
@@ -662,20 +742,24 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"gradverify {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"\ngradverify {args.command}: interrupted; no output files written",
-              file=sys.stderr)
+        print(f"\ngradverify {args.command}: interrupted; no output files written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # gradverify raises none past argparse: an implementation did
-        print(f"gradverify {args.command}: error: an implementation stopped the run with "
-              f"sys.exit({exc.code!r}); no verdict, no output files written", file=sys.stderr)
+        print(
+            f"gradverify {args.command}: error: an implementation stopped the run with "
+            f"sys.exit({exc.code!r}); no verdict, no output files written",
+            file=sys.stderr,
+        )
         return EXIT_FINDINGS
     except Exception as exc:  # noqa: BLE001 - the catch-all that turns bugs into exit 3
         if debug:
             traceback.print_exc()
-        print(f"gradverify {args.command}: internal error: {_one_line(exc)}\n"
-              "This is a bug in gradverify. Please report it with the command you ran and "
-              f"the output of the same command with --debug (gradverify {__version__}).",
-              file=sys.stderr)
+        print(
+            f"gradverify {args.command}: internal error: {_one_line(exc)}\n"
+            "This is a bug in gradverify. Please report it with the command you ran and "
+            f"the output of the same command with --debug (gradverify {__version__}).",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     finally:
         while _WORKERS:
@@ -700,8 +784,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _left_behind_threads() -> bool:
     import threading
 
-    return any(t.is_alive() and not t.daemon and t is not threading.main_thread()
-               for t in threading.enumerate())
+    return any(
+        t.is_alive() and not t.daemon and t is not threading.main_thread()
+        for t in threading.enumerate()
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,8 +48,17 @@ __all__ = [
 ]
 
 SECTION = "[tool.gradverify]"
-IMPLEMENTATION_KEYS: tuple[str, ...] = ("target", "name", "activations", "losses", "dtypes",
-                                        "layout", "depth", "widths", "batch")
+IMPLEMENTATION_KEYS: tuple[str, ...] = (
+    "target",
+    "name",
+    "activations",
+    "losses",
+    "dtypes",
+    "layout",
+    "depth",
+    "widths",
+    "batch",
+)
 
 
 class ConfigError(Exception):
@@ -90,8 +99,9 @@ class GradverifyConfig:
 def _type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
-    return {int: "integer", float: "float", str: "string", list: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
+    return {int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _unknown_key(where: str, key: str, known: list[str]) -> ConfigError:
@@ -102,8 +112,10 @@ def _unknown_key(where: str, key: str, known: list[str]) -> ConfigError:
 
 def _names(where: str, key: str, value: Any, dest: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} {key!r} must be an array of strings, e.g. "
-                          f"[\"float32\", \"float64\"]; got {_type_name(value)} {value!r}")
+        raise ConfigError(
+            f"{where} {key!r} must be an array of strings, e.g. "
+            f'["float32", "float64"]; got {_type_name(value)} {value!r}'
+        )
     if not value:
         raise ConfigError(f"{where} {key!r} must not be empty")
     try:
@@ -131,8 +143,7 @@ def _option_value(where: str, key: str, option: Option, value: Any) -> Any:
         ok = isinstance(value, str)
         expected = "a string"
     if not ok:
-        raise ConfigError(f"{where} {key!r} must be {expected}; got {_type_name(value)} "
-                          f"{value!r}")
+        raise ConfigError(f"{where} {key!r} must be {expected}; got {_type_name(value)} {value!r}")
     try:
         return option.check(value)
     except ValueError as exc:
@@ -144,15 +155,18 @@ def _architecture(where: str, key: str, value: Any) -> Any:
     if key == "widths":
         example = '[784, 30, 10] or [784, "any", 10]'
         ok = isinstance(value, list) and all(
-            isinstance(v, int) and not isinstance(v, bool) or v == FREE_WIDTH for v in value)
+            isinstance(v, int) and not isinstance(v, bool) or v == FREE_WIDTH for v in value
+        )
     else:
         example = "2 or [2, 3]"
         ok = (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, list)
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        )
     if not ok:
-        raise ConfigError(f"{where} {key!r} must be like {example}; got {_type_name(value)} "
-                          f"{value!r}")
+        raise ConfigError(
+            f"{where} {key!r} must be like {example}; got {_type_name(value)} {value!r}"
+        )
     if key == "widths":
         value = [parse_width(v) for v in value]
     try:
@@ -164,8 +178,10 @@ def _architecture(where: str, key: str, value: Any) -> Any:
 def _implementation(where: str, index: int, table: Any) -> ImplementationEntry:
     here = f"{where} implementations[{index}]:"
     if not isinstance(table, dict):
-        raise ConfigError(f"{here} must be a table such as {{target = \"pkg.mod:fn\"}}; got "
-                          f"{_type_name(table)} {table!r}")
+        raise ConfigError(
+            f'{here} must be a table such as {{target = "pkg.mod:fn"}}; got '
+            f"{_type_name(table)} {table!r}"
+        )
     for key in table:
         if key not in IMPLEMENTATION_KEYS:
             raise _unknown_key(here, key, list(IMPLEMENTATION_KEYS))
@@ -178,12 +194,19 @@ def _implementation(where: str, index: int, table: Any) -> ImplementationEntry:
         raise ConfigError(f"{here} 'name' must be a string; got {_type_name(name)} {name!r}")
     layout = table.get("layout")
     if layout is not None and layout not in LAYOUT_CHOICES:
-        raise ConfigError(f"{here} 'layout' must be one of {', '.join(LAYOUT_CHOICES)}; "
-                          f"got {layout!r}")
-    lists = {key: _names(here, key, table[key], key)
-             for key in ("activations", "losses", "dtypes") if key in table}
-    shape = {key: _architecture(here, key, table[key])
-             for key in ("depth", "widths", "batch") if key in table}
+        raise ConfigError(
+            f"{here} 'layout' must be one of {', '.join(LAYOUT_CHOICES)}; got {layout!r}"
+        )
+    lists = {
+        key: _names(here, key, table[key], key)
+        for key in ("activations", "losses", "dtypes")
+        if key in table
+    }
+    shape = {
+        key: _architecture(here, key, table[key])
+        for key in ("depth", "widths", "batch")
+        if key in table
+    }
     try:
         validate_architecture(shape)  # together: widths must agree with depth
     except ValueError as exc:
@@ -201,9 +224,11 @@ def parse_section(section: Mapping[str, Any], path: Path | str) -> GradverifyCon
     for key, value in section.items():
         if key == "implementations":
             if not isinstance(value, list):
-                raise ConfigError(f"{where} 'implementations' must be an array of tables "
-                                  f"([[tool.gradverify.implementations]]); got "
-                                  f"{_type_name(value)}")
+                raise ConfigError(
+                    f"{where} 'implementations' must be an array of tables "
+                    f"([[tool.gradverify.implementations]]); got "
+                    f"{_type_name(value)}"
+                )
             implementations = tuple(_implementation(where, i, t) for i, t in enumerate(value))
         elif key in options:
             values[options[key].dest] = _option_value(where, key, options[key], value)
@@ -223,8 +248,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                          f"offset {exc.start}); TOML files must be UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}); TOML files must be UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:

@@ -94,8 +94,9 @@ def _parse_widths(text: str) -> tuple:
     try:
         return tuple(parse_width(p) for p in parts)
     except ValueError:
-        raise ValueError(f"expected widths such as 784,30,10 or any,30,any (input first); "
-                         f"got {text!r}") from None
+        raise ValueError(
+            f"expected widths such as 784,30,10 or any,30,any (input first); got {text!r}"
+        ) from None
 
 
 def validate_architecture(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,8 +112,16 @@ def validate_architecture(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
-_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
-             "false": False, "no": False, "off": False, "0": False}
+_BOOLEANS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
 
 
 def _parse_bool(text: str) -> bool:
@@ -184,9 +193,7 @@ class Option:
     def check(self, value: Any) -> Any:
         """``value`` if it is valid for this option (already typed), else ValueError."""
         if self.choices is not None and value not in self.choices:
-            raise ValueError(
-                f"expected one of {', '.join(self.choices)}; got {value!r}"
-            )
+            raise ValueError(f"expected one of {', '.join(self.choices)}; got {value!r}")
         if self.kind == "bool" and not isinstance(value, bool):
             raise ValueError(f"expected true or false; got {value!r}")
         if self.kind == "float" and not math.isfinite(value):
@@ -214,109 +221,174 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option(
-        "dtypes", "names", None,
+        "dtypes",
+        "names",
+        None,
         "dtypes to check, comma-separated (float16, bfloat16, float32, float64); "
         "default: the dtypes each implementation declares",
-        metavar="DTYPES", cli_flag="--dtypes", pytest_flag="--gradverify-dtypes",
-        ini_name="gradverify_dtypes", config_key="dtypes",
+        metavar="DTYPES",
+        cli_flag="--dtypes",
+        pytest_flag="--gradverify-dtypes",
+        ini_name="gradverify_dtypes",
+        config_key="dtypes",
     ),
     Option(
-        "activations", "names", None,
+        "activations",
+        "names",
+        None,
         "activations the implementation supports, comma-separated (e.g. sigmoid,tanh); "
         "overrides its declaration",
-        metavar="NAMES", cli_flag="--activations",
+        metavar="NAMES",
+        cli_flag="--activations",
     ),
     Option(
-        "losses", "names", None,
-        "losses the implementation supports, comma-separated (e.g. bce); "
-        "overrides its declaration",
-        metavar="NAMES", cli_flag="--losses",
+        "losses",
+        "names",
+        None,
+        "losses the implementation supports, comma-separated (e.g. bce); overrides its declaration",
+        metavar="NAMES",
+        cli_flag="--losses",
     ),
     Option(
-        "depth", "range", None,
+        "depth",
+        "range",
+        None,
         "the number of layers (weight matrices) the implementation handles: N or MIN,MAX "
         "(e.g. 2); the search stays inside it; overrides its declaration",
-        metavar="N", cli_flag="--depth",
+        metavar="N",
+        cli_flag="--depth",
     ),
     Option(
-        "widths", "widths", None,
+        "widths",
+        "widths",
+        None,
         "every width the implementation handles, input first, 'any' for a free one (e.g. "
         "784,30,10 or any,30,any); fixes the depth; overrides its declaration",
-        metavar="N,N,...", cli_flag="--widths",
+        metavar="N,N,...",
+        cli_flag="--widths",
     ),
     Option(
-        "batch", "range", None,
+        "batch",
+        "range",
+        None,
         "the batch sizes the implementation handles: N or MIN,MAX (e.g. 1); overrides its "
         "declaration",
-        metavar="N", cli_flag="--batch",
+        metavar="N",
+        cli_flag="--batch",
     ),
     Option(
-        "layout", "choice", None,
-        "rows: x and y are passed as (batch, n) instead of (n, batch); "
-        "overrides the declaration",
-        choices=LAYOUT_CHOICES, cli_flag="--layout",
+        "layout",
+        "choice",
+        None,
+        "rows: x and y are passed as (batch, n) instead of (n, batch); overrides the declaration",
+        choices=LAYOUT_CHOICES,
+        cli_flag="--layout",
     ),
     Option(
-        "max_examples", "int", None,
+        "max_examples",
+        "int",
+        None,
         "examples the Hypothesis search tries per implementation "
         "(default: the search's own default)",
-        metavar="N", minimum=1, maximum=MAX_EXAMPLES_LIMIT, cli_flag="--max-examples",
+        metavar="N",
+        minimum=1,
+        maximum=MAX_EXAMPLES_LIMIT,
+        cli_flag="--max-examples",
         subcommands=("check", "report"),
-        pytest_flag="--gradverify-max-examples", ini_name="gradverify_max_examples",
+        pytest_flag="--gradverify-max-examples",
+        ini_name="gradverify_max_examples",
         config_key="max-examples",
     ),
     Option(
-        "seed", "int", None,
+        "seed",
+        "int",
+        None,
         "seed of the search, for a reproducible run (default: random, or derandomized "
         "under Hypothesis's settings)",
-        metavar="S", cli_flag="--seed", subcommands=("check", "report"),
-        pytest_flag="--gradverify-seed", ini_name="gradverify_seed", config_key="seed",
+        metavar="S",
+        cli_flag="--seed",
+        subcommands=("check", "report"),
+        pytest_flag="--gradverify-seed",
+        ini_name="gradverify_seed",
+        config_key="seed",
     ),
     Option(
-        "tolerance_factor", "float", 32.0,
+        "tolerance_factor",
+        "float",
+        32.0,
         "a tensor passes when its error is within this many times the error of a "
         "numerically stable implementation at the same dtype",
-        metavar="F", minimum=1.0, cli_flag="--tolerance-factor", subcommands=("check",),
-        pytest_flag="--gradverify-tolerance-factor", ini_name="gradverify_tolerance_factor",
+        metavar="F",
+        minimum=1.0,
+        cli_flag="--tolerance-factor",
+        subcommands=("check",),
+        pytest_flag="--gradverify-tolerance-factor",
+        ini_name="gradverify_tolerance_factor",
         config_key="tolerance-factor",
     ),
     Option(
-        "policy", "choice", "autograd",
+        "policy",
+        "choice",
+        "autograd",
         "the accuracy bar: 'autograd' (default) passes code as accurate as framework autograd "
         "(torch, jax); 'strict' requires the accuracy of the best stable formulation",
-        choices=POLICY_CHOICES, cli_flag="--policy", subcommands=("check",),
-        pytest_flag="--gradverify-policy", ini_name="gradverify_policy", config_key="policy",
+        choices=POLICY_CHOICES,
+        cli_flag="--policy",
+        subcommands=("check",),
+        pytest_flag="--gradverify-policy",
+        ini_name="gradverify_policy",
+        config_key="policy",
     ),
     Option(
-        "fail_on", "choice", "unstable",
+        "fail_on",
+        "choice",
+        "unstable",
         "the least severe verdict that fails: 'unstable' (default) or 'incorrect' "
         "(then unstable implementations only warn); error verdicts always fail",
-        choices=FAIL_ON_CHOICES, cli_flag="--fail-on", subcommands=("check", "report"),
-        pytest_flag="--gradverify-fail-on", ini_name="gradverify_fail_on",
+        choices=FAIL_ON_CHOICES,
+        cli_flag="--fail-on",
+        subcommands=("check", "report"),
+        pytest_flag="--gradverify-fail-on",
+        ini_name="gradverify_fail_on",
         config_key="fail-on",
     ),
     Option(
-        "timeout", "float", None,
+        "timeout",
+        "float",
+        None,
         "seconds one call of an implementation may take before it is judged to hang "
         "(default: 10); an isolated call over it is killed",
-        metavar="SECONDS", minimum=0.01, cli_flag="--timeout",
-        pytest_flag="--gradverify-timeout", ini_name="gradverify_timeout", config_key="timeout",
+        metavar="SECONDS",
+        minimum=0.01,
+        cli_flag="--timeout",
+        pytest_flag="--gradverify-timeout",
+        ini_name="gradverify_timeout",
+        config_key="timeout",
     ),
     Option(
-        "isolate", "bool", None,
+        "isolate",
+        "bool",
+        None,
         "run each implementation in a supervised worker process, so that exiting, crashing "
         "or hanging (even in C code) is an error verdict and cannot end or block this run "
         "(default: on for the command line; in pytest on, except under --pdb, --trace or an "
         "attached debugger); --no-isolate runs it in this process",
-        cli_flag="--isolate", pytest_flag="--gradverify-isolate",
-        ini_name="gradverify_isolate", config_key="isolate",
+        cli_flag="--isolate",
+        pytest_flag="--gradverify-isolate",
+        ini_name="gradverify_isolate",
+        config_key="isolate",
     ),
     Option(
-        "report_dir", "path", None,
+        "report_dir",
+        "path",
+        None,
         "directory for the HTML/Markdown/JSON report (the CLI's report command writes to "
         "'reports' by default; the pytest plugin writes one only when this is set)",
-        metavar="DIR", cli_flag="--out", subcommands=("report",),
-        pytest_flag="--gradverify-report", ini_name="gradverify_report",
+        metavar="DIR",
+        cli_flag="--out",
+        subcommands=("report",),
+        pytest_flag="--gradverify-report",
+        ini_name="gradverify_report",
         config_key="report-dir",
     ),
 )
@@ -362,22 +434,29 @@ def add_cli_arguments(parser: argparse.ArgumentParser, subcommand: str) -> None:
         if option.cli_flag is None or subcommand not in option.subcommands:
             continue
         if option.kind == "bool":  # --isolate and --no-isolate
-            parser.add_argument(option.cli_flag, dest=option.dest,
-                                action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=option.help)
+            parser.add_argument(
+                option.cli_flag,
+                dest=option.dest,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=option.help,
+            )
             continue
         parser.add_argument(
-            option.cli_flag, dest=option.dest, type=option.argparse_type(),
-            metavar=option.metavar or (
-                "{" + ",".join(option.choices) + "}" if option.choices else None),
-            default=argparse.SUPPRESS, help=option.help,
+            option.cli_flag,
+            dest=option.dest,
+            type=option.argparse_type(),
+            metavar=option.metavar
+            or ("{" + ",".join(option.choices) + "}" if option.choices else None),
+            default=argparse.SUPPRESS,
+            help=option.help,
         )
 
 
 def negative_flag(flag: str) -> str:
     """``--gradverify-isolate`` -> ``--gradverify-no-isolate``, ``--isolate`` -> ``--no-isolate``"""
     if flag.startswith("--gradverify-"):
-        return "--gradverify-no-" + flag[len("--gradverify-"):]
+        return "--gradverify-no-" + flag[len("--gradverify-") :]
     return "--no-" + flag[2:]
 
 
@@ -386,20 +465,34 @@ def add_pytest_options(parser: Any) -> None:
     group = parser.getgroup("gradverify", "gradverify: gradient checking")
     for option in OPTIONS:
         if option.pytest_flag and option.kind == "bool":  # --gradverify-[no-]isolate
-            group.addoption(option.pytest_flag, dest=option.pytest_dest, default=None,
-                            action="store_const", const=True, help=option.help)
-            group.addoption(negative_flag(option.pytest_flag), dest=option.pytest_dest,
-                            action="store_const", const=False, help=f"not {option.pytest_flag}")
+            group.addoption(
+                option.pytest_flag,
+                dest=option.pytest_dest,
+                default=None,
+                action="store_const",
+                const=True,
+                help=option.help,
+            )
+            group.addoption(
+                negative_flag(option.pytest_flag),
+                dest=option.pytest_dest,
+                action="store_const",
+                const=False,
+                help=f"not {option.pytest_flag}",
+            )
         elif option.pytest_flag:
             group.addoption(
-                option.pytest_flag, dest=option.pytest_dest, default=None,
-                metavar=option.metavar or (
-                    "{" + ",".join(option.choices) + "}" if option.choices else None),
+                option.pytest_flag,
+                dest=option.pytest_dest,
+                default=None,
+                metavar=option.metavar
+                or ("{" + ",".join(option.choices) + "}" if option.choices else None),
                 help=option.help,
             )
         if option.ini_name:
-            parser.addini(option.ini_name, help=f"default for {option.pytest_flag}",
-                          type="string", default="")
+            parser.addini(
+                option.ini_name, help=f"default for {option.pytest_flag}", type="string", default=""
+            )
 
 
 def values_from_pytest(config: Any, *, ini: bool) -> dict[str, Any]:
@@ -451,8 +544,10 @@ def resolve_settings(*layers: Mapping[str, Any]) -> Settings:
 
 def search_arguments(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for :func:`gradverify.exploration.search.search` from resolved settings."""
-    kwargs: dict[str, Any] = {"tolerance_factor": settings.tolerance_factor,
-                              "policy": settings.policy}
+    kwargs: dict[str, Any] = {
+        "tolerance_factor": settings.tolerance_factor,
+        "policy": settings.policy,
+    }
     for dest in ("dtypes", "max_examples", "seed", "timeout"):
         value = getattr(settings, dest)
         if value is not None:

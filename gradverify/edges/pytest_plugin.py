@@ -117,17 +117,26 @@ def pytest_configure(config: pytest.Config) -> None:
         # that a test changing directory cannot move the report
         from gradverify.report.atomic import OutputPathError, check_output_directory
 
-        where = ("--gradverify-report" if given.get("report_dir") else
-                 "gradverify_report" if ini.get("report_dir") else f"report-dir ({path})")
+        where = (
+            "--gradverify-report"
+            if given.get("report_dir")
+            else "gradverify_report"
+            if ini.get("report_dir")
+            else f"report-dir ({path})"
+        )
         try:
-            settings.report_dir = str(check_output_directory(
-                settings.report_dir, what=where, base=config.invocation_params.dir))
+            settings.report_dir = str(
+                check_output_directory(
+                    settings.report_dir, what=where, base=config.invocation_params.dir
+                )
+            )
         except OutputPathError as exc:
             raise pytest.UsageError(f"gradverify: {exc}") from None
     config.stash[_STATE] = _SessionState(settings)
     if not _is_worker(config):
-        config.pluginmanager.register(_ReportCollector(config.stash[_STATE]),
-                                      "gradverify-report-collector")
+        config.pluginmanager.register(
+            _ReportCollector(config.stash[_STATE]), "gradverify-report-collector"
+        )
 
 
 def _state(config: pytest.Config) -> _SessionState:
@@ -163,18 +172,28 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
     """The summary of one check as plain data (it may travel from an xdist worker)."""
     per_dtype = getattr(result, "per_dtype", None)
     if per_dtype:
-        dtypes = {name: {"verdict": str(s.verdict), "worst_bits": _number(s.worst_bits),
-                         "threshold_saturation": _number(s.threshold_saturation),
-                         "beyond_stable_bits": _number(s.beyond_stable.bits)
-                         if s.beyond_stable is not None else None}
-                  for name, s in per_dtype.items()}
+        dtypes = {
+            name: {
+                "verdict": str(s.verdict),
+                "worst_bits": _number(s.worst_bits),
+                "threshold_saturation": _number(s.threshold_saturation),
+                "beyond_stable_bits": _number(s.beyond_stable.bits)
+                if s.beyond_stable is not None
+                else None,
+            }
+            for name, s in per_dtype.items()
+        }
     else:  # a CheckResult: one problem, one dtype
-        dtypes = {result.dtype: {"verdict": str(result.verdict),
-                                 "worst_bits": _number(result.worst_bits),
-                                 "threshold_saturation": None,
-                                 "beyond_stable_bits": _number(
-                                     result.precision_beyond_stable()[0])
-                                 if result.tensors else None}}
+        dtypes = {
+            result.dtype: {
+                "verdict": str(result.verdict),
+                "worst_bits": _number(result.worst_bits),
+                "threshold_saturation": None,
+                "beyond_stable_bits": _number(result.precision_beyond_stable()[0])
+                if result.tensors
+                else None,
+            }
+        }
     return {
         "nodeid": nodeid,
         "implementation": result.implementation,
@@ -192,8 +211,14 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
 class GradverifyFixture:
     """What the ``gradverify`` fixture gives a test: ``check`` and the resolved ``settings``."""
 
-    def __init__(self, state: _SessionState, nodeid: str, overrides: dict[str, Any], *,
-                 request: pytest.FixtureRequest | None = None) -> None:
+    def __init__(
+        self,
+        state: _SessionState,
+        nodeid: str,
+        overrides: dict[str, Any],
+        *,
+        request: pytest.FixtureRequest | None = None,
+    ) -> None:
         self._state = state
         self._request = request
         self.nodeid = nodeid
@@ -244,8 +269,11 @@ class GradverifyFixture:
         settings = self.settings
         if problem is None:
             kwargs = search_arguments(settings)
-            for name, value in (("activations", activations), ("losses", losses),
-                                ("dtypes", dtypes)):
+            for name, value in (
+                ("activations", activations),
+                ("losses", losses),
+                ("dtypes", dtypes),
+            ):
                 if value is not None:
                     kwargs[name] = (value,) if isinstance(value, str) else tuple(value)
             for name, value in (("depth", depth), ("widths", widths), ("batch", batch)):
@@ -254,9 +282,13 @@ class GradverifyFixture:
             kwargs["isolate"] = self.isolate
             kwargs.update(options)
         else:
-            kwargs = {"tolerance_factor": settings.tolerance_factor,
-                      "policy": settings.policy, "isolate": self.isolate,
-                      **({"timeout": settings.timeout} if settings.timeout else {}), **options}
+            kwargs = {
+                "tolerance_factor": settings.tolerance_factor,
+                "policy": settings.policy,
+                "isolate": self.isolate,
+                **({"timeout": settings.timeout} if settings.timeout else {}),
+                **options,
+            }
         from gradverify.engine.isolation import IsolationError
 
         try:
@@ -280,14 +312,16 @@ def gradverify(request: pytest.FixtureRequest) -> GradverifyFixture:
         if marker.args:
             raise pytest.UsageError(
                 "the gradverify marker takes keyword arguments only, e.g. "
-                "@pytest.mark.gradverify(dtypes=('float32',))")
+                "@pytest.mark.gradverify(dtypes=('float32',))"
+            )
         for name, value in marker.kwargs.items():
             try:
                 overrides[name] = _marker_value(name, value)
             except ValueError as exc:
                 pytest.fail(str(exc), pytrace=False)
-    return GradverifyFixture(_state(request.config), request.node.nodeid, overrides,
-                             request=request)
+    return GradverifyFixture(
+        _state(request.config), request.node.nodeid, overrides, request=request
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -359,8 +393,11 @@ def _summary_line(check: dict) -> str:
         threshold = info.get("threshold_saturation")
         if info["verdict"] == "pass":
             beyond = info.get("beyond_stable_bits")
-            parts.append(f"{dtype} pass" if beyond is None
-                         else f"{dtype} pass, {_fmt_bits(beyond)} bits beyond stable")
+            parts.append(
+                f"{dtype} pass"
+                if beyond is None
+                else f"{dtype} pass, {_fmt_bits(beyond)} bits beyond stable"
+            )
         elif threshold is not None:
             parts.append(f"{dtype} {info['verdict']} from max|h| {threshold:.4g}")
         else:
@@ -368,15 +405,19 @@ def _summary_line(check: dict) -> str:
     for dtype, why in ((check.get("result") or {}).get("skipped_dtypes") or {}).items():
         parts.append(f"skipped {dtype}: {why}")  # unavailable here, never dropped silently
     # an error verdict (raised, hung, malformed) has no bits of error to show
-    bits = ("" if check["verdict"] == "error" or check.get("worst_bits") is None
-            else f"worst {_fmt_bits(check['worst_bits'])} bits  ")
-    return (f"{check['verdict'].upper():<9} {check['nodeid']}  {check['implementation']}  "
-            f"{bits}[{', '.join(parts)}]  policy {check.get('policy', 'autograd')}, "
-            f"tolerance {check['tolerance_factor']:g}x")
+    bits = (
+        ""
+        if check["verdict"] == "error" or check.get("worst_bits") is None
+        else f"worst {_fmt_bits(check['worst_bits'])} bits  "
+    )
+    return (
+        f"{check['verdict'].upper():<9} {check['nodeid']}  {check['implementation']}  "
+        f"{bits}[{', '.join(parts)}]  policy {check.get('policy', 'autograd')}, "
+        f"tolerance {check['tolerance_factor']:g}x"
+    )
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
-                            ) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is None or _is_worker(config) or not (state.checks or state.crashes):
         return
@@ -386,9 +427,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for nodeid, what in state.crashes:
         terminalreporter.write_line(
             f"{'ERROR':<9} {nodeid}  {what}: the checks it was making are lost (those of "
-            "the tests it had finished are above)", red=True)
+            "the tests it had finished are above)",
+            red=True,
+        )
     if state.report_path is not None:
         terminalreporter.write_line(f"gradverify report written to {state.report_path}")
     if state.report_error is not None:
-        terminalreporter.write_line(f"gradverify report failed: {state.report_error}",
-                                    red=True)
+        terminalreporter.write_line(f"gradverify report failed: {state.report_error}", red=True)

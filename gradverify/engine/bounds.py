@@ -72,8 +72,7 @@ def _gamma(n: int, u: float) -> float:
     return nu / (1.0 - nu) if nu < 0.5 else np.inf
 
 
-def _spread(fn: Callable[[np.ndarray], np.ndarray], t: np.ndarray, err: np.ndarray
-            ) -> np.ndarray:
+def _spread(fn: Callable[[np.ndarray], np.ndarray], t: np.ndarray, err: np.ndarray) -> np.ndarray:
     """max |fn(t +- err) - fn(t)|: how far an argument error of ``err`` moves ``fn``.
 
     The offset is widened to what float64 resolves at ``t`` (at most a few float64 ulps) so
@@ -85,9 +84,17 @@ def _spread(fn: Callable[[np.ndarray], np.ndarray], t: np.ndarray, err: np.ndarr
     return np.where(np.isfinite(moved), moved, 0.0)
 
 
-def _output_delta_error(problem: Problem, h: np.ndarray, z: np.ndarray, e_h: np.ndarray,
-                        e_z: np.ndarray, delta: np.ndarray, formulation: Formulation,
-                        u: float, eta: float) -> np.ndarray:
+def _output_delta_error(
+    problem: Problem,
+    h: np.ndarray,
+    z: np.ndarray,
+    e_h: np.ndarray,
+    e_z: np.ndarray,
+    delta: np.ndarray,
+    formulation: Formulation,
+    u: float,
+    eta: float,
+) -> np.ndarray:
     """Bound on the error of dJ/dh_L = dloss/dh_L / N, per entry (shape (n_L, batch))."""
     spec, y = problem.spec, problem.y.astype(np.float64)
     n = float(y.size)
@@ -102,11 +109,19 @@ def _output_delta_error(problem: Problem, h: np.ndarray, z: np.ndarray, e_h: np.
         p = np.exp(t)
         label_sum = y.sum(axis=0, keepdims=True)
         # the exponent t_k = (h_k - max) - log(sum): its rounding and the argument errors
-        e_t = (u * (np.abs(shifted) + np.abs(t)) + (c + 1) * u * np.abs(log_total)
-               + c * u + _gamma(rows, u) + 2 * e_h.max(axis=0, keepdims=True))
+        e_t = (
+            u * (np.abs(shifted) + np.abs(t))
+            + (c + 1) * u * np.abs(log_total)
+            + c * u
+            + _gamma(rows, u)
+            + 2 * e_h.max(axis=0, keepdims=True)
+        )
         e_p = p * (e_t + c * u) * (1 + e_t)
-        e_scaled = (e_p * np.abs(label_sum) + p * _gamma(rows, u) * np.abs(y).sum(axis=0)
-                    + u * p * np.abs(label_sum))
+        e_scaled = (
+            e_p * np.abs(label_sum)
+            + p * _gamma(rows, u) * np.abs(y).sum(axis=0)
+            + u * p * np.abs(label_sum)
+        )
         e_d = e_scaled + u * d
     elif has_fused_delta(loss):  # bce: sigmoid(h) - y, with z = sigmoid(h)
         e_d = e_z + u * d
@@ -118,9 +133,16 @@ def _output_delta_error(problem: Problem, h: np.ndarray, z: np.ndarray, e_h: np.
     return e_d / n + u * np.abs(delta) + eta
 
 
-def _derivative_and_error(act: Activation, h: np.ndarray, z: np.ndarray, e_h: np.ndarray,
-                          e_z: np.ndarray, formulation: Formulation, u: float, eta: float
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def _derivative_and_error(
+    act: Activation,
+    h: np.ndarray,
+    z: np.ndarray,
+    e_h: np.ndarray,
+    e_z: np.ndarray,
+    formulation: Formulation,
+    u: float,
+    eta: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """act'(h) in float64 and the bound on its computed value's error."""
     slope = act.derivative(h)
     if formulation == "autograd" and act.derivative_from_output is not None:
@@ -130,8 +152,9 @@ def _derivative_and_error(act: Activation, h: np.ndarray, z: np.ndarray, e_h: np
     return slope, moved + FUNCTION_ROUNDINGS * u * np.abs(slope) + eta
 
 
-def rounding_error_bounds(problem: Problem, formulation: Formulation = "stable"
-                          ) -> list[np.ndarray]:
+def rounding_error_bounds(
+    problem: Problem, formulation: Formulation = "stable"
+) -> list[np.ndarray]:
     """Elementwise bounds on |computed - exact| for dW_1, db_1, ..., dW_L, db_L (float64).
 
     Args:
@@ -161,8 +184,11 @@ def rounding_error_bounds(problem: Problem, formulation: Formulation = "stable"
         e_hs, e_zs = [], []
         for i, act in enumerate(acts):
             terms = weights[i] @ np.abs(inputs[i]) + biases[i][:, None]
-            e_h = (_gamma(spec.widths[i] + 1, u) * terms + weights[i] @ e_inputs[i]
-                   + (spec.widths[i] + 1) * eta)
+            e_h = (
+                _gamma(spec.widths[i] + 1, u) * terms
+                + weights[i] @ e_inputs[i]
+                + (spec.widths[i] + 1) * eta
+            )
             e_z = _spread(act.forward, fp.h[i], e_h) + c * u * np.abs(fp.z[i]) + eta
             e_hs.append(e_h)
             e_zs.append(e_z)
@@ -170,24 +196,42 @@ def rounding_error_bounds(problem: Problem, formulation: Formulation = "stable"
 
         # the exact deltas' magnitudes, from a stable float64 backward pass
         delta = output_delta(spec, fp, problem.y.astype(np.float64))
-        e_delta = _output_delta_error(problem, fp.h[-1], fp.z[-1], e_hs[-1], e_zs[-1], delta,
-                                      formulation, u, eta)
+        e_delta = _output_delta_error(
+            problem, fp.h[-1], fp.z[-1], e_hs[-1], e_zs[-1], delta, formulation, u, eta
+        )
         gamma_batch = _gamma(batch, u)
         bounds: list[np.ndarray] = [np.empty(0)] * (2 * spec.depth)
         for i in reversed(range(spec.depth)):
             z_in, e_in = np.abs(inputs[i]), e_inputs[i]
             magnitude = np.abs(delta) @ z_in.T
-            bounds[2 * i] = ((gamma_batch + 2 * u) * magnitude + e_delta @ z_in.T
-                             + np.abs(delta) @ e_in.T + batch * eta)
-            bounds[2 * i + 1] = ((gamma_batch + 2 * u) * np.abs(delta).sum(axis=1)
-                                 + e_delta.sum(axis=1) + batch * eta)
+            bounds[2 * i] = (
+                (gamma_batch + 2 * u) * magnitude
+                + e_delta @ z_in.T
+                + np.abs(delta) @ e_in.T
+                + batch * eta
+            )
+            bounds[2 * i + 1] = (
+                (gamma_batch + 2 * u) * np.abs(delta).sum(axis=1)
+                + e_delta.sum(axis=1)
+                + batch * eta
+            )
             if i > 0:
                 g = signed_weights[i].T @ delta
-                e_g = (_gamma(spec.widths[i + 1], u) * (weights[i].T @ np.abs(delta))
-                       + weights[i].T @ e_delta + spec.widths[i + 1] * eta)
-                slope, e_slope = _derivative_and_error(acts[i - 1], fp.h[i - 1], fp.z[i - 1],
-                                                       e_hs[i - 1], e_zs[i - 1], formulation,
-                                                       u, eta)
+                e_g = (
+                    _gamma(spec.widths[i + 1], u) * (weights[i].T @ np.abs(delta))
+                    + weights[i].T @ e_delta
+                    + spec.widths[i + 1] * eta
+                )
+                slope, e_slope = _derivative_and_error(
+                    acts[i - 1],
+                    fp.h[i - 1],
+                    fp.z[i - 1],
+                    e_hs[i - 1],
+                    e_zs[i - 1],
+                    formulation,
+                    u,
+                    eta,
+                )
                 delta = g * slope
                 e_delta = e_g * np.abs(slope) + np.abs(g) * e_slope + u * np.abs(delta) + eta
     # where no finite bound exists (n u >= 1/2), the floor allows nothing: the baselines decide

@@ -109,8 +109,10 @@ def _accuracy_bar(problem: Problem, policy: str) -> _Bar:
     if policy == "autograd":
         autograd = call_backprop(conventional_backprop, problem, timeout=None)
         autograd_values = _tensor_arrays(autograd) if autograd.ok else [None] * count
-        floors = [np.maximum(a, b) for a, b in
-                  zip(floors, rounding_error_bounds(problem, "autograd"), strict=True)]
+        floors = [
+            np.maximum(a, b)
+            for a, b in zip(floors, rounding_error_bounds(problem, "autograd"), strict=True)
+        ]
     return _Bar(stable_values, autograd_values, floors)
 
 
@@ -139,8 +141,7 @@ def _compare(
         else:
             base_error, base_finite = 0.0, np.ones(hi.shape, bool)
             base_bits = np.zeros(hi.shape)
-        autograd_error = (None if conventional is None
-                          else normwise_error(conventional, hi, lo))
+        autograd_error = None if conventional is None else normwise_error(conventional, hi, lo)
         blamed_nonfinite = int(np.count_nonzero(errs.nonfinite & base_finite))
         excused = np.where(errs.nonfinite & ~base_finite, hi, value)
         err = normwise_error(excused, hi, lo)
@@ -152,18 +153,28 @@ def _compare(
             usable = ~fd_bad & (hi != 0)
             if np.any(usable):
                 fd_max = float(np.max(np.abs(fd_vals[usable] - hi[usable]) / np.abs(hi[usable])))
-        tensors.append(TensorComparison(
-            name=name, layer=k // 2 + 1, kind="weight" if k % 2 == 0 else "bias",
-            shape=tuple(hi.shape), normwise_error=err,
-            max_relative_error=float(np.max(errs.relative, initial=0.0)),
-            max_ulps=float(np.max(errs.ulps, initial=0.0)),
-            max_bits=float(np.max(errs.bits, initial=0.0)),
-            nonfinite=blamed_nonfinite, baseline_error=base_error, tolerance=tol,
-            passed=bool(blamed_nonfinite == 0 and beyond <= tol), fd_max_error=fd_max,
-            autograd_baseline_error=autograd_error, error_beyond_floor=beyond,
-            max_excess_bits=_excess_bits(errs.bits, base_bits, errs.nonfinite & base_finite,
-                                         dtype),
-        ))
+        tensors.append(
+            TensorComparison(
+                name=name,
+                layer=k // 2 + 1,
+                kind="weight" if k % 2 == 0 else "bias",
+                shape=tuple(hi.shape),
+                normwise_error=err,
+                max_relative_error=float(np.max(errs.relative, initial=0.0)),
+                max_ulps=float(np.max(errs.ulps, initial=0.0)),
+                max_bits=float(np.max(errs.bits, initial=0.0)),
+                nonfinite=blamed_nonfinite,
+                baseline_error=base_error,
+                tolerance=tol,
+                passed=bool(blamed_nonfinite == 0 and beyond <= tol),
+                fd_max_error=fd_max,
+                autograd_baseline_error=autograd_error,
+                error_beyond_floor=beyond,
+                max_excess_bits=_excess_bits(
+                    errs.bits, base_bits, errs.nonfinite & base_finite, dtype
+                ),
+            )
+        )
         # candidates for the worst-elements list: the largest bits of error per tensor
         flat_bits = errs.bits.ravel()
         for j in np.argsort(-flat_bits, kind="stable")[:worst]:
@@ -173,30 +184,46 @@ def _compare(
             fd_value = fd_error = None
             if fd is not None and not fd[2][k][index]:
                 fd_value, fd_error = float(fd[0][k][index]), float(fd[1][k][index])
-            elements.append((float(flat_bits[j]), float(errs.relative[index]), ElementError(
-                tensor=name, index=tuple(int(i) for i in index),
-                value=float(np.asarray(value, dtype=np.float64)[index]),
-                reference=float(hi[index]), relative_error=float(errs.relative[index]),
-                ulps=float(errs.ulps[index]), bits=float(errs.bits[index]),
-                fd=fd_value, fd_error=fd_error,
-            )))
+            elements.append(
+                (
+                    float(flat_bits[j]),
+                    float(errs.relative[index]),
+                    ElementError(
+                        tensor=name,
+                        index=tuple(int(i) for i in index),
+                        value=float(np.asarray(value, dtype=np.float64)[index]),
+                        reference=float(hi[index]),
+                        relative_error=float(errs.relative[index]),
+                        ulps=float(errs.ulps[index]),
+                        bits=float(errs.bits[index]),
+                        fd=fd_value,
+                        fd_error=fd_error,
+                    ),
+                )
+            )
     elements.sort(key=lambda e: (e[0], e[1]), reverse=True)
     return tensors, [e[2] for e in elements[:worst]]
 
 
-def _excess_bits(bits: np.ndarray, base_bits: np.ndarray, blamed_nonfinite: np.ndarray,
-                 dtype: np.dtype) -> float:
+def _excess_bits(
+    bits: np.ndarray, base_bits: np.ndarray, blamed_nonfinite: np.ndarray, dtype: np.dtype
+) -> float:
     """Worst bits of error beyond the baseline's; inf/NaN the baseline avoids counts in full."""
     excess = np.where(blamed_nonfinite, full_width_bits(dtype), np.maximum(bits - base_bits, 0.0))
     return float(np.max(excess, initial=0.0))
 
 
-def _error_result(name: str, problem: Problem, outcome: CallOutcome, elapsed: float
-                  ) -> CheckResult:
+def _error_result(name: str, problem: Problem, outcome: CallOutcome, elapsed: float) -> CheckResult:
     return CheckResult(
-        implementation=name, verdict=Verdict.ERROR, dtype=problem.dtype_name, spec=problem.spec,
-        saturation=problem.max_abs_logit(), message=f"{name} {outcome.error or ''}",
-        problem=problem, elapsed=elapsed, warnings=list(outcome.warnings),
+        implementation=name,
+        verdict=Verdict.ERROR,
+        dtype=problem.dtype_name,
+        spec=problem.spec,
+        saturation=problem.max_abs_logit(),
+        message=f"{name} {outcome.error or ''}",
+        problem=problem,
+        elapsed=elapsed,
+        warnings=list(outcome.warnings),
         call_failure=outcome.failure.value if outcome.failure is not None else None,
     )
 
@@ -251,15 +278,23 @@ def check_problem(
         return _error_result(name, problem, outcome, time.perf_counter() - start)
     reference = reference or reference_gradients(problem)
     fd = _finite_differences(problem, finite_differences)
-    tensors, worst_elements = _compare(problem, outcome, reference,
-                                       _accuracy_bar(problem, policy), tolerance_factor, fd,
-                                       worst)
+    tensors, worst_elements = _compare(
+        problem, outcome, reference, _accuracy_bar(problem, policy), tolerance_factor, fd, worst
+    )
     saturation = problem.max_abs_logit()
     result = CheckResult(
-        implementation=name, verdict=Verdict.PASS, dtype=problem.dtype_name, spec=problem.spec,
-        saturation=saturation, tensors=tensors, worst=worst_elements,
-        reference_precision=reference.precision, reference_backend=reference.backend,
-        problem=problem, policy=policy, warnings=list(outcome.warnings),
+        implementation=name,
+        verdict=Verdict.PASS,
+        dtype=problem.dtype_name,
+        spec=problem.spec,
+        saturation=saturation,
+        tensors=tensors,
+        worst=worst_elements,
+        reference_precision=reference.precision,
+        reference_backend=reference.backend,
+        problem=problem,
+        policy=policy,
+        warnings=list(outcome.warnings),
     )
     if fd is None and finite_differences in ("auto", "directional"):
         from gradverify.engine.finite_diff import directional_check
@@ -272,15 +307,24 @@ def check_problem(
         interior = None
         if saturation > INTERIOR_LIMIT * 1.01 and classify:
             interior = check_problem(
-                impl, problem.desaturated(INTERIOR_LIMIT), name=name,
-                tolerance_factor=tolerance_factor, policy=policy, finite_differences=False,
+                impl,
+                problem.desaturated(INTERIOR_LIMIT),
+                name=name,
+                tolerance_factor=tolerance_factor,
+                policy=policy,
+                finite_differences=False,
                 worst=worst,
-                timeout=timeout, repeat=1, classify=False,
+                timeout=timeout,
+                repeat=1,
+                classify=False,
             )
             result.interior_verdict = interior.verdict
             result.warnings = merge_warnings(result.warnings, interior.warnings)
-        what = f"{nonfinite} inf/NaN entries" if nonfinite else (
-            "gradients outside tolerance (" + ", ".join(t.name for t in failed) + ")")
+        what = (
+            f"{nonfinite} inf/NaN entries"
+            if nonfinite
+            else ("gradients outside tolerance (" + ", ".join(t.name for t in failed) + ")")
+        )
         if interior is not None and interior.verdict is Verdict.PASS:
             result.verdict = Verdict.UNSTABLE
             result.message = (
@@ -293,16 +337,24 @@ def check_problem(
             result.call_failure = interior.call_failure
         elif nonfinite and interior is None:
             result.verdict = Verdict.ERROR
-            result.message = (f"{name} returned {nonfinite} inf/NaN entries at ordinary values "
-                              f"(max |h| = {saturation:.4g}) where the exact gradient is finite")
+            result.message = (
+                f"{name} returned {nonfinite} inf/NaN entries at ordinary values "
+                f"(max |h| = {saturation:.4g}) where the exact gradient is finite"
+            )
         else:
             result.verdict = Verdict.INCORRECT
-            where = "at ordinary values" if interior is None else (
-                f"and also on the same network scaled to max |h| <= {INTERIOR_LIMIT:g}")
+            where = (
+                "at ordinary values"
+                if interior is None
+                else (f"and also on the same network scaled to max |h| <= {INTERIOR_LIMIT:g}")
+            )
             result.message = f"{what} {where}: a logic bug"
         ref_arrays = [t[1] for t in reference.tensors()]
         result.diagnosis = diagnose_gradients(
-            problem, tensors, _tensor_arrays(outcome), ref_arrays,
+            problem,
+            tensors,
+            _tensor_arrays(outcome),
+            ref_arrays,
             significand_bits(problem.dtype),
         )
     result.elapsed = time.perf_counter() - start
@@ -339,23 +391,31 @@ def fast_check(
     outcome = call_backprop(impl, problem, timeout=timeout, repeat=1)
     if not outcome.ok:
         return _error_result(name, problem, outcome, time.perf_counter() - start)
-    check = directional_check(problem, outcome.dweights, outcome.dbiases,
-                              directions=directions, seed=seed)
+    check = directional_check(
+        problem, outcome.dweights, outcome.dbiases, directions=directions, seed=seed
+    )
     g = np.abs(flatten_parameters(outcome.dweights, outcome.dbiases))
     v = np.random.default_rng(seed).standard_normal((directions, g.size))  # the same v
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     with np.errstate(all="ignore"):
         scale = np.abs(v) @ g  # bounds the rounding of each projection v.g
-        slack = (4 * check.projected_fd_error
-                 + tolerance_factor * unit_roundoff(problem.dtype) * scale)
+        slack = (
+            4 * check.projected_fd_error + tolerance_factor * unit_roundoff(problem.dtype) * scale
+        )
         gap = np.abs(check.projected_gradient - check.projected_fd)
         bad = ~(gap <= slack) & ~check.unreliable
     result = CheckResult(
-        implementation=name, verdict=Verdict.INCORRECT if bad.any() else Verdict.PASS,
-        dtype=problem.dtype_name, spec=problem.spec, saturation=problem.max_abs_logit(),
-        problem=problem, fd_directional_discrepancy=check.max_relative_discrepancy(),
-        message=(f"fast check: {int(bad.sum())} of {directions} random directions disagree with "
-                 f"the directional finite differences (no exact reference)"),
+        implementation=name,
+        verdict=Verdict.INCORRECT if bad.any() else Verdict.PASS,
+        dtype=problem.dtype_name,
+        spec=problem.spec,
+        saturation=problem.max_abs_logit(),
+        problem=problem,
+        fd_directional_discrepancy=check.max_relative_discrepancy(),
+        message=(
+            f"fast check: {int(bad.sum())} of {directions} random directions disagree with "
+            f"the directional finite differences (no exact reference)"
+        ),
         warnings=list(outcome.warnings),
     )
     result.elapsed = time.perf_counter() - start

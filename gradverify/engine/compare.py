@@ -127,8 +127,9 @@ def normwise_error(value: np.ndarray, ref_hi: np.ndarray, ref_lo: np.ndarray) ->
 def _norm_ratio(diff: np.ndarray, ref: np.ndarray) -> float:
     """``||diff||_2 / ||ref||_2``, scaled against overflow; 0/0 is 0, x/0 is inf."""
     with np.errstate(all="ignore"):
-        scale = max(float(np.max(np.abs(diff), initial=0.0)),
-                    float(np.max(np.abs(ref), initial=0.0)))
+        scale = max(
+            float(np.max(np.abs(diff), initial=0.0)), float(np.max(np.abs(ref), initial=0.0))
+        )
         if scale == 0.0:
             return 0.0
         num = float(np.linalg.norm(diff / scale))
@@ -138,8 +139,9 @@ def _norm_ratio(diff: np.ndarray, ref: np.ndarray) -> float:
         return num / den if den > 0 else float("inf")
 
 
-def error_beyond_floor(value: np.ndarray, ref_hi: np.ndarray, ref_lo: np.ndarray,
-                       floor: np.ndarray) -> float:
+def error_beyond_floor(
+    value: np.ndarray, ref_hi: np.ndarray, ref_lo: np.ndarray, floor: np.ndarray
+) -> float:
     """``||max(|a - r| - floor, 0)||_2 / ||r||_2``: the normwise error the floor does not excuse.
 
     0 when every entry is within its floor; inf when the reference is all zero and some
@@ -153,9 +155,12 @@ def error_beyond_floor(value: np.ndarray, ref_hi: np.ndarray, ref_lo: np.ndarray
         return _norm_ratio(beyond, ref_hi)
 
 
-def tolerance(baseline_error: float, dtype: str | np.dtype,
-              factor: float = DEFAULT_TOLERANCE_FACTOR,
-              autograd_error: float | None = None) -> float:
+def tolerance(
+    baseline_error: float,
+    dtype: str | np.dtype,
+    factor: float = DEFAULT_TOLERANCE_FACTOR,
+    autograd_error: float | None = None,
+) -> float:
     """The normwise tolerance for one tensor: ``factor * max(baseline errors, u)``.
 
     ``baseline_error`` is the stable baseline's; a non-finite one (the stable formulation

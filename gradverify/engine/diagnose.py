@@ -65,8 +65,7 @@ class _Entries:
     def explained_by(self, c: float) -> bool:
         """Whether every entry of ``a`` is ``c`` times ``r``, up to the rounding allowance."""
         with np.errstate(all="ignore"):
-            return bool(c != 0 and np.all(np.abs(self.a - c * self.r)
-                                          <= abs(c) * self.allowance))
+            return bool(c != 0 and np.all(np.abs(self.a - c * self.r) <= abs(c) * self.allowance))
 
 
 def _entries(value: np.ndarray, reference: np.ndarray, rounding: float) -> _Entries | None:
@@ -78,8 +77,9 @@ def _entries(value: np.ndarray, reference: np.ndarray, rounding: float) -> _Entr
     """
     a = np.asarray(value, dtype=np.float64).ravel()
     r = np.asarray(reference, dtype=np.float64).ravel()
-    if a.shape != r.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(r))
-                                  and np.any(r) and np.isfinite(rounding)):
+    if a.shape != r.shape or not (
+        np.all(np.isfinite(a)) and np.all(np.isfinite(r)) and np.any(r) and np.isfinite(rounding)
+    ):
         return None
     with np.errstate(all="ignore"):  # huge values overflow the scaling: then no fit
         scale = np.max(np.abs(r))
@@ -88,8 +88,13 @@ def _entries(value: np.ndarray, reference: np.ndarray, rounding: float) -> _Entr
             return None
         allowance = 2 * float(rounding) * float(np.linalg.norm(r))
         window = allowance / np.abs(r)  # how far rounding may move each ratio (inf at 0)
-    return _Entries(a, r, allowance, int(np.count_nonzero(window <= _PINNED)),
-                    int(np.count_nonzero(window <= _PINNED_ALONE)))
+    return _Entries(
+        a,
+        r,
+        allowance,
+        int(np.count_nonzero(window <= _PINNED)),
+        int(np.count_nonzero(window <= _PINNED_ALONE)),
+    )
 
 
 def _common_factor(group: Sequence[_Entries]) -> float | None:
@@ -101,8 +106,9 @@ def _common_factor(group: Sequence[_Entries]) -> float | None:
     return c if np.isfinite(c) and all(e.explained_by(c) for e in group) else None
 
 
-def constant_factor(value: np.ndarray, reference: np.ndarray,
-                    rounding: float = _FIT_ROUNDING) -> float | None:
+def constant_factor(
+    value: np.ndarray, reference: np.ndarray, rounding: float = _FIT_ROUNDING
+) -> float | None:
     """The c with ``value = c * reference`` entry by entry, if the elementwise ratios agree.
 
     Every entry must be within ``2 * rounding * ||reference||_2 * |c|`` of ``c * reference_j``,
@@ -117,16 +123,24 @@ def constant_factor(value: np.ndarray, reference: np.ndarray,
 
 def _named_factors(problem: Problem) -> list[float]:
     """The factors a bug typically introduces: -1, then +-n and +-1/n for the named n."""
-    counts = [problem.batch_size, problem.spec.widths[-1],
-              problem.batch_size * problem.spec.widths[-1], 2]
+    counts = [
+        problem.batch_size,
+        problem.spec.widths[-1],
+        problem.batch_size * problem.spec.widths[-1],
+        2,
+    ]
     named = [-1.0]
     for n in dict.fromkeys(n for n in counts if n != 1):
         named.extend((float(n), 1.0 / n, -float(n), -1.0 / n))
     return named
 
 
-def _independent_entries(problem: Problem, tensors: Sequence[TensorComparison],
-                         group: Sequence[int], entries: Sequence[_Entries]) -> int:
+def _independent_entries(
+    problem: Problem,
+    tensors: Sequence[TensorComparison],
+    group: Sequence[int],
+    entries: Sequence[_Entries],
+) -> int:
     """How many entries of the tensors in ``group`` can differ in ratio independently.
 
     The gradients of layer l are linear in delta_l (width_l x batch numbers), and every
@@ -135,12 +149,15 @@ def _independent_entries(problem: Problem, tensors: Sequence[TensorComparison],
     with one unit and one sample, any error of that one number looks like a constant factor.
     """
     layer = max(tensors[i].layer for i in group)
-    return min(problem.spec.widths[layer] * problem.batch_size,
-               sum(e.pinned for e in entries))
+    return min(problem.spec.widths[layer] * problem.batch_size, sum(e.pinned for e in entries))
 
 
-def _factor_of(problem: Problem, tensors: Sequence[TensorComparison], group: Sequence[int],
-               entries: dict[int, _Entries | None]) -> float | None:
+def _factor_of(
+    problem: Problem,
+    tensors: Sequence[TensorComparison],
+    group: Sequence[int],
+    entries: dict[int, _Entries | None],
+) -> float | None:
     """The one factor that explains every tensor in ``group``, if the entries support it.
 
     A named factor needs one independent entry pinned tightly, or two pinned ones; a fitted
@@ -185,8 +202,7 @@ def name_factor(c: float, problem: Problem) -> str:
 _LOWER_PRECISIONS = (("bfloat16", 8), ("float16", 11), ("float32", 24))  # fewest bits first
 
 
-def _rounded_to(dtype: str, values: Sequence[np.ndarray], references: Sequence[np.ndarray]
-                ) -> str:
+def _rounded_to(dtype: str, values: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> str:
     """How the values look rounded to ``dtype`` (a phrase for the hint), or "" if they do not.
 
     Either every entry is a ``dtype`` number (computed in it, then cast up), or every entry
@@ -237,14 +253,17 @@ def diagnose_gradients(
         if common == -1:
             hints.append(f"the sign is flipped: {names} equal minus the exact gradient")
         else:
-            hints.append(f"off by a constant factor: {names} equal "
-                         f"{name_factor(common, problem)} times the exact gradient")
+            hints.append(
+                f"off by a constant factor: {names} equal "
+                f"{name_factor(common, problem)} times the exact gradient"
+            )
     else:
         for i in failed:
             c = _factor_of(problem, tensors, [i], entries)
             if c is not None:
-                hints.append(f"{tensors[i].name} equals {name_factor(c, problem)} times the "
-                             "exact gradient")
+                hints.append(
+                    f"{tensors[i].name} equals {name_factor(c, problem)} times the exact gradient"
+                )
 
     # 2. transpose
     for i in failed:
@@ -266,8 +285,11 @@ def diagnose_gradients(
     first = bad_layers[0]
     if depth > 1:
         if first < depth:
-            agree = f"layer {depth} agrees" if first + 1 == depth else (
-                f"layers {first + 1}..{depth} agree")
+            agree = (
+                f"layer {depth} agrees"
+                if first + 1 == depth
+                else (f"layers {first + 1}..{depth} agree")
+            )
             hints.append(
                 f"counting backward from the output, layer {first} is the first whose gradient "
                 f"disagrees; {agree}"
@@ -306,9 +328,12 @@ def diagnose_gradients(
 
 
 def _float64_arrays(problem: Problem) -> tuple[list, list, np.ndarray, np.ndarray]:
-    return ([w.astype(np.float64) for w in problem.weights],
-            [b.astype(np.float64) for b in problem.biases],
-            problem.x.astype(np.float64), problem.y.astype(np.float64))
+    return (
+        [w.astype(np.float64) for w in problem.weights],
+        [b.astype(np.float64) for b in problem.biases],
+        problem.x.astype(np.float64),
+        problem.y.astype(np.float64),
+    )
 
 
 def single_sample_variants(problem: Problem) -> list[Problem]:
@@ -316,8 +341,12 @@ def single_sample_variants(problem: Problem) -> list[Problem]:
     if problem.batch_size == 1:
         return []
     weights, biases, x, y = _float64_arrays(problem)
-    return [Problem.from_arrays(problem.spec, weights, biases, x[:, j:j + 1], y[:, j:j + 1],
-                                problem.dtype) for j in range(problem.batch_size)]
+    return [
+        Problem.from_arrays(
+            problem.spec, weights, biases, x[:, j : j + 1], y[:, j : j + 1], problem.dtype
+        )
+        for j in range(problem.batch_size)
+    ]
 
 
 def shallower_variant(problem: Problem, drop: int = 1) -> Problem | None:
@@ -379,8 +408,9 @@ def activation_variant(problem: Problem, old: str, new: str) -> Problem | None:
     if not changed:
         return None
     weights, biases, x, y = _float64_arrays(problem)
-    return Problem.from_arrays(NetworkSpec(spec.widths, tuple(acts), spec.loss), weights, biases,
-                               x, y, problem.dtype)
+    return Problem.from_arrays(
+        NetworkSpec(spec.widths, tuple(acts), spec.loss), weights, biases, x, y, problem.dtype
+    )
 
 
 def loss_variant(problem: Problem, loss: str) -> Problem | None:
@@ -406,8 +436,9 @@ def loss_variant(problem: Problem, loss: str) -> Problem | None:
         y = np.where(totals > 0, y / np.where(totals > 0, totals, 1.0), 1.0 / spec.widths[-1])
     output = wanted.output_activation or spec.activations[-1]
     acts = (*spec.activations[:-1], output)
-    return Problem.from_arrays(NetworkSpec(spec.widths, acts, wanted.name), weights, biases,
-                               x, y, problem.dtype)
+    return Problem.from_arrays(
+        NetworkSpec(spec.widths, acts, wanted.name), weights, biases, x, y, problem.dtype
+    )
 
 
 def hidden_identity_variant(problem: Problem) -> Problem | None:
@@ -418,8 +449,9 @@ def hidden_identity_variant(problem: Problem) -> Problem | None:
         return None
     weights, biases, x, y = _float64_arrays(problem)
     acts = ("identity",) * len(hidden) + (spec.activations[-1],)
-    return Problem.from_arrays(NetworkSpec(spec.widths, acts, spec.loss), weights, biases, x, y,
-                               problem.dtype)
+    return Problem.from_arrays(
+        NetworkSpec(spec.widths, acts, spec.loss), weights, biases, x, y, problem.dtype
+    )
 
 
 def square_backward_layers(problem: Problem) -> list[int]:
@@ -507,8 +539,10 @@ def condition_hints(
     singles = allowed(single_sample_variants(problem))
     holds, verdicts = gone(singles)
     if holds:
-        hints.append(f"{kind} only at batch size > 1: each of the {len(singles)} samples alone "
-                     f"(batch size 1) {_outcome(verdicts)}")
+        hints.append(
+            f"{kind} only at batch size > 1: each of the {len(singles)} samples alone "
+            f"(batch size 1) {_outcome(verdicts)}"
+        )
 
     if spec.depth > 1:
         by_depth = {}
@@ -531,8 +565,9 @@ def condition_hints(
     if ones and holds:
         necessary = ones
         if len(ones) > 1:
-            alone = {k: verdict_of(v) for k in ones
-                     for v in allowed([widened_variant(problem, [k])])}
+            alone = {
+                k: verdict_of(v) for k in ones for v in allowed([widened_variant(problem, [k])])
+            }
             necessary = [k for k, v in alone.items() if v in _VERDICTS and v != kind]
         where = ", ".join(_where(k, spec.depth) for k in (necessary or ones))
         hints.append(
@@ -541,8 +576,10 @@ def condition_hints(
             f"(the unit duplicated, the same function) {_outcome(verdicts)}"
         )
 
-    used = sorted(set(spec.activations[:-1]) | (
-        {spec.activations[-1]} if _output_is_free(spec.loss) else set()))
+    used = sorted(
+        set(spec.activations[:-1])
+        | ({spec.activations[-1]} if _output_is_free(spec.loss) else set())
+    )
     for old in used:
         alternatives = {}
         for new in activations:
@@ -557,9 +594,9 @@ def condition_hints(
                 f"{', '.join(alternatives)} {_outcome(verdicts)}"
             )
 
-    loss_hint = _loss_hint(problem, kind, verdict_of,
-                           {new: loss_variant(problem, new) for new in losses},
-                           inside)
+    loss_hint = _loss_hint(
+        problem, kind, verdict_of, {new: loss_variant(problem, new) for new in losses}, inside
+    )
     if loss_hint:
         hints.append(loss_hint)
 
@@ -582,15 +619,19 @@ def condition_hints(
     return hints
 
 
-def _loss_hint(problem: Problem, kind: str, verdict_of: Callable[[Problem], str],
-               variants: dict[str, Problem | None], inside: Callable[[Problem], bool]) -> str:
+def _loss_hint(
+    problem: Problem,
+    kind: str,
+    verdict_of: Callable[[Problem], str],
+    variants: dict[str, Problem | None],
+    inside: Callable[[Problem], bool],
+) -> str:
     """The loss a failure needs, from the same network with each other loss; "" if none.
 
     Said only when some other loss passes: a failure of another kind there (an error, say)
     would not show that the loss matters.
     """
-    verdicts = {loss: verdict_of(v) for loss, v in variants.items()
-                if v is not None and inside(v)}
+    verdicts = {loss: verdict_of(v) for loss, v in variants.items() if v is not None and inside(v)}
     if not verdicts or not all(v in _VERDICTS for v in verdicts.values()):
         return ""
     failing = [loss for loss, v in verdicts.items() if v == kind]
@@ -602,12 +643,15 @@ def _loss_hint(problem: Problem, kind: str, verdict_of: Callable[[Problem], str]
         return ""
     instead = ", with ".join(
         f"{' and '.join(names)} {'passes' if v == 'pass' else f'gives {v}'}"
-        for v, names in others.items())
+        for v, names in others.items()
+    )
     own = problem.spec.loss
     if not failing:
         return f"{kind} only with loss {own}: the same network with loss {instead}"
-    return (f"{kind} with loss {own} and with {' and '.join(failing)}, but the same network "
-            f"with loss {instead}")
+    return (
+        f"{kind} with loss {own} and with {' and '.join(failing)}, but the same network "
+        f"with loss {instead}"
+    )
 
 
 def _output_is_free(loss: str) -> bool:

@@ -130,8 +130,9 @@ class FiniteDifferenceGradients:
     @property
     def unreliable_count(self) -> int:
         """How many entries straddle a kink."""
-        return int(sum(np.count_nonzero(m)
-                       for m in (*self.dweights_unreliable, *self.dbiases_unreliable)))
+        return int(
+            sum(np.count_nonzero(m) for m in (*self.dweights_unreliable, *self.dbiases_unreliable))
+        )
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,9 @@ class DirectionalCheck:
         """
         fd, vg = self.projected_fd, self.projected_gradient
         with np.errstate(all="ignore"):
-            denom = np.maximum(np.maximum(np.abs(fd), self.projected_fd_error),
-                               np.finfo(np.float64).tiny)
+            denom = np.maximum(
+                np.maximum(np.abs(fd), self.projected_fd_error), np.finfo(np.float64).tiny
+            )
             rel = np.abs(vg - fd) / denom
         return np.where(self.unreliable, np.nan, rel)
 
@@ -191,9 +193,7 @@ class DirectionalCheck:
 # ---------------------------------------------------------------------------
 
 
-def flatten_parameters(
-    weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]
-) -> np.ndarray:
+def flatten_parameters(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> np.ndarray:
     """One float64 vector: ``W_1, ..., W_L`` then ``b_1, ..., b_L``, each in C order.
 
     Conversion to float64 is exact for every supported dtype.
@@ -216,14 +216,15 @@ def unflatten_parameters(
             f"expected {spec.parameter_count} parameters for {spec.describe()}; got {flat.size}"
         )
     w = spec.widths
-    shapes = [(w[i + 1], w[i]) for i in range(spec.depth)] + [(w[i + 1],) for i in
-                                                               range(spec.depth)]
+    shapes = [(w[i + 1], w[i]) for i in range(spec.depth)] + [
+        (w[i + 1],) for i in range(spec.depth)
+    ]
     arrays, start = [], 0
     for shape in shapes:
         size = int(np.prod(shape))
-        arrays.append(flat[start:start + size].reshape(shape).copy())
+        arrays.append(flat[start : start + size].reshape(shape).copy())
         start += size
-    return tuple(arrays[:spec.depth]), tuple(arrays[spec.depth:])
+    return tuple(arrays[: spec.depth]), tuple(arrays[spec.depth :])
 
 
 def step_sizes(theta: np.ndarray) -> np.ndarray:
@@ -267,7 +268,10 @@ def _kink_side(h: np.ndarray, kinks: tuple[float, ...]) -> list[np.ndarray]:
 
 
 def _stacked_losses(
-    p: _Float64Problem, layer: int, h_stack: np.ndarray, copies: int,
+    p: _Float64Problem,
+    layer: int,
+    h_stack: np.ndarray,
+    copies: int,
     direction: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Finish the forward pass for ``copies`` stacked copies of the batch.
@@ -351,13 +355,18 @@ def _richardson(
         for k in range(1, NUM_STEPS):
             factor = STEP_RATIO ** (2 * k)
             previous = table[-1]
-            table = [(factor * table[s + 1] - table[s]) / (factor - 1)
-                     for s in range(len(table) - 1)]
-            noise = [(factor * noise[s + 1] + noise[s]) / (factor - 1)
-                     for s in range(len(noise) - 1)]
+            table = [
+                (factor * table[s + 1] - table[s]) / (factor - 1) for s in range(len(table) - 1)
+            ]
+            noise = [
+                (factor * noise[s + 1] + noise[s]) / (factor - 1) for s in range(len(noise) - 1)
+            ]
         value = table[0]
-        error = (np.abs(value - previous) + noise[0]
-                 + 8 * UNIT_ROUNDOFF * np.max(np.abs(differences), axis=1))
+        error = (
+            np.abs(value - previous)
+            + noise[0]
+            + 8 * UNIT_ROUNDOFF * np.max(np.abs(differences), axis=1)
+        )
     bad = ~np.isfinite(value) | ~np.isfinite(error)
     value = np.where(np.all(np.isfinite(differences), axis=1), value, np.nan)
     return value, np.where(bad, np.inf, error)
@@ -411,8 +420,9 @@ def finite_difference_gradients(
     p = _Float64Problem.of(problem)
     eps_j = _evaluation_error_bound(p)
     evaluations = 1  # the base forward pass
-    out: dict[str, list[np.ndarray]] = {k: [] for k in
-                                        ("dw", "db", "ew", "eb", "uw", "ub", "sw", "sb")}
+    out: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("dw", "db", "ew", "eb", "uw", "ub", "sw", "sb")
+    }
     for i in range(spec.depth):
         n_out, n_in = p.weights[i].shape
         # Weights and bias of layer i as one augmented matrix; its input gets a row of ones.
@@ -427,21 +437,31 @@ def finite_difference_gradients(
                 shrunk = steps[todo] * KINK_STEP_SHRINK
                 steps[todo] = (theta[todo] + shrunk) - theta[todo]
             value[todo], error[todo], unreliable[todo], used = _layer_differences(
-                p, i, todo, steps[todo], eps_j)
+                p, i, todo, steps[todo], eps_j
+            )
             evaluations += used
             todo = todo[unreliable[todo]]
             if todo.size == 0:
                 break
-        for arr, w_key, b_key in ((value, "dw", "db"), (error, "ew", "eb"),
-                                  (unreliable, "uw", "ub"), (steps, "sw", "sb")):
+        for arr, w_key, b_key in (
+            (value, "dw", "db"),
+            (error, "ew", "eb"),
+            (unreliable, "uw", "ub"),
+            (steps, "sw", "sb"),
+        ):
             grid = arr.reshape(n_out, n_in + 1)
             out[w_key].append(grid[:, :n_in].copy())
             out[b_key].append(grid[:, n_in].copy())
     return FiniteDifferenceGradients(
-        dweights=tuple(out["dw"]), dbiases=tuple(out["db"]),
-        dweights_error=tuple(out["ew"]), dbiases_error=tuple(out["eb"]),
-        dweights_unreliable=tuple(out["uw"]), dbiases_unreliable=tuple(out["ub"]),
-        evaluations=evaluations, dweights_step=tuple(out["sw"]), dbiases_step=tuple(out["sb"]),
+        dweights=tuple(out["dw"]),
+        dbiases=tuple(out["db"]),
+        dweights_error=tuple(out["ew"]),
+        dbiases_error=tuple(out["eb"]),
+        dweights_unreliable=tuple(out["uw"]),
+        dbiases_unreliable=tuple(out["ub"]),
+        evaluations=evaluations,
+        dweights_step=tuple(out["sw"]),
+        dbiases_step=tuple(out["sb"]),
     )
 
 
@@ -462,7 +482,7 @@ def _layer_differences(
     value = np.empty(entries.size)
     error = np.empty(entries.size)
     straddle = np.empty(entries.size, dtype=bool)
-    widest = max(spec.widths[layer + 1:])
+    widest = max(spec.widths[layer + 1 :])
     per_chunk = max(1, _MAX_CHUNK_ELEMENTS // (widest * batch * points))
     evaluations = 0
     for start in range(0, entries.size, per_chunk):
@@ -520,22 +540,26 @@ def directional_check(
     if directions < 1:
         raise ValueError(f"directions must be at least 1; got {directions}")
     if len(dweights) != spec.depth or len(dbiases) != spec.depth:
-        raise ValueError(f"expected {spec.depth} weight and bias gradients; "
-                         f"got {len(dweights)} and {len(dbiases)}")
+        raise ValueError(
+            f"expected {spec.depth} weight and bias gradients; "
+            f"got {len(dweights)} and {len(dbiases)}"
+        )
     for i in range(spec.depth):
-        for name, g, ref in (("dW", dweights[i], problem.weights[i]),
-                             ("db", dbiases[i], problem.biases[i])):
+        for name, g, ref in (
+            ("dW", dweights[i], problem.weights[i]),
+            ("db", dbiases[i], problem.biases[i]),
+        ):
             if np.shape(g) != ref.shape:
-                raise ValueError(f"{name}_{i + 1} should have shape {ref.shape}; "
-                                 f"got {np.shape(g)}")
+                raise ValueError(f"{name}_{i + 1} should have shape {ref.shape}; got {np.shape(g)}")
     p = _Float64Problem.of(problem)
     gradient = flatten_parameters(dweights, dbiases)
     theta = flatten_parameters(p.weights, p.biases)
     rng = np.random.default_rng(seed)
     v_all = rng.standard_normal((directions, theta.size))
     v_all /= np.linalg.norm(v_all, axis=1, keepdims=True)
-    step = float(np.exp2(np.round(np.log2(STEP_FACTOR * max(float(np.linalg.norm(theta)),
-                                                              TYPICAL_SCALE)))))
+    step = float(
+        np.exp2(np.round(np.log2(STEP_FACTOR * max(float(np.linalg.norm(theta)), TYPICAL_SCALE))))
+    )
     eps_j = _evaluation_error_bound(p)
     steps = np.full(directions, step)
     differences = np.empty((directions, NUM_STEPS))
@@ -553,8 +577,12 @@ def directional_check(
                 break
     value, error = _richardson(differences, steps, eps_j)
     return DirectionalCheck(
-        directions=directions, projected_fd=value, projected_fd_error=error,
-        projected_gradient=projected_gradient, unreliable=unreliable, steps=steps,
+        directions=directions,
+        projected_fd=value,
+        projected_fd_error=error,
+        projected_gradient=projected_gradient,
+        unreliable=unreliable,
+        steps=steps,
         evaluations=evaluations,
     )
 
@@ -572,6 +600,7 @@ def _directional_differences(
     x_stack = np.tile(p.x, (1, copies))
     with np.errstate(all="ignore"):
         h0 = (p.weights[0] @ x_stack + p.biases[0][:, None]) + s_cols * (
-            V[0] @ x_stack + c[0][:, None])
+            V[0] @ x_stack + c[0][:, None]
+        )
     losses, straddles = _stacked_losses(p, 0, h0, copies, direction=(V, c, s_cols))
     return _central_differences(losses[1:], np.array([step]))[0], bool(np.any(straddles[1:]))

@@ -92,8 +92,9 @@ class CallOutcome:
         return self.failure is CallFailure.TIMED_OUT
 
 
-def _failed(failure: CallFailure, message: str, elapsed: float,
-            caught: Sequence[WarningCount] = ()) -> CallOutcome:
+def _failed(
+    failure: CallFailure, message: str, elapsed: float, caught: Sequence[WarningCount] = ()
+) -> CallOutcome:
     return CallOutcome(None, None, message, elapsed, failure, tuple(caught))
 
 
@@ -139,8 +140,10 @@ def _is_signature_error(exc: BaseException) -> bool:
 
 
 def _signature_mismatch(exc: BaseException) -> str:
-    return (f"cannot be called as the protocol calls it, backprop(weights, biases, x, y, *, "
-            f"activations, loss): TypeError: {exc}")
+    return (
+        f"cannot be called as the protocol calls it, backprop(weights, biases, x, y, *, "
+        f"activations, loss): TypeError: {exc}"
+    )
 
 
 def _run_with_time_limit(fn: Callable[[], Any], timeout: float | None) -> Any:
@@ -153,6 +156,7 @@ def _run_with_time_limit(fn: Callable[[], Any], timeout: float | None) -> Any:
     if not timeout:
         return fn()
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+
         def on_alarm(signum: int, frame: Any) -> None:
             raise ImplementationTimeout
 
@@ -211,14 +215,16 @@ class _CallerState:
         self._mp_prec = mpmath.mp.prec if mpmath is not None else None
         self._warnings = warnings.catch_warnings(record=True)
         self._log = self._warnings.__enter__()
-        warnings.filters[:] = [(_CAUGHT_ACTIONS.get(f[0], f[0]), *f[1:])
-                               for f in warnings.filters]
+        warnings.filters[:] = [(_CAUGHT_ACTIONS.get(f[0], f[0]), *f[1:]) for f in warnings.filters]
         warnings.simplefilter("always", append=True)
         self._errstate = np.errstate(**self.errstate)
         self._errstate.__enter__()
         self._sigint = None
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+
             def on_sigint(signum: int, frame: Any) -> None:
                 self.interrupted = True
                 raise KeyboardInterrupt
@@ -244,8 +250,11 @@ class _CallerState:
 
     def real_interrupt(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the user's Ctrl-C rather than something the code raised."""
-        return (isinstance(exc, KeyboardInterrupt) and self.ctrl_c
-                and (self.interrupted or self._sigint is None))
+        return (
+            isinstance(exc, KeyboardInterrupt)
+            and self.ctrl_c
+            and (self.interrupted or self._sigint is None)
+        )
 
 
 def _getcwd() -> str | None:
@@ -263,8 +272,10 @@ def _count_warnings(log: Sequence[warnings.WarningMessage]) -> list[WarningCount
             counts[key][1] += 1
         else:
             counts[key] = [str(w.message)[:500], 1]
-    return [WarningCount(cat, message, filename, lineno, n)
-            for (cat, filename, lineno), (message, n) in counts.items()]
+    return [
+        WarningCount(cat, message, filename, lineno, n)
+        for (cat, filename, lineno), (message, n) in counts.items()
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -291,10 +302,21 @@ def _inputs(problem: Problem, layout: str) -> _Given:
     x, y = problem.x.copy(), problem.y.copy()
     if layout == "rows":
         x, y = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
-    named = [*((f"weights[{i}]", w) for i, w in enumerate(weights)),
-             *((f"biases[{i}]", b) for i, b in enumerate(biases)), ("x", x), ("y", y)]
-    return _Given(weights, biases, x, y, tuple((n, a, a.copy()) for n, a in named),
-                  tuple(map(id, weights)), tuple(map(id, biases)))
+    named = [
+        *((f"weights[{i}]", w) for i, w in enumerate(weights)),
+        *((f"biases[{i}]", b) for i, b in enumerate(biases)),
+        ("x", x),
+        ("y", y),
+    ]
+    return _Given(
+        weights,
+        biases,
+        x,
+        y,
+        tuple((n, a, a.copy()) for n, a in named),
+        tuple(map(id, weights)),
+        tuple(map(id, biases)),
+    )
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -303,13 +325,20 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _modified_input(given: _Given) -> str | None:
     """What the implementation changed in its inputs (lists first), or None."""
-    for kind, now, ids in (("weights", given.weights, given.weight_ids),
-                           ("biases", given.biases, given.bias_ids)):
+    for kind, now, ids in (
+        ("weights", given.weights, given.weight_ids),
+        ("biases", given.biases, given.bias_ids),
+    ):
         if len(now) != len(ids):
-            change = "emptied" if not now else ("appended to" if len(now) > len(ids)
-                                                else "removed entries from")
-            return (f"modified its input list {kind} in place: {change} it "
-                    f"({len(ids)} arrays before the call, {len(now)} after)")
+            change = (
+                "emptied"
+                if not now
+                else ("appended to" if len(now) > len(ids) else "removed entries from")
+            )
+            return (
+                f"modified its input list {kind} in place: {change} it "
+                f"({len(ids)} arrays before the call, {len(now)} after)"
+            )
         for i, (a, original) in enumerate(zip(now, ids, strict=True)):
             if id(a) != original:
                 return f"modified its input list {kind} in place: replaced {kind}[{i}]"
@@ -322,10 +351,7 @@ def _modified_input(given: _Given) -> str | None:
 def _validate(result: Any, problem: Problem) -> tuple[tuple, tuple] | str:
     """The gradients as tuples of plain arrays, or a message saying what is wrong."""
     depth = problem.spec.depth
-    expected = (
-        f"(dweights, dbiases): two sequences of {depth} arrays each, "
-        f"in {problem.dtype_name}"
-    )
+    expected = f"(dweights, dbiases): two sequences of {depth} arrays each, in {problem.dtype_name}"
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         got = f"a {type(result).__name__}" + (
             f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""
@@ -345,9 +371,11 @@ def _validate(result: Any, problem: Problem) -> tuple[tuple, tuple] | str:
             a, p = arrays[i], params[i]
             name = f"{kind}[{i}]"
             if isinstance(a, np.ma.MaskedArray):
-                return (f"expected {name} to be a plain numpy array; got a masked array "
-                        f"(its masked entries have no value to check; return np.asarray "
-                        f"of the filled values)")
+                return (
+                    f"expected {name} to be a plain numpy array; got a masked array "
+                    f"(its masked entries have no value to check; return np.asarray "
+                    f"of the filled values)"
+                )
             if not isinstance(a, np.ndarray):
                 return f"expected {name} to be a numpy array of shape {p.shape}; got {_describe(a)}"
             plain = np.array(a, copy=True, subok=False)
@@ -363,8 +391,15 @@ def _validate(result: Any, problem: Problem) -> tuple[tuple, tuple] | str:
     return out[0], out[1]
 
 
-def call_once(impl: Callable, problem: Problem, layout: str, timeout: float | None,
-              errstate: dict[str, str], *, in_worker: bool = False) -> CallOutcome:
+def call_once(
+    impl: Callable,
+    problem: Problem,
+    layout: str,
+    timeout: float | None,
+    errstate: dict[str, str],
+    *,
+    in_worker: bool = False,
+) -> CallOutcome:
     """One call of ``impl`` on fresh copies of ``problem``'s arrays, checked.
 
     Runs in this process, or inside a worker process (``in_worker``: no time limit, the
@@ -374,8 +409,15 @@ def call_once(impl: Callable, problem: Problem, layout: str, timeout: float | No
     """
     given = _inputs(problem, layout)
     spec = problem.spec
-    call = functools.partial(impl, given.weights, given.biases, given.x, given.y,
-                             activations=spec.activations, loss=spec.loss)
+    call = functools.partial(
+        impl,
+        given.weights,
+        given.biases,
+        given.x,
+        given.y,
+        activations=spec.activations,
+        loss=spec.loss,
+    )
     start = time.perf_counter()
     failure: tuple[CallFailure, str] | None = None
     raw: Any = None
@@ -387,11 +429,17 @@ def call_once(impl: Callable, problem: Problem, layout: str, timeout: float | No
         except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ... too
             if state.real_interrupt(exc):
                 raise
-            failure = ((CallFailure.MALFORMED, _signature_mismatch(exc))
-                       if _is_signature_error(exc) else (CallFailure.RAISED, _raised(exc)))
+            failure = (
+                (CallFailure.MALFORMED, _signature_mismatch(exc))
+                if _is_signature_error(exc)
+                else (CallFailure.RAISED, _raised(exc))
+            )
     elapsed = time.perf_counter() - start
-    if timeout and elapsed > timeout and (failure is None
-                                          or failure[0] is not CallFailure.TIMED_OUT):
+    if (
+        timeout
+        and elapsed > timeout
+        and (failure is None or failure[0] is not CallFailure.TIMED_OUT)
+    ):
         # it swallowed the time-out, or never let it be raised, and came back late
         failure = (CallFailure.TIMED_OUT, timeout_message(timeout))
     if failure is not None:
@@ -400,8 +448,7 @@ def call_once(impl: Callable, problem: Problem, layout: str, timeout: float | No
         modified = _modified_input(given)
         validated = modified if modified is not None else _validate(raw, problem)
     except Exception as exc:  # noqa: BLE001 - a returned object that breaks when read
-        validated = (f"returned an object that could not be read "
-                     f"({type(exc).__name__}: {exc})")
+        validated = f"returned an object that could not be read ({type(exc).__name__}: {exc})"
     if isinstance(validated, str):
         return _failed(CallFailure.MALFORMED, validated, elapsed, state.caught)
     return CallOutcome(validated[0], validated[1], None, elapsed, None, tuple(state.caught))
@@ -409,12 +456,16 @@ def call_once(impl: Callable, problem: Problem, layout: str, timeout: float | No
 
 def nondeterminism(first: CallOutcome, again: CallOutcome) -> str | None:
     """The message for two successful calls on the same input that differ, or None."""
-    for kind, a_list, b_list in (("dweights", first.dweights, again.dweights),
-                                 ("dbiases", first.dbiases, again.dbiases)):
+    for kind, a_list, b_list in (
+        ("dweights", first.dweights, again.dweights),
+        ("dbiases", first.dbiases, again.dbiases),
+    ):
         for i, (a, b) in enumerate(zip(a_list, b_list, strict=True)):
             if not _same_bits(a, b):
-                return (f"is nondeterministic: two calls on the same input returned "
-                        f"different {kind}[{i}]")
+                return (
+                    f"is nondeterministic: two calls on the same input returned "
+                    f"different {kind}[{i}]"
+                )
     return None
 
 

@@ -68,8 +68,10 @@ class Backprop(Protocol):
 
 def _positive(what: str, value: Any, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a positive integer or a (min, max) pair of them, "
-                         f"e.g. {example}; got {value!r}")
+        raise ValueError(
+            f"{what} must be a positive integer or a (min, max) pair of them, "
+            f"e.g. {example}; got {value!r}"
+        )
     return int(value)
 
 
@@ -79,8 +81,10 @@ def _count_range(what: str, value: Any, example: str) -> tuple[int, int] | None:
         return None
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{what} must be a positive integer or a (min, max) pair of them, "
-                             f"e.g. {example}; got {value!r}")
+            raise ValueError(
+                f"{what} must be a positive integer or a (min, max) pair of them, "
+                f"e.g. {example}; got {value!r}"
+            )
         lo, hi = (_positive(what, v, example) for v in value)
         if lo > hi:
             raise ValueError(f"{what} range ({lo}, {hi}) is empty: its min exceeds its max")
@@ -93,18 +97,18 @@ def _width_list(value: Any) -> tuple[int | None, ...] | None:
     """None, or every width (input first) as a positive int or None (free)."""
     if value is None:
         return None
-    usage = ("widths lists the input width and the width of every layer, input first, each a "
-             "positive integer or None for a free one, e.g. widths=(784, 30, 10) or "
-             "widths=(None, 30, None)")
+    usage = (
+        "widths lists the input width and the width of every layer, input first, each a "
+        "positive integer or None for a free one, e.g. widths=(784, 30, 10) or "
+        "widths=(None, 30, None)"
+    )
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ValueError(f"{usage}; got {value!r}")
     entries = tuple(value)
     if len(entries) < 2:
-        raise ValueError(f"{usage}: at least 2 entries (the input and one layer); "
-                         f"got {value!r}")
+        raise ValueError(f"{usage}: at least 2 entries (the input and one layer); got {value!r}")
     for i, n in enumerate(entries):
-        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)
-                              or n < 1):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
             raise ValueError(f"{usage}; entry {i} is {n!r}")
     return tuple(None if n is None else int(n) for n in entries)
 
@@ -195,8 +199,10 @@ class Capabilities:
         if self.widths is not None:
             for k, (n, want) in enumerate(zip(widths, self.widths, strict=True)):
                 if want is not None and n != want:
-                    return (f"width {n} at position {k} differs from the declared widths "
-                            f"{self.describe_widths()}")
+                    return (
+                        f"width {n} at position {k} differs from the declared widths "
+                        f"{self.describe_widths()}"
+                    )
         if batch is not None and self.batch is not None:
             lo, hi = self.batch
             if not lo <= batch <= hi:
@@ -238,8 +244,12 @@ class Capabilities:
         )
 
     def to_dict(self) -> dict:
-        out = {"activations": list(self.activations), "losses": list(self.losses),
-               "dtypes": list(self.dtypes), "layout": self.layout}
+        out = {
+            "activations": list(self.activations),
+            "losses": list(self.losses),
+            "dtypes": list(self.dtypes),
+            "layout": self.layout,
+        }
         for key in ("depth", "widths", "batch"):
             value = getattr(self, key)
             if value is not None:
@@ -353,8 +363,11 @@ def _backprop(
             dbiases[i] = delta.sum(axis=1)
             if i > 0:
                 act = activation(activations[i - 1])
-                slope = (act.conventional_derivative(hs[i - 1], zs[i]) if conventional
-                         else act.derivative(hs[i - 1]))
+                slope = (
+                    act.conventional_derivative(hs[i - 1], zs[i])
+                    if conventional
+                    else act.derivative(hs[i - 1])
+                )
                 delta = _matmul(weights[i].T, delta) * slope
     return dweights, dbiases
 
@@ -463,4 +476,3 @@ BUILTIN_IMPLEMENTATIONS: dict[str, Backprop] = {
     "fused": fused_bce_backprop,
 }
 """The question's three ways of handling the BCE output layer, by short name."""
-

@@ -101,8 +101,9 @@ class ImplementationLoadError(IsolationError):
     and ``text`` is its message.
     """
 
-    def __init__(self, message: str, *, stage: str = "load", exception: str = "",
-                 text: str = "") -> None:
+    def __init__(
+        self, message: str, *, stage: str = "load", exception: str = "", text: str = ""
+    ) -> None:
         super().__init__(message)
         self.stage = stage
         self.exception = exception
@@ -200,11 +201,18 @@ def _load_failure(exc: BaseException) -> str:
 
 
 def _encode(outcome: CallOutcome) -> tuple:
-    caught = [(w.category, w.message, w.filename, w.lineno, w.count)
-              for w in outcome.warnings[:MAX_WARNING_LOCATIONS]]
+    caught = [
+        (w.category, w.message, w.filename, w.lineno, w.count)
+        for w in outcome.warnings[:MAX_WARNING_LOCATIONS]
+    ]
     if outcome.ok:
-        return ("ok", [a.tobytes() for a in outcome.dweights],
-                [b.tobytes() for b in outcome.dbiases], caught, outcome.elapsed)
+        return (
+            "ok",
+            [a.tobytes() for a in outcome.dweights],
+            [b.tobytes() for b in outcome.dbiases],
+            caught,
+            outcome.elapsed,
+        )
     return ("failed", outcome.failure.value, outcome.error, caught, outcome.elapsed)
 
 
@@ -214,15 +222,31 @@ def _worker_main(conn: Any, payload: bytes, by_factory: bool, environ: dict[str,
     try:
         obj = pickle.loads(payload)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        _send(conn, ("load-failed", "unpickle", type(exc).__name__, _load_failure(exc),
-                     " ".join(str(exc).split())))
+        _send(
+            conn,
+            (
+                "load-failed",
+                "unpickle",
+                type(exc).__name__,
+                _load_failure(exc),
+                " ".join(str(exc).split()),
+            ),
+        )
         _exit_now()
     try:
         impl = obj() if by_factory else obj
         meta = _metadata(impl)
     except BaseException as exc:  # noqa: BLE001 - SystemExit at import included
-        _send(conn, ("load-failed", "load", type(exc).__name__, _load_failure(exc),
-                     " ".join(str(exc).split())))
+        _send(
+            conn,
+            (
+                "load-failed",
+                "load",
+                type(exc).__name__,
+                _load_failure(exc),
+                " ".join(str(exc).split()),
+            ),
+        )
         _exit_now()
     _send(conn, ("ready", meta))
     while True:
@@ -300,8 +324,12 @@ class _Worker:
     def __init__(self, payload: bytes, by_factory: bool, load_timeout: float) -> None:
         ctx = _context()
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, name="gradverify-worker", daemon=True,
-                                   args=(child, payload, by_factory, dict(os.environ)))
+        self.process = ctx.Process(
+            target=_worker_main,
+            name="gradverify-worker",
+            daemon=True,
+            args=(child, payload, by_factory, dict(os.environ)),
+        )
         try:
             self.process.start()
         finally:
@@ -312,16 +340,19 @@ class _Worker:
             if not ready:
                 self.kill()
                 raise ImplementationLoadError(
-                    f"loading it in a worker process did not finish within {load_timeout:g} s")
+                    f"loading it in a worker process did not finish within {load_timeout:g} s"
+                )
             try:
                 reply = _plain_loads(self.conn.recv_bytes(1 << 24))
             except (EOFError, OSError, pickle.UnpicklingError):
                 raise ImplementationLoadError(
-                    f"the worker process loading it {_death(self.process)}") from None
+                    f"the worker process loading it {_death(self.process)}"
+                ) from None
             if reply[0] == "load-failed":
                 self.kill()
-                raise ImplementationLoadError(str(reply[3]), stage=str(reply[1]),
-                                              exception=str(reply[2]), text=str(reply[4]))
+                raise ImplementationLoadError(
+                    str(reply[3]), stage=str(reply[1]), exception=str(reply[2]), text=str(reply[4])
+                )
             if reply[0] != "ready" or not isinstance(reply[1], dict):
                 raise ImplementationLoadError("its worker process sent an unreadable answer")
             self.meta = reply[1]
@@ -351,8 +382,9 @@ class _Worker:
         elapsed = time.perf_counter() - start
         if not ready:
             self.kill()
-            return CallOutcome(None, None, timeout_message(timeout, killed=True), elapsed,
-                               CallFailure.TIMED_OUT), False
+            return CallOutcome(
+                None, None, timeout_message(timeout, killed=True), elapsed, CallFailure.TIMED_OUT
+            ), False
         try:
             limit = sum(a.nbytes for a in (*problem.weights, *problem.biases)) + (1 << 20)
             reply = _plain_loads(self.conn.recv_bytes(limit))
@@ -361,25 +393,42 @@ class _Worker:
             return self._crashed(elapsed), False
         except Exception:  # noqa: BLE001 - anything unreadable: treat the worker as broken
             self.kill()
-            return CallOutcome(None, None, "crashed the worker process running it: it sent "
-                               "data gradverify cannot read", elapsed, CallFailure.CRASHED), False
+            return CallOutcome(
+                None,
+                None,
+                "crashed the worker process running it: it sent data gradverify cannot read",
+                elapsed,
+                CallFailure.CRASHED,
+            ), False
         if timeout and outcome.elapsed > timeout and not outcome.timed_out:
-            return CallOutcome(None, None, timeout_message(timeout), outcome.elapsed,
-                               CallFailure.TIMED_OUT, outcome.warnings), True
+            return CallOutcome(
+                None,
+                None,
+                timeout_message(timeout),
+                outcome.elapsed,
+                CallFailure.TIMED_OUT,
+                outcome.warnings,
+            ), True
         return outcome, True
 
     def _crashed(self, elapsed: float) -> CallOutcome:
         how = _death(self.process)
         self.kill()
-        return CallOutcome(None, None, f"crashed the worker process running it: it {how} "
-                           "during the call", elapsed, CallFailure.CRASHED)
+        return CallOutcome(
+            None,
+            None,
+            f"crashed the worker process running it: it {how} during the call",
+            elapsed,
+            CallFailure.CRASHED,
+        )
 
 
 def _decode(reply: Any, problem: Problem) -> CallOutcome:
     """A worker's reply as a CallOutcome; ValueError/TypeError when it is not well formed."""
     status, *rest = reply
-    caught = tuple(WarningCount(str(c), str(m)[:500], str(f), int(n), int(k))
-                   for c, m, f, n, k in rest[2])
+    caught = tuple(
+        WarningCount(str(c), str(m)[:500], str(f), int(n), int(k)) for c, m, f, n, k in rest[2]
+    )
     elapsed = float(rest[3])
     if status == "failed":
         return CallOutcome(None, None, str(rest[1]), elapsed, CallFailure(rest[0]), caught)
@@ -391,8 +440,12 @@ def _decode(reply: Any, problem: Problem) -> CallOutcome:
     for blobs, params in ((rest[0], problem.weights), (rest[1], problem.biases)):
         if len(blobs) != len(params):
             raise ValueError("wrong number of arrays")
-        grads.append(tuple(np.frombuffer(bytes(b), dtype=problem.dtype).reshape(p.shape).copy()
-                           for b, p in zip(blobs, params, strict=True)))
+        grads.append(
+            tuple(
+                np.frombuffer(bytes(b), dtype=problem.dtype).reshape(p.shape).copy()
+                for b, p in zip(blobs, params, strict=True)
+            )
+        )
     return CallOutcome(grads[0], grads[1], None, elapsed, None, caught)
 
 
@@ -405,8 +458,14 @@ class IsolatedImplementation:
     its ``with`` block) stops the worker; a call after that starts a new one.
     """
 
-    def __init__(self, payload: bytes, *, by_factory: bool, meta: dict[str, Any] | None,
-                 load_timeout: float = LOAD_TIMEOUT) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        *,
+        by_factory: bool,
+        meta: dict[str, Any] | None,
+        load_timeout: float = LOAD_TIMEOUT,
+    ) -> None:
         self._payload = payload
         self._by_factory = by_factory
         self._load_timeout = load_timeout
@@ -419,8 +478,9 @@ class IsolatedImplementation:
             self._adopt(meta)
         except Exception as exc:  # noqa: BLE001 - the worker's description of it is unusable
             self.close()
-            raise ImplementationLoadError(f"its declaration is unusable: {_load_failure(exc)}"
-                                          ) from None
+            raise ImplementationLoadError(
+                f"its declaration is unusable: {_load_failure(exc)}"
+            ) from None
 
     def _adopt(self, meta: dict[str, Any]) -> None:
         caps = Capabilities(**dict(meta["capabilities"]))
@@ -444,8 +504,9 @@ class IsolatedImplementation:
 
     # -- calls ----------------------------------------------------------------
 
-    def _gradverify_isolated_call(self, problem: Problem, *, timeout: float | None,
-                                  repeat: int) -> CallOutcome:
+    def _gradverify_isolated_call(
+        self, problem: Problem, *, timeout: float | None, repeat: int
+    ) -> CallOutcome:
         """What :func:`gradverify.engine.harness.call_backprop` does, in the worker."""
         with self._lock:
             return self._call(problem, timeout, repeat)
@@ -456,9 +517,13 @@ class IsolatedImplementation:
             try:
                 self._worker = _Worker(self._payload, self._by_factory, self._load_timeout)
             except ImplementationLoadError as exc:
-                return CallOutcome(None, None, f"crashed, and its worker process could not be "
-                                   f"started again: {exc}", time.perf_counter() - start,
-                                   CallFailure.CRASHED)
+                return CallOutcome(
+                    None,
+                    None,
+                    f"crashed, and its worker process could not be started again: {exc}",
+                    time.perf_counter() - start,
+                    CallFailure.CRASHED,
+                )
         worker = self._worker
         request = ("call", problem, capabilities_of(self).layout, repeat, caller_errstate())
         outcomes = []
@@ -483,8 +548,9 @@ class IsolatedImplementation:
             self._worker = None
         return combine_calls(outcomes, (time.perf_counter() - start) / len(outcomes))
 
-    def __call__(self, weights: Any, biases: Any, x: Any, y: Any, *, activations: Any,
-                 loss: str) -> tuple[list, list]:
+    def __call__(
+        self, weights: Any, biases: Any, x: Any, y: Any, *, activations: Any, loss: str
+    ) -> tuple[list, list]:
         """Call the implementation in the worker; raise IsolationError if that call fails."""
         import numpy as np
 
@@ -494,8 +560,9 @@ class IsolatedImplementation:
         if capabilities_of(self).layout == "rows":
             x, y = x.T, y.T
         widths = (x.shape[0], *(np.shape(w)[0] for w in weights))
-        problem = Problem(NetworkSpec(widths, tuple(activations), loss), tuple(weights),
-                          tuple(biases), x, y)
+        problem = Problem(
+            NetworkSpec(widths, tuple(activations), loss), tuple(weights), tuple(biases), x, y
+        )
         outcome = self._gradverify_isolated_call(problem, timeout=None, repeat=1)
         if not outcome.ok:
             raise IsolationError(f"{implementation_name(self)} {outcome.error}")
@@ -522,7 +589,6 @@ class IsolatedImplementation:
                 self._worker.kill()
 
 
-
 def is_isolated(impl: Any) -> bool:
     """Whether ``impl`` already runs in a worker process."""
     return isinstance(impl, IsolatedImplementation)
@@ -539,8 +605,9 @@ def _dumps(impl: Callable, *, by_value: bool) -> bytes:
     import cloudpickle
 
     class Pickler(cloudpickle.Pickler):
-        dispatch_table = collections.ChainMap({types.CodeType: _code_as_marshalled},
-                                              cloudpickle.Pickler.dispatch_table)
+        dispatch_table = collections.ChainMap(
+            {types.CodeType: _code_as_marshalled}, cloudpickle.Pickler.dispatch_table
+        )
 
     def dumps() -> bytes:
         buffer = io.BytesIO()
@@ -575,8 +642,9 @@ def isolated(impl: Callable, *, load_timeout: float = LOAD_TIMEOUT) -> IsolatedI
         except Exception as exc:  # noqa: BLE001 - pickling can fail in many ways
             failure = exc
             continue
-        proxy = IsolatedImplementation(payload, by_factory=False, meta=meta,
-                                       load_timeout=load_timeout)
+        proxy = IsolatedImplementation(
+            payload, by_factory=False, meta=meta, load_timeout=load_timeout
+        )
         try:
             proxy._worker = _Worker(payload, False, load_timeout)
         except ImplementationLoadError as exc:
@@ -591,8 +659,9 @@ def isolated(impl: Callable, *, load_timeout: float = LOAD_TIMEOUT) -> IsolatedI
     ) from None
 
 
-def load_isolated(factory: Callable[[], Callable], *, description: str,
-                  load_timeout: float = LOAD_TIMEOUT) -> IsolatedImplementation:
+def load_isolated(
+    factory: Callable[[], Callable], *, description: str, load_timeout: float = LOAD_TIMEOUT
+) -> IsolatedImplementation:
     """An implementation made by ``factory()`` inside a new worker process.
 
     ``factory`` must be picklable by reference (e.g. ``functools.partial(load_target,
@@ -604,14 +673,17 @@ def load_isolated(factory: Callable[[], Callable], *, description: str,
     """
     payload = pickle.dumps(factory, protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        return IsolatedImplementation(payload, by_factory=True, meta=None,
-                                      load_timeout=load_timeout)
+        return IsolatedImplementation(
+            payload, by_factory=True, meta=None, load_timeout=load_timeout
+        )
     except ImplementationLoadError as exc:
         if exc.exception == "UsageError":  # the factory's own one-line message, as it is
-            raise ImplementationLoadError(exc.text, stage=exc.stage,
-                                          exception=exc.exception) from None
-        raise ImplementationLoadError(f"{description}: {exc}", stage=exc.stage,
-                                      exception=exc.exception) from None
+            raise ImplementationLoadError(
+                exc.text, stage=exc.stage, exception=exc.exception
+            ) from None
+        raise ImplementationLoadError(
+            f"{description}: {exc}", stage=exc.stage, exception=exc.exception
+        ) from None
 
 
 @contextlib.contextmanager
@@ -647,10 +719,11 @@ def isolate_option(fn: Callable) -> Callable:
 
     signature = inspect.signature(fn)
     parameters = list(signature.parameters.values())
-    keyword = inspect.Parameter("isolate", inspect.Parameter.KEYWORD_ONLY, default=False,
-                                annotation="bool")
-    at = next((i for i, p in enumerate(parameters) if p.kind is p.VAR_KEYWORD),
-              len(parameters))
+    keyword = inspect.Parameter(
+        "isolate", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"
+    )
+    at = next((i for i, p in enumerate(parameters) if p.kind is p.VAR_KEYWORD), len(parameters))
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*parameters[:at], keyword, *parameters[at:]])
+        parameters=[*parameters[:at], keyword, *parameters[at:]]
+    )
     return wrapper

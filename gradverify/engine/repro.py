@@ -31,9 +31,11 @@ __all__ = ["import_path", "reproduction_snippet"]
 def _dotted_identifier(name: object) -> bool:
     """Whether ``name`` is ``a.b.c`` of identifiers that Python reads back unchanged."""
     return isinstance(name, str) and all(
-        part.isidentifier() and not keyword.iskeyword(part)
+        part.isidentifier()
+        and not keyword.iskeyword(part)
         and unicodedata.normalize("NFKC", part) == part
-        for part in name.split("."))
+        for part in name.split(".")
+    )
 
 
 def _comment_text(value: object) -> str:
@@ -43,8 +45,9 @@ def _comment_text(value: object) -> str:
         text = str(value)
     except Exception:  # noqa: BLE001 - a user's object may fail even at this
         text = f"<{type(value).__name__}>"
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def _float_literal(x: float) -> str:
@@ -84,8 +87,7 @@ def import_path(impl: Callable) -> tuple[str, str] | None:
         return found
     module = getattr(impl, "__module__", None)
     qualname = getattr(impl, "__qualname__", None)
-    if not _dotted_identifier(module) or not _dotted_identifier(qualname) \
-            or module == "__main__":
+    if not _dotted_identifier(module) or not _dotted_identifier(qualname) or module == "__main__":
         return None
     try:
         obj = importlib.import_module(module)
@@ -98,6 +100,7 @@ def import_path(impl: Callable) -> tuple[str, str] | None:
 
 def _literal(a: np.ndarray) -> str:
     """A numpy array as ``np.array([...])`` with exact (repr) float64 literals."""
+
     def nested(v: np.ndarray) -> str:
         if v.ndim == 0:
             return _float_literal(float(v))
@@ -139,8 +142,13 @@ def reproduction_snippet(
     lines = []
     if comment:
         lines.extend(f"# {_comment_text(line)}" for line in comment.splitlines())
-    lines += ["import numpy as np", "", "import gradverify", "from gradverify.model.network import "
-              "NetworkSpec, Problem", ""]
+    lines += [
+        "import numpy as np",
+        "",
+        "import gradverify",
+        "from gradverify.model.network import NetworkSpec, Problem",
+        "",
+    ]
     path = import_path(impl)
     if path is not None:
         module, qualname = path
@@ -181,8 +189,12 @@ def reproduction_snippet(
         options.append("isolate=True")
     args = ", ".join(["impl", "problem", *options])
     if isolate:  # worker processes need the guard when this runs as a script
-        lines += ["", 'if __name__ == "__main__":',
-                  f"    result = gradverify.check_problem({args})", "    print(result)"]
+        lines += [
+            "",
+            'if __name__ == "__main__":',
+            f"    result = gradverify.check_problem({args})",
+            "    print(result)",
+        ]
     else:
         lines += [f"result = gradverify.check_problem({args})", "print(result)"]
     return "\n".join(lines) + "\n"

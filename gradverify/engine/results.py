@@ -36,7 +36,6 @@ class Verdict(StrEnum):
     ERROR = "error"  # raised, hung, or returned something malformed
 
 
-
 _SEVERITY = {Verdict.PASS: 0, Verdict.UNSTABLE: 1, Verdict.INCORRECT: 2, Verdict.ERROR: 3}
 
 
@@ -61,10 +60,12 @@ def precision_note(bits: float, tensor: str | None, saturation: float | None) ->
     """``"loses up to 12.0 bits beyond the stable formulation (dW1, at max |h| = 8.2)"``."""
     if not bits >= 0.05:
         return "loses no bits beyond the stable formulation"
-    where = [w for w in (tensor, None if saturation is None else f"at max |h| = {saturation:.4g}")
-             if w]
-    return (f"loses up to {bits:.1f} bits beyond the stable formulation"
-            + (f" ({', '.join(where)})" if where else ""))
+    where = [
+        w for w in (tensor, None if saturation is None else f"at max |h| = {saturation:.4g}") if w
+    ]
+    return f"loses up to {bits:.1f} bits beyond the stable formulation" + (
+        f" ({', '.join(where)})" if where else ""
+    )
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
@@ -104,12 +105,18 @@ class TensorComparison:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "layer": self.layer, "kind": self.kind, "shape": list(self.shape),
+            "name": self.name,
+            "layer": self.layer,
+            "kind": self.kind,
+            "shape": list(self.shape),
             "normwise_error": json_number(self.normwise_error),
             "max_relative_error": json_number(self.max_relative_error),
-            "max_ulps": json_number(self.max_ulps), "max_bits": json_number(self.max_bits),
-            "nonfinite": self.nonfinite, "baseline_error": json_number(self.baseline_error),
-            "tolerance": json_number(self.tolerance), "passed": self.passed,
+            "max_ulps": json_number(self.max_ulps),
+            "max_bits": json_number(self.max_bits),
+            "nonfinite": self.nonfinite,
+            "baseline_error": json_number(self.baseline_error),
+            "tolerance": json_number(self.tolerance),
+            "passed": self.passed,
             "fd_max_error": json_number(self.fd_max_error),
             "max_excess_bits": json_number(self.max_excess_bits),
             "autograd_baseline_error": json_number(self.autograd_baseline_error),
@@ -133,11 +140,15 @@ class ElementError:
 
     def to_dict(self) -> dict:
         return {
-            "tensor": self.tensor, "index": list(self.index),
-            "value": json_number(self.value), "reference": json_number(self.reference),
+            "tensor": self.tensor,
+            "index": list(self.index),
+            "value": json_number(self.value),
+            "reference": json_number(self.reference),
             "relative_error": json_number(self.relative_error),
-            "ulps": json_number(self.ulps), "bits": json_number(self.bits),
-            "fd": json_number(self.fd), "fd_error": json_number(self.fd_error),
+            "ulps": json_number(self.ulps),
+            "bits": json_number(self.bits),
+            "fd": json_number(self.fd),
+            "fd_error": json_number(self.fd_error),
         }
 
     def describe(self, bits: bool = True) -> str:
@@ -166,8 +177,13 @@ class WarningCount:
         return (self.category, self.filename, self.lineno)
 
     def to_dict(self) -> dict:
-        return {"category": self.category, "message": self.message, "filename": self.filename,
-                "lineno": self.lineno, "count": self.count}
+        return {
+            "category": self.category,
+            "message": self.message,
+            "filename": self.filename,
+            "lineno": self.lineno,
+            "count": self.count,
+        }
 
     def describe(self) -> str:
         times = "once" if self.count == 1 else f"{self.count} times"
@@ -180,8 +196,13 @@ def merge_warnings(*groups: Any) -> list[WarningCount]:
     for group in groups:
         for w in group:
             seen = merged.get(w.location)
-            merged[w.location] = w if seen is None else WarningCount(
-                seen.category, seen.message, seen.filename, seen.lineno, seen.count + w.count)
+            merged[w.location] = (
+                w
+                if seen is None
+                else WarningCount(
+                    seen.category, seen.message, seen.filename, seen.lineno, seen.count + w.count
+                )
+            )
     return list(merged.values())
 
 
@@ -189,8 +210,10 @@ def warning_lines(warnings: Any, indent: str = "  ") -> list[str]:
     """The lines ``str()`` of a result shows for the implementation's warnings."""
     if not warnings:
         return []
-    return [f"{indent}warnings raised by the implementation (each location once):",
-            *(f"{indent}  {w.describe()}" for w in warnings)]
+    return [
+        f"{indent}warnings raised by the implementation (each location once):",
+        *(f"{indent}  {w.describe()}" for w in warnings),
+    ]
 
 
 @dataclass
@@ -272,19 +295,26 @@ class CheckResult:
             "diagnosis": list(self.diagnosis),
             "tensors": [t.to_dict() for t in self.tensors],
             "worst": [w.to_dict() for w in self.worst],
-            "reference": {"precision_bits": self.reference_precision,
-                          "mpmath_backend": self.reference_backend},
+            "reference": {
+                "precision_bits": self.reference_precision,
+                "mpmath_backend": self.reference_backend,
+            },
             "interior_verdict": self.interior_verdict.value if self.interior_verdict else None,
             "policy": self.policy,
-            "beyond_stable": (_beyond_stable_dict(*self.precision_beyond_stable(),
-                                                  self.saturation) if self.tensors else None),
+            "beyond_stable": (
+                _beyond_stable_dict(*self.precision_beyond_stable(), self.saturation)
+                if self.tensors
+                else None
+            ),
             "fd_directional_discrepancy": json_number(self.fd_directional_discrepancy),
             "call_failure": self.call_failure,
             "warnings": [w.to_dict() for w in self.warnings],
             "elapsed_seconds": self.elapsed,
-            "problem": (self.problem.to_dict()
-                        if self.problem is not None and self.problem.spec.parameter_count <= 10_000
-                        else None),
+            "problem": (
+                self.problem.to_dict()
+                if self.problem is not None and self.problem.spec.parameter_count <= 10_000
+                else None
+            ),
         }
 
     def __str__(self) -> str:
@@ -299,14 +329,18 @@ class CheckResult:
         if self.verdict is Verdict.PASS and self.tensors:
             from gradverify.engine.compare import POLICIES
 
-            lines.append(f"  pass: {POLICIES.get(self.policy, self.policy)}; "
-                         f"{self.precision_note()}")
+            lines.append(
+                f"  pass: {POLICIES.get(self.policy, self.policy)}; {self.precision_note()}"
+            )
         for hint in self.diagnosis:
             lines.append(f"  hint: {hint}")
         bits = self.verdict is not Verdict.ERROR  # an error verdict shows no bits of error
         if self.tensors:
-            lines.append("  tensor  normwise err  beyond floor  tolerance  max ulp    "
-                         + ("max bits  beyond stable  " if bits else "") + "non-finite  ok")
+            lines.append(
+                "  tensor  normwise err  beyond floor  tolerance  max ulp    "
+                + ("max bits  beyond stable  " if bits else "")
+                + "non-finite  ok"
+            )
             for t in self.tensors:
                 lines.append(
                     f"  {t.name:<7} {_fmt(t.normwise_error, '<12.3g')}  "
@@ -319,8 +353,10 @@ class CheckResult:
             lines.append("  worst elements:")
             lines.extend(f"    {w.describe(bits)}" for w in self.worst)
         if self.fd_directional_discrepancy is not None:
-            lines.append(f"  finite differences (random directions) agree with the reference to "
-                         f"{_fmt(self.fd_directional_discrepancy)} relative")
+            lines.append(
+                f"  finite differences (random directions) agree with the reference to "
+                f"{_fmt(self.fd_directional_discrepancy)} relative"
+            )
         lines.extend(warning_lines(self.warnings))
         if self.reference_precision:
             lines.append(

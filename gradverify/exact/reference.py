@@ -262,10 +262,10 @@ class ReferenceGradients:
         """(name, rounded, residual, exact) for dW_1, db_1, ..., dW_L, db_L."""
         out = []
         for i in range(len(self.dweights)):
-            out.append((f"dW{i + 1}", self.dweights[i], self.dweights_low[i],
-                        self.exact_dweights[i]))
-            out.append((f"db{i + 1}", self.dbiases[i], self.dbiases_low[i],
-                        self.exact_dbiases[i]))
+            out.append(
+                (f"dW{i + 1}", self.dweights[i], self.dweights_low[i], self.exact_dweights[i])
+            )
+            out.append((f"db{i + 1}", self.dbiases[i], self.dbiases_low[i], self.exact_dbiases[i]))
         return out
 
 
@@ -318,7 +318,8 @@ def reference_gradients(
             pairs = zip((*low[0], *low[1]), (*high[0], *high[1]), strict=True)
             if agree_to_bits(low[2], high[2], bits) and all(
                 agree_to_bits(a, b, bits)
-                for x, y in pairs for a, b in zip(x.flat, y.flat, strict=True)
+                for x, y in pairs
+                for a, b in zip(x.flat, y.flat, strict=True)
             ):
                 break
             prec *= 2

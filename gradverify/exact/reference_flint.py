@@ -213,7 +213,8 @@ def flint_reference_gradients(
                 dweights, dbiases, J = _reverse_mode(problem)
             except (ValueError, ZeroDivisionError, OverflowError) as exc:
                 raise ExactReferenceError(
-                    f"the exact reference is outside its domain: {exc}") from exc
+                    f"the exact reference is outside its domain: {exc}"
+                ) from exc
             tensors = [*dweights, *dbiases]
             certified = [[_certified(v, bits) for v in t.flat] for t in tensors]
             loss = _certified(J, bits)
@@ -221,8 +222,10 @@ def flint_reference_gradients(
                 break
             prec *= 2
             if prec > max_precision:
-                raise ExactReferenceError(f"the Arb reference could not certify {bits} bits below "
-                                     f"{max_precision} bits of working precision")
+                raise ExactReferenceError(
+                    f"the Arb reference could not certify {bits} bits below "
+                    f"{max_precision} bits of working precision"
+                )
     finally:
         flint.ctx.prec = saved
 

@@ -268,8 +268,9 @@ def _output_delta_raw(prec: int, h: float, y: float) -> Any:
     return libmp.mpf_sub(q, yv, prec, rnd)
 
 
-def exact_output_gradient(h: float, y: float, *, evaluator: _Exact | None = None,
-                          outputs: int = 1) -> Any:
+def exact_output_gradient(
+    h: float, y: float, *, evaluator: _Exact | None = None, outputs: int = 1
+) -> Any:
     """Exact dJ/db (= dJ/dW) of the one-layer scan network at logit ``h`` and label ``y``.
 
     ``h`` and ``y`` are taken as exact float64 values; ``outputs``: that many output units
@@ -364,8 +365,9 @@ def _split(g: Any) -> tuple[float, float]:
     return hi, round_mpf(libmp.mpf_sub(g._mpf_, libmp.from_float(hi)), float_format("float64"))
 
 
-def _judge(values: Sequence[float], g: Any, fmt: FloatFormat
-           ) -> tuple[str, float, float, frozenset[str]]:
+def _judge(
+    values: Sequence[float], g: Any, fmt: FloatFormat
+) -> tuple[str, float, float, frozenset[str]]:
     """(status, worst value, relative error, failed criteria) of the returned entries."""
     rounded = round_mpf(g, fmt)
     bad: set[str] = set()
@@ -459,8 +461,9 @@ def _layout(caps: Capabilities, min_depth: int) -> _Layout | None:
         return None
     widths = caps.widths or (None,) * (depth + 1)
     filler = "sigmoid" if "sigmoid" in caps.activations else caps.activations[0]
-    return _Layout(tuple(1 if n is None else n for n in widths),
-                   caps.batch[0] if caps.batch else 1, filler)
+    return _Layout(
+        tuple(1 if n is None else n for n in widths), caps.batch[0] if caps.batch else 1, filler
+    )
 
 
 _SMALLEST = _Layout((1, 1))
@@ -468,15 +471,23 @@ _SMALLEST = _Layout((1, 1))
 
 def _zero_layers(layout: _Layout, dt: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     n = layout.widths
-    return ([np.zeros((n[i + 1], n[i]), dtype=dt) for i in range(layout.depth)],
-            [np.zeros(n[i + 1], dtype=dt) for i in range(layout.depth)])
+    return (
+        [np.zeros((n[i + 1], n[i]), dtype=dt) for i in range(layout.depth)],
+        [np.zeros(n[i + 1], dtype=dt) for i in range(layout.depth)],
+    )
 
 
 class _OutputProbe:
     """Calls the implementation on the one-layer network at lattice floats (cached)."""
 
-    def __init__(self, calls: _Caller, fmt: FloatFormat, label: float, exact: _Exact,
-                 layout: _Layout = _SMALLEST) -> None:
+    def __init__(
+        self,
+        calls: _Caller,
+        fmt: FloatFormat,
+        label: float,
+        exact: _Exact,
+        layout: _Layout = _SMALLEST,
+    ) -> None:
         self.calls, self.fmt, self.exact = calls, fmt, exact
         dt = fmt.dtype
         n, depth = layout.widths, layout.depth
@@ -502,12 +513,16 @@ class _OutputProbe:
         outcome = self.calls.call(problem)
         hi, lo = _split(g)
         if not outcome.ok:
-            obs = _Observation(h, "error", (), None, hi, lo, math.nan, frozenset({"raises"}),
-                               outcome.error)
+            obs = _Observation(
+                h, "error", (), None, hi, lo, math.nan, frozenset({"raises"}), outcome.error
+            )
         else:
             db = float(outcome.dbiases[-1].astype(np.float64)[0])
-            values = ((float(outcome.dweights[0].astype(np.float64)[0, 0]), db)
-                      if self.layout.depth == 1 else (db,))
+            values = (
+                (float(outcome.dweights[0].astype(np.float64)[0, 0]), db)
+                if self.layout.depth == 1
+                else (db,)
+            )
             status, worst, rel, bad = _judge(values, g, self.fmt)
             obs = _Observation(h, status, values, worst, hi, lo, rel, bad)
         self.cache[key] = obs
@@ -517,15 +532,22 @@ class _OutputProbe:
 class _HiddenProbe:
     """Calls the implementation on the 1 -> 1 -> 1 network at lattice floats (cached)."""
 
-    def __init__(self, calls: _Caller, fmt: FloatFormat, activation_name: str,
-                 exact: _Exact, layout: _Layout = _Layout((1, 1, 1))) -> None:
+    def __init__(
+        self,
+        calls: _Caller,
+        fmt: FloatFormat,
+        activation_name: str,
+        exact: _Exact,
+        layout: _Layout = _Layout((1, 1, 1)),
+    ) -> None:
         self.calls, self.fmt, self.exact = calls, fmt, exact
         self.activation = activation_name
         dt = fmt.dtype
         n, depth = layout.widths, layout.depth
         self.layout, self.outputs = layout, n[-1]
-        self.spec = NetworkSpec(n, (*(layout.filler,) * (depth - 2), activation_name, "sigmoid"),
-                                "bce")
+        self.spec = NetworkSpec(
+            n, (*(layout.filler,) * (depth - 2), activation_name, "sigmoid"), "bce"
+        )
         weights, biases = _zero_layers(layout, dt)
         weights[-1][0, 0] = 1  # only the probed unit reaches the (first) output
         self.weights = tuple(weights)
@@ -540,8 +562,12 @@ class _HiddenProbe:
         hit = self.exact_cache.get(key)
         if hit is None:
             h = float(_one_float(index, negative, self.fmt).astype(np.float64)[0])
-            hit = (h, exact_hidden_gradient(self.activation, h, evaluator=self.exact,
-                                            outputs=self.outputs))
+            hit = (
+                h,
+                exact_hidden_gradient(
+                    self.activation, h, evaluator=self.exact, outputs=self.outputs
+                ),
+            )
             self.exact_cache[key] = hit
         return hit
 
@@ -566,8 +592,7 @@ class _HiddenProbe:
             obs = _Observation(h, "error", (), None, hi, lo, math.nan, frozenset(), outcome.error)
         else:
             # dJ/dW1 (x = 1) in the 1 -> 1 -> 1 network; dJ/db_{L-1} in a deeper one
-            grad = (outcome.dweights[0][0, 0] if self.layout.depth == 2
-                    else outcome.dbiases[-2][0])
+            grad = outcome.dweights[0][0, 0] if self.layout.depth == 2 else outcome.dbiases[-2][0]
             value = float(np.asarray(grad).astype(np.float64))
             status = "ok" if math.isfinite(value) else "nonfinite"
             bad = frozenset({"first_zero"}) if value == 0 and g != 0 else frozenset()
@@ -740,23 +765,39 @@ class Threshold:
         fmt = float_format(self.dtype)
         out: dict[str, Any] = {"criterion": self.criterion, "found": self.found}
         if self.found:
-            out.update({
-                "index": self.index, "value": json_number(self.value), "decimal": self.decimal,
-                "bits": self.bits, "previous_value": json_number(self.previous_value),
-                "previous_bits": self.previous_bits, "status": self.status,
-                "gradient": json_number(self.gradient), "exact": json_number(self.exact),
-                "relative_error": json_number(self.relative_error), "message": self.message,
-                "checked_below": self.checked_below, "settled": self.settled,
-            })
-        out.update({
-            "monotone": self.monotone,
-            "recovery_count": self.recovery_count,
-            "recoveries": [
-                {"start": json_number(a), "start_bits": bit_pattern(a, fmt),
-                 "end": json_number(b), "end_bits": bit_pattern(b, fmt), "refined": refined}
-                for a, b, refined in self.recoveries
-            ],
-        })
+            out.update(
+                {
+                    "index": self.index,
+                    "value": json_number(self.value),
+                    "decimal": self.decimal,
+                    "bits": self.bits,
+                    "previous_value": json_number(self.previous_value),
+                    "previous_bits": self.previous_bits,
+                    "status": self.status,
+                    "gradient": json_number(self.gradient),
+                    "exact": json_number(self.exact),
+                    "relative_error": json_number(self.relative_error),
+                    "message": self.message,
+                    "checked_below": self.checked_below,
+                    "settled": self.settled,
+                }
+            )
+        out.update(
+            {
+                "monotone": self.monotone,
+                "recovery_count": self.recovery_count,
+                "recoveries": [
+                    {
+                        "start": json_number(a),
+                        "start_bits": bit_pattern(a, fmt),
+                        "end": json_number(b),
+                        "end_bits": bit_pattern(b, fmt),
+                        "refined": refined,
+                    }
+                    for a, b, refined in self.recoveries
+                ],
+            }
+        )
         return out
 
 
@@ -808,10 +849,12 @@ class ScanRow:
         return (self.positive if side == "positive" else self.negative).thresholds[criterion]
 
     def to_dict(self) -> dict:
-        return {"implementation": self.implementation, "dtype": self.dtype,
-                "label": self.label,
-                "sides": {"positive": self.positive.to_dict(),
-                          "negative": self.negative.to_dict()}}
+        return {
+            "implementation": self.implementation,
+            "dtype": self.dtype,
+            "label": self.label,
+            "sides": {"positive": self.positive.to_dict(), "negative": self.negative.to_dict()},
+        }
 
 
 @dataclass(frozen=True)
@@ -831,13 +874,19 @@ class HiddenUnderflow:
     message: str | None = None
 
     def to_dict(self) -> dict:
-        return {"implementation": self.implementation, "dtype": self.dtype,
-                "activation": self.activation, "side": self.side,
-                "first_zero": self.first_zero.to_dict(),
-                "representable_limit": self.representable_limit.to_dict(),
-                "checked_points": self.checked_points, "verification": self.verification,
-                "nonfinite_points": self.nonfinite_points, "error_points": self.error_points,
-                "message": self.message}
+        return {
+            "implementation": self.implementation,
+            "dtype": self.dtype,
+            "activation": self.activation,
+            "side": self.side,
+            "first_zero": self.first_zero.to_dict(),
+            "representable_limit": self.representable_limit.to_dict(),
+            "checked_points": self.checked_points,
+            "verification": self.verification,
+            "nonfinite_points": self.nonfinite_points,
+            "error_points": self.error_points,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -862,14 +911,18 @@ class SweepSeries:
 
     def to_dict(self) -> dict:
         return {
-            "implementation": self.implementation, "dtype": self.dtype, "label": self.label,
-            "side": self.side, "h": [json_number(v) for v in self.h],
+            "implementation": self.implementation,
+            "dtype": self.dtype,
+            "label": self.label,
+            "side": self.side,
+            "h": [json_number(v) for v in self.h],
             "saturation": [json_number(v) for v in self.saturation],
             "gradient": [json_number(v) for v in self.gradient],
             "exact": [json_number(v) for v in self.exact],
             "relative_error": [json_number(v) for v in self.relative_error],
             "bits": [json_number(v) for v in self.bits],
-            "nonfinite": list(self.nonfinite), "error": list(self.error),
+            "nonfinite": list(self.nonfinite),
+            "error": list(self.error),
         }
 
 
@@ -939,8 +992,13 @@ def scan_schema() -> dict:
 # ---------------------------------------------------------------------------
 
 
-def _threshold(criterion: str, fmt: FloatFormat, side: str, located: _Located,
-               observe: Callable[[int], _Observation] | None) -> Threshold:
+def _threshold(
+    criterion: str,
+    fmt: FloatFormat,
+    side: str,
+    located: _Located,
+    observe: Callable[[int], _Observation] | None,
+) -> Threshold:
     negative = side == "negative"
 
     def value(i: int) -> float:
@@ -948,21 +1006,32 @@ def _threshold(criterion: str, fmt: FloatFormat, side: str, located: _Located,
 
     recoveries = tuple((value(a), value(b), r) for a, b, r in located.recoveries)
     if located.index is None:
-        return Threshold(criterion, fmt.name, side, recoveries=recoveries,
-                         recovery_count=located.recovery_count)
+        return Threshold(
+            criterion, fmt.name, side, recoveries=recoveries, recovery_count=located.recovery_count
+        )
 
     t = located.index
     v = value(t)
     previous = value(t - 1) if t > 0 else None
     obs = observe(t) if observe is not None else None
     return Threshold(
-        criterion, fmt.name, side, index=t, value=v, decimal=shortest_decimal(v, fmt),
-        bits=bit_pattern(v, fmt), previous_value=previous,
+        criterion,
+        fmt.name,
+        side,
+        index=t,
+        value=v,
+        decimal=shortest_decimal(v, fmt),
+        bits=bit_pattern(v, fmt),
+        previous_value=previous,
         previous_bits=bit_pattern(previous, fmt) if previous is not None else None,
-        status=obs.status if obs else None, gradient=obs.gradient if obs else None,
-        exact=obs.exact if obs else None, relative_error=obs.relative_error if obs else None,
-        message=obs.message if obs else None, recoveries=recoveries,
-        recovery_count=located.recovery_count, checked_below=located.checked_below,
+        status=obs.status if obs else None,
+        gradient=obs.gradient if obs else None,
+        exact=obs.exact if obs else None,
+        relative_error=obs.relative_error if obs else None,
+        message=obs.message if obs else None,
+        recoveries=recoveries,
+        recovery_count=located.recovery_count,
+        checked_below=located.checked_below,
         settled=located.settled,
     )
 
@@ -1020,8 +1089,9 @@ def _scan_side(probe: _OutputProbe, plan: _Plan, side: str) -> SideScan:
     base = plan.base()
     thresholds = {}
     for criterion in CRITERIA:
-        located = _locate(lambda i, c=criterion: c in observe(i).bad, fmt.max_index, base,
-                          plan.around, evaluated)
+        located = _locate(
+            lambda i, c=criterion: c in observe(i).bad, fmt.max_index, base, plan.around, evaluated
+        )
         thresholds[criterion] = _threshold(criterion, fmt, side, located, observe)
     seen = [o for (neg, _), o in probe.cache.items() if neg == negative]
     returned = [o for o in seen if o.status != "error"]
@@ -1044,20 +1114,34 @@ def _scan_hidden(probe: _HiddenProbe, plan: _Plan, side: str, name: str) -> Hidd
         return probe.observe(negative, i)
 
     base = plan.base()
-    first_zero = _locate(lambda i: "first_zero" in observe(i).bad, fmt.max_index, base,
-                         plan.around, lambda: [i for (neg, i) in probe.cache if neg == negative])
-    limit = _locate(lambda i: probe.exact_rounds_to_zero(negative, i), fmt.max_index, base,
-                    plan.around,
-                    lambda: [i for (neg, i) in probe.exact_cache if neg == negative])
+    first_zero = _locate(
+        lambda i: "first_zero" in observe(i).bad,
+        fmt.max_index,
+        base,
+        plan.around,
+        lambda: [i for (neg, i) in probe.cache if neg == negative],
+    )
+    limit = _locate(
+        lambda i: probe.exact_rounds_to_zero(negative, i),
+        fmt.max_index,
+        base,
+        plan.around,
+        lambda: [i for (neg, i) in probe.exact_cache if neg == negative],
+    )
     seen = [o for (neg, _), o in probe.cache.items() if neg == negative]
     errors = [o for o in seen if o.status == "error"]
     return HiddenUnderflow(
-        implementation=name, dtype=fmt.name, activation=probe.activation, side=side,
+        implementation=name,
+        dtype=fmt.name,
+        activation=probe.activation,
+        side=side,
         first_zero=_threshold("first_zero", fmt, side, first_zero, observe),
         representable_limit=_threshold("representable_limit", fmt, side, limit, None),
-        checked_points=len(seen), verification=plan.verification,
+        checked_points=len(seen),
+        verification=plan.verification,
         nonfinite_points=sum(o.status == "nonfinite" for o in seen),
-        error_points=len(errors), message=errors[0].message if errors else None,
+        error_points=len(errors),
+        message=errors[0].message if errors else None,
     )
 
 
@@ -1078,17 +1162,23 @@ def _sweep(probe: _OutputProbe, row: ScanRow, sweep_points: int, name: str) -> l
             if t.found:
                 indices |= {i for i in range(t.index - 2, t.index + 3) if 0 <= i <= fmt.max_index}
         observations = [probe.observe(negative, i) for i in sorted(indices)]
-        series.append(SweepSeries(
-            implementation=name, dtype=fmt.name, label=probe.label, side=side.side,
-            h=tuple(o.h for o in observations),
-            gradient=tuple(math.nan if o.gradient is None else o.gradient
-                           for o in observations),
-            exact=tuple(o.exact for o in observations),
-            relative_error=tuple(o.relative_error for o in observations),
-            bits=tuple(_error_bits(observations, fmt)),
-            nonfinite=tuple(o.status == "nonfinite" for o in observations),
-            error=tuple(o.status == "error" for o in observations),
-        ))
+        series.append(
+            SweepSeries(
+                implementation=name,
+                dtype=fmt.name,
+                label=probe.label,
+                side=side.side,
+                h=tuple(o.h for o in observations),
+                gradient=tuple(
+                    math.nan if o.gradient is None else o.gradient for o in observations
+                ),
+                exact=tuple(o.exact for o in observations),
+                relative_error=tuple(o.relative_error for o in observations),
+                bits=tuple(_error_bits(observations, fmt)),
+                nonfinite=tuple(o.status == "nonfinite" for o in observations),
+                error=tuple(o.status == "error" for o in observations),
+            )
+        )
     return series
 
 
@@ -1115,8 +1205,9 @@ def _resolve_dtypes(impl: Callable, dtypes: Iterable[str] | str | None) -> tuple
         dtypes = [dtypes]
     names = tuple(dict.fromkeys(dtype_name(resolve_dtype(d)) for d in dtypes))
     if not names:
-        raise ValueError("dtypes is empty: name at least one of float16, bfloat16, float32, "
-                         "float64")
+        raise ValueError(
+            "dtypes is empty: name at least one of float16, bfloat16, float32, float64"
+        )
     return names
 
 
@@ -1196,14 +1287,18 @@ def scan(
             f"declares losses ({', '.join(caps.losses)}) and activations "
             f"({', '.join(caps.activations)})"
         )
-    for label, v in (("sweep_points", sweep_points), ("check_points", check_points),
-                     ("neighbourhood", neighbourhood)):
+    for label, v in (
+        ("sweep_points", sweep_points),
+        ("check_points", check_points),
+        ("neighbourhood", neighbourhood),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{label} must be a non-negative integer; got {v!r}")
     if check_points < 2 or neighbourhood < 1:
         raise ValueError("check_points must be at least 2 and neighbourhood at least 1")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not timeout > 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
         raise ValueError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
     dtype_names = _resolve_dtypes(impl, dtypes)
     label_values = _resolve_labels(labels)
@@ -1216,11 +1311,14 @@ def scan(
         hidden = tuple(hidden_activations)
         for a in hidden:
             if a not in HIDDEN_ACTIVATIONS:
-                raise ValueError(f"hidden_activations must be among "
-                                 f"{', '.join(HIDDEN_ACTIVATIONS)}; got {a!r}")
+                raise ValueError(
+                    f"hidden_activations must be among {', '.join(HIDDEN_ACTIVATIONS)}; got {a!r}"
+                )
         if hidden and hidden_layout is None:
-            raise ValueError("the hidden-layer scan needs a network of depth 2 or more, but "
-                             "the implementation declares depth 1; pass hidden_activations=()")
+            raise ValueError(
+                "the hidden-layer scan needs a network of depth 2 or more, but "
+                "the implementation declares depth 1; pass hidden_activations=()"
+            )
     display = name or implementation_name(impl)
     say = _progress_sink(progress)
     start = time.perf_counter()
@@ -1234,33 +1332,56 @@ def scan(
         for y in label_values:
             say(f"{display} {dt} y={y:g}: output layer")
             probe = _OutputProbe(calls, fmt, y, exact, output_layout or _SMALLEST)
-            row = ScanRow(display, dt, probe.label, _scan_side(probe, plan, "positive"),
-                          _scan_side(probe, plan, "negative"))
+            row = ScanRow(
+                display,
+                dt,
+                probe.label,
+                _scan_side(probe, plan, "positive"),
+                _scan_side(probe, plan, "negative"),
+            )
             rows.append(row)
             if sweep_points:
                 sweeps.extend(_sweep(probe, row, sweep_points, display))
         # one criterion per side (not five): half the verification points suffice
-        hidden_plan = _Plan(fmt, max(2, check_points // 2), neighbourhood, plan.exhaustive,
-                            stride_window=False)
+        hidden_plan = _Plan(
+            fmt, max(2, check_points // 2), neighbourhood, plan.exhaustive, stride_window=False
+        )
         for act in hidden:
             say(f"{display} {dt}: hidden {act} underflow")
             hprobe = _HiddenProbe(calls, fmt, act, exact, hidden_layout or _Layout((1, 1, 1)))
             for side in SIDES:
                 hidden_rows.append(_scan_hidden(hprobe, hidden_plan, side, display))
-    settings = {"check_points": check_points, "neighbourhood": neighbourhood,
-                "exhaustive": bool(exhaustive), "sweep_points": sweep_points,
-                "timeout": timeout}
-    return ScanResult(display, dtype_names, label_values, rows, sweeps, hidden_rows,
-                      time.perf_counter() - start, settings,
-                      skipped_dtypes=_skipped_dtypes(impl, dtypes))
+    settings = {
+        "check_points": check_points,
+        "neighbourhood": neighbourhood,
+        "exhaustive": bool(exhaustive),
+        "sweep_points": sweep_points,
+        "timeout": timeout,
+    }
+    return ScanResult(
+        display,
+        dtype_names,
+        label_values,
+        rows,
+        sweeps,
+        hidden_rows,
+        time.perf_counter() - start,
+        settings,
+        skipped_dtypes=_skipped_dtypes(impl, dtypes),
+    )
 
 
 # ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
 
-_HEADINGS = {"nonfinite": "inf/NaN", "error_1e-3": "err>=1e-3", "error_1e-1": "err>=0.1",
-             "error_1": "err>=100%", "raises": "raises"}
+_HEADINGS = {
+    "nonfinite": "inf/NaN",
+    "error_1e-3": "err>=1e-3",
+    "error_1e-1": "err>=0.1",
+    "error_1": "err>=100%",
+    "raises": "raises",
+}
 
 
 def _cell(t: Threshold, side: SideScan | None = None) -> str:
@@ -1293,8 +1414,7 @@ def format_scan_table(results: Sequence[ScanResult]) -> str:
     criteria = [c for c in CRITERIA if c != "raises"]
     if any(s.raises_anywhere for r in results for row in r.rows for s in row.sides):
         criteria.append("raises")
-    header = ["implementation", "dtype", "y", "side", *(_HEADINGS[c] for c in criteria),
-              "max bits"]
+    header = ["implementation", "dtype", "y", "side", *(_HEADINGS[c] for c in criteria), "max bits"]
     lines = []
     starred = False
     for result in results:
@@ -1302,32 +1422,47 @@ def format_scan_table(results: Sequence[ScanResult]) -> str:
             for k, side in enumerate(row.sides):
                 cells = [_cell(side.thresholds[c], side) for c in criteria]
                 starred = starred or any(c.endswith("*") for c in cells)
-                lead = ([row.implementation, row.dtype, f"{row.label:g}"] if k == 0
-                        else ["", "", ""])
+                lead = [row.implementation, row.dtype, f"{row.label:g}"] if k == 0 else ["", "", ""]
                 bits = "-" if math.isnan(side.max_error_bits) else f"{side.max_error_bits:.1f}"
                 lines.append([*lead, "h>0" if side.side == "positive" else "h<0", *cells, bits])
-    out = ["Output layer (1 -> 1, sigmoid + bce, h = b exactly): first float h, moving out "
-           "from 0, where dJ/db goes bad"]
+    out = [
+        "Output layer (1 -> 1, sigmoid + bce, h = b exactly): first float h, moving out "
+        "from 0, where dJ/db goes bad"
+    ]
     out += _table(header, lines)
-    notes = ["err = relative error against the exact gradient (a correctly rounded result "
-             "counts as exact); max bits = worst log2(1 + ulps) over the checked floats."]
-    sampled = {row.dtype for r in results for row in r.rows
-               if any(side.verification == "sampled" for side in row.sides)}
+    notes = [
+        "err = relative error against the exact gradient (a correctly rounded result "
+        "counts as exact); max bits = worst log2(1 + ulps) over the checked floats."
+    ]
+    sampled = {
+        row.dtype
+        for r in results
+        for row in r.rows
+        if any(side.verification == "sampled" for side in row.sides)
+    }
     if sampled:
-        notes.append(f"Checked on sampled floats ({', '.join(sorted(sampled))}): a bad float "
-                     "isolated between checked floats below a threshold can be missed; "
-                     "exhaustive=True checks every float16/bfloat16.")
+        notes.append(
+            f"Checked on sampled floats ({', '.join(sorted(sampled))}): a bad float "
+            "isolated between checked floats below a threshold can be missed; "
+            "exhaustive=True checks every float16/bfloat16."
+        )
     if starred:
-        notes.append("* not monotone: the gradient is good again by this column's measure "
-                     "somewhere past this float (regions in the JSON output).")
+        notes.append(
+            "* not monotone: the gradient is good again by this column's measure "
+            "somewhere past this float (regions in the JSON output)."
+        )
     if any(c.startswith("<=") for line in lines for c in line):
-        notes.append("<= noisy: bad floats continue below this one past the search limit, so "
-                     "the first is at or below it.")
+        notes.append(
+            "<= noisy: bad floats continue below this one past the search limit, so "
+            "the first is at or below it."
+        )
     hidden = [h for r in results for h in r.hidden]
     if hidden:
         out.append("")
-        out.append("Hidden layer (1 -> 1 -> 1, hidden pre-activation h = b1 exactly): first "
-                   "float h where dJ/dW1 comes back exactly 0")
+        out.append(
+            "Hidden layer (1 -> 1 -> 1, hidden pre-activation h = b1 exactly): first "
+            "float h where dJ/dW1 comes back exactly 0"
+        )
         hlines = []
         for h in hidden:
             zero = _cell(h.first_zero) if h.first_zero.found else "never"
@@ -1336,10 +1471,29 @@ def format_scan_table(results: Sequence[ScanResult]) -> str:
             if h.first_zero.found and h.representable_limit.found:
                 if abs(h.first_zero.value) < abs(h.representable_limit.value):
                     early = "early"
-            hlines.append([h.implementation, h.dtype, h.activation,
-                           "h>0" if h.side == "positive" else "h<0", zero, limit, early])
-        out += _table(["implementation", "dtype", "hidden", "side", "returns 0 from",
-                       "exact rounds to 0 from", ""], hlines)
+            hlines.append(
+                [
+                    h.implementation,
+                    h.dtype,
+                    h.activation,
+                    "h>0" if h.side == "positive" else "h<0",
+                    zero,
+                    limit,
+                    early,
+                ]
+            )
+        out += _table(
+            [
+                "implementation",
+                "dtype",
+                "hidden",
+                "side",
+                "returns 0 from",
+                "exact rounds to 0 from",
+                "",
+            ],
+            hlines,
+        )
         notes.append("early = the returned gradient underflows before the dtype forces it to.")
     skipped = {d: why for r in results for d, why in r.skipped_dtypes.items()}
     notes.extend(f"{note}." for note in skipped_dtype_notes(skipped))

@@ -106,12 +106,14 @@ DEFAULT_DATABASE: Any = object()
 """Sentinel: Hypothesis's default example database, except in CI, when derandomized or when
 a seed is given."""
 
+
 def _ends_search(result: CheckResult) -> bool:
     """A call that timed out or crashed its worker: nothing more is asked of ``impl``.
 
     Each further call would wait out the time limit again, or start a new worker process.
     """
     return result.call_failure in (CallFailure.TIMED_OUT, CallFailure.CRASHED)
+
 
 BISECTION_STEPS = 24
 
@@ -148,22 +150,32 @@ class BeyondStable:
             return None
         worst = max(samples, key=lambda s: s["bits"])
         notable = [s["saturation"] for s in samples if s["bits"] > NOTABLE_LOSS_BITS]
-        return cls(float(worst["bits"]), worst.get("tensor"), float(worst["saturation"]),
-                   min(notable) if notable else None)
+        return cls(
+            float(worst["bits"]),
+            worst.get("tensor"),
+            float(worst["saturation"]),
+            min(notable) if notable else None,
+        )
 
     def describe(self) -> str:
         """``loses up to 12.0 bits beyond the stable formulation (dW1, at max |h| = 9.3; ...)``."""
-        text = precision_note(self.bits, self.tensor,
-                              self.saturation if self.bits >= 0.05 else None)
+        text = precision_note(
+            self.bits, self.tensor, self.saturation if self.bits >= 0.05 else None
+        )
         if self.notable_from is not None:
-            text += (f"; more than {NOTABLE_LOSS_BITS:g} bits only from max |h| = "
-                     f"{self.notable_from:.4g}")
+            text += (
+                f"; more than {NOTABLE_LOSS_BITS:g} bits only from max |h| = "
+                f"{self.notable_from:.4g}"
+            )
         return text
 
     def to_dict(self) -> dict:
-        return {"bits": json_number(self.bits), "tensor": self.tensor,
-                "saturation": json_number(self.saturation),
-                "notable_from": json_number(self.notable_from)}
+        return {
+            "bits": json_number(self.bits),
+            "tensor": self.tensor,
+            "saturation": json_number(self.saturation),
+            "notable_from": json_number(self.notable_from),
+        }
 
 
 @dataclass
@@ -257,8 +269,9 @@ class SearchResult:
         """The worst bits of error of any dtype; None for an ``error`` verdict."""
         if self.verdict is Verdict.ERROR:
             return None
-        return max((s.worst_bits for s in self.per_dtype.values() if s.worst_bits is not None),
-                   default=0.0)
+        return max(
+            (s.worst_bits for s in self.per_dtype.values() if s.worst_bits is not None), default=0.0
+        )
 
     @property
     def thresholds(self) -> dict[str, float | None]:
@@ -286,8 +299,10 @@ class SearchResult:
             "diagnosis": list(self.diagnosis),
             "counterexample": self.counterexample.to_dict() if self.counterexample else None,
             "reproduction": self.reproduction,
-            "samples": [{k: json_number(v) if k in ("saturation", "bits") else v
-                         for k, v in s.items()} for s in self.samples],
+            "samples": [
+                {k: json_number(v) if k in ("saturation", "bits") else v for k, v in s.items()}
+                for s in self.samples
+            ],
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
@@ -306,8 +321,9 @@ class SearchResult:
         if self.verdict is Verdict.PASS:
             from gradverify.engine.compare import POLICIES
 
-            lines.append(f"  pass: {POLICIES.get(self.policy, self.policy)} "
-                         f"(policy {self.policy!r})")
+            lines.append(
+                f"  pass: {POLICIES.get(self.policy, self.policy)} (policy {self.policy!r})"
+            )
         for s in self.per_dtype.values():
             extra = ""
             if s.threshold_saturation is not None:
@@ -317,11 +333,11 @@ class SearchResult:
             if s.stopped_early:
                 extra += f"; stopped early: {s.stopped_early}"
             if s.verdict is Verdict.PASS and s.beyond_stable is not None:
-                lines.append(f"  {s.dtype}: pass, {s.examples} examples; "
-                             f"{s.beyond_stable.describe()}{extra}")
+                lines.append(
+                    f"  {s.dtype}: pass, {s.examples} examples; {s.beyond_stable.describe()}{extra}"
+                )
                 continue
-            bits = ("" if s.worst_bits is None
-                    else f", worst {s.worst_bits:.1f} bits of error")
+            bits = "" if s.worst_bits is None else f", worst {s.worst_bits:.1f} bits of error"
             lines.append(f"  {s.dtype}: {s.verdict.value}, {s.examples} examples{bits}{extra}")
         lines.extend(f"  {note}" for note in skipped_dtype_notes(self.skipped_dtypes))
         if self.diagnosis:
@@ -334,8 +350,10 @@ class SearchResult:
             if problem is not None and problem.spec.parameter_count <= 64:
                 lines.append("  parameters and batch:")
                 for i, (w, b) in enumerate(zip(problem.weights, problem.biases, strict=True)):
-                    lines.append(f"    W_{i + 1} = {w.astype(float).tolist()}, "
-                                 f"b_{i + 1} = {b.astype(float).tolist()}")
+                    lines.append(
+                        f"    W_{i + 1} = {w.astype(float).tolist()}, "
+                        f"b_{i + 1} = {b.astype(float).tolist()}"
+                    )
                 lines.append(f"    x = {problem.x.astype(float).tolist()}")
                 lines.append(f"    y = {problem.y.astype(float).tolist()}")
         if self.reproduction:
@@ -403,8 +421,9 @@ def _clipped_bits(result: CheckResult) -> float:
     return float(min(max(bits, 0.0), width)) if math.isfinite(bits) else width
 
 
-def _resolve_database(database: Any, *, ci: bool, derandomize: bool, seeded: bool
-                      ) -> ExampleDatabase | None:
+def _resolve_database(
+    database: Any, *, ci: bool, derandomize: bool, seeded: bool
+) -> ExampleDatabase | None:
     if database is DEFAULT_DATABASE:
         # A given seed means "the same examples as last time": replayed failures would differ.
         return None if (ci or derandomize or seeded) else settings.default.database
@@ -412,8 +431,10 @@ def _resolve_database(database: Any, *, ci: bool, derandomize: bool, seeded: boo
         return database
     if isinstance(database, (str, os.PathLike)):
         return DirectoryBasedExampleDatabase(str(database))
-    raise TypeError(f"database must be None, a path or a hypothesis ExampleDatabase; "
-                    f"got {type(database).__name__}")
+    raise TypeError(
+        f"database must be None, a path or a hypothesis ExampleDatabase; "
+        f"got {type(database).__name__}"
+    )
 
 
 def _database_name(db: ExampleDatabase | None) -> str | None:
@@ -454,9 +475,7 @@ class _RunSettings:
     progress: Callable[[str, int, int], None] | None
 
 
-def _run_dtype(
-    config: _RunSettings, dtype: str
-) -> tuple[_DtypeRun, dict[Verdict, CheckResult]]:
+def _run_dtype(config: _RunSettings, dtype: str) -> tuple[_DtypeRun, dict[Verdict, CheckResult]]:
     """Search one dtype: Hypothesis rounds until ``max_examples`` are generated.
 
     Hypothesis stops generating soon after its first failure and shrinks it. So that an
@@ -471,14 +490,14 @@ def _run_dtype(
     remaining = config.max_examples
     for round_number in range(len(_FAILURE_TYPES) + 1):
         before = len(run.samples)
-        new = _run_round(config, dtype, run, set(found), max_examples=remaining,
-                         round_number=round_number)
+        new = _run_round(
+            config, dtype, run, set(found), max_examples=remaining, round_number=round_number
+        )
         found.update({k: v for k, v in new.items() if k not in found})
         if not new or run.stopped is not None or set(found) != {Verdict.UNSTABLE}:
             break
         # generated examples used up: those up to this round's first new failure
-        firsts = [i for i, s in enumerate(run.samples[before:])
-                  if Verdict(s["verdict"]) in new]
+        firsts = [i for i, s in enumerate(run.samples[before:]) if Verdict(s["verdict"]) in new]
         remaining -= (firsts[0] + 1) if firsts else len(run.samples) - before
         if remaining <= 0:
             break
@@ -502,24 +521,38 @@ def _run_round(
 
     def prop(problem: Problem) -> None:
         try:
-            result = check_problem(impl, problem, name=name,
-                                   tolerance_factor=config.tolerance_factor,
-                                   policy=config.policy,
-                                   finite_differences=False, timeout=config.timeout, repeat=2)
+            result = check_problem(
+                impl,
+                problem,
+                name=name,
+                tolerance_factor=config.tolerance_factor,
+                policy=config.policy,
+                finite_differences=False,
+                timeout=config.timeout,
+                repeat=2,
+            )
         except ExactReferenceError:  # pragma: no cover - the strategies stay in range
             from hypothesis import reject
 
             reject()
         bits = _clipped_bits(result)
         run.warnings = merge_warnings(run.warnings, result.warnings)
-        run.samples.append({"dtype": dtype, "saturation": result.saturation, "bits": bits,
-                            "verdict": result.verdict.value,
-                            "tensor": result.precision_beyond_stable()[1]})
+        run.samples.append(
+            {
+                "dtype": dtype,
+                "saturation": result.saturation,
+                "bits": bits,
+                "verdict": result.verdict.value,
+                "tensor": result.precision_beyond_stable()[1],
+            }
+        )
         if progress is not None:
             done = len(run.samples)
             progress(f"search {name} ({dtype})", done, max(done, config.max_examples))
-        note(f"{dtype}, network {problem.spec.describe()}, batch {problem.batch_size}, "
-             f"max |h| = {result.saturation:.6g}: {result.verdict.value}, {bits:.1f} bits")
+        note(
+            f"{dtype}, network {problem.spec.describe()}, batch {problem.batch_size}, "
+            f"max |h| = {result.saturation:.6g}: {result.verdict.value}, {bits:.1f} bits"
+        )
         target(bits, label="bits of error")
         target(math.log2(1.0 + result.saturation), label="log2(1 + max |h|)")
         if result.verdict is Verdict.PASS:
@@ -528,7 +561,8 @@ def _run_round(
             run.stopped = result
             raise _Stop(result)
         if result.call_failure == CallFailure.MALFORMED and all(
-                s["verdict"] == "error" for s in run.samples):
+            s["verdict"] == "error" for s in run.samples
+        ):
             # no call has yet returned gradients of the protocol's form: say so at once
             run.stopped = result
             raise _Stop(result)
@@ -552,8 +586,10 @@ def _run_round(
     if seed is not None:
         use_seed(test, seed)  # the database stays as resolved by ``search``
     # One database key (and derandomized stream) per implementation, dtype, options, round.
-    key = (f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|"
-           f"{sorted(config.strategy_options.items())}|{round_number}")
+    key = (
+        f"gradverify.search|{name}|{dtype}|{caps.to_dict()}|"
+        f"{sorted(config.strategy_options.items())}|{round_number}"
+    )
     add_database_digest(test, key.encode())
 
     found: dict[Verdict, CheckResult] = {}
@@ -627,28 +663,41 @@ def _without_hidden_layer(problem: Problem, k: int) -> Problem | None:
         merged_b = weights[k] @ biases[k - 1] + biases[k]
     if not (np.all(np.isfinite(merged_w)) and np.all(np.isfinite(merged_b))):
         return None
-    weights[k - 1:k + 1] = [merged_w]
-    biases[k - 1:k + 1] = [merged_b]
-    widths = spec.widths[:k] + spec.widths[k + 1:]
-    acts = spec.activations[:k - 1] + spec.activations[k:]
-    return Problem.from_arrays(NetworkSpec(widths, acts, spec.loss), weights, biases,
-                               problem.x.astype(np.float64), problem.y.astype(np.float64),
-                               problem.dtype)
+    weights[k - 1 : k + 1] = [merged_w]
+    biases[k - 1 : k + 1] = [merged_b]
+    widths = spec.widths[:k] + spec.widths[k + 1 :]
+    acts = spec.activations[: k - 1] + spec.activations[k:]
+    return Problem.from_arrays(
+        NetworkSpec(widths, acts, spec.loss),
+        weights,
+        biases,
+        problem.x.astype(np.float64),
+        problem.y.astype(np.float64),
+        problem.dtype,
+    )
 
 
 def _simpler_problems(problem: Problem) -> Iterator[Problem]:
     """Structurally smaller versions of ``problem``, biggest simplifications first."""
     spec = problem.spec
-    for drop in (shallower_variant(problem, 1),
-                 *(_without_hidden_layer(problem, k) for k in range(spec.depth - 1, 0, -1))):
+    for drop in (
+        shallower_variant(problem, 1),
+        *(_without_hidden_layer(problem, k) for k in range(spec.depth - 1, 0, -1)),
+    ):
         if drop is not None:
             yield drop
     if problem.batch_size > 1:
         keep = np.arange(problem.batch_size)
         for j in range(problem.batch_size):
             cols = keep[keep != j]
-            yield Problem.from_arrays(spec, problem.weights, problem.biases, problem.x[:, cols],
-                                      problem.y[:, cols], problem.dtype)
+            yield Problem.from_arrays(
+                spec,
+                problem.weights,
+                problem.biases,
+                problem.x[:, cols],
+                problem.y[:, cols],
+                problem.dtype,
+            )
     # one unit from every layer of the same width at once (keeps square matrices square)
     for width in sorted(set(spec.widths[1:]), reverse=True):
         same = [k for k in range(1, spec.depth + 1) if spec.widths[k] == width]
@@ -671,8 +720,9 @@ class _Checker:
     on every variant tried while minimising, bisecting and diagnosing.
     """
 
-    def __init__(self, impl: Callable, options: dict[str, Any],
-                 caps: Capabilities | None = None) -> None:
+    def __init__(
+        self, impl: Callable, options: dict[str, Any], caps: Capabilities | None = None
+    ) -> None:
         self.impl, self.options, self.hung = impl, options, False
         self.caps = caps
 
@@ -697,8 +747,7 @@ class _Checker:
         return result.verdict.value if result is not None else "not checked"
 
 
-def _minimize_structure(checker: _Checker, result: CheckResult, budget: int = 80
-                        ) -> CheckResult:
+def _minimize_structure(checker: _Checker, result: CheckResult, budget: int = 80) -> CheckResult:
     """Greedily remove layers, samples and units while the failure keeps its kind.
 
     Hypothesis shrinks values well but cannot always shrink two widths together (a
@@ -737,13 +786,24 @@ def _probe_problem(caps: Capabilities, failing: Problem, depth: int) -> Problem 
     rng = np.random.default_rng(0)
     weights = [rng.uniform(-1.0, 1.0, (widths[i + 1], widths[i])) for i in range(depth)]
     biases = [rng.uniform(-1.0, 1.0, widths[i + 1]) for i in range(depth)]
-    return Problem.from_arrays(NetworkSpec(widths, acts, spec.loss), weights, biases,
-                               failing.x.astype(np.float64), failing.y.astype(np.float64),
-                               failing.dtype)
+    return Problem.from_arrays(
+        NetworkSpec(widths, acts, spec.loss),
+        weights,
+        biases,
+        failing.x.astype(np.float64),
+        failing.y.astype(np.float64),
+        failing.dtype,
+    )
 
 
-def _architecture_hint(impl: Callable, caps: Capabilities, failure: CheckResult, *,
-                       max_depth: int, timeout: float | None) -> str | None:
+def _architecture_hint(
+    impl: Callable,
+    caps: Capabilities,
+    failure: CheckResult,
+    *,
+    max_depth: int,
+    timeout: float | None,
+) -> str | None:
     """How to declare the architecture, when ``impl`` errs at one depth but returns at others.
 
     One call per other depth in the allowed range, on a small problem built from the failing
@@ -774,13 +834,21 @@ def _architecture_hint(impl: Callable, caps: Capabilities, failure: CheckResult,
         flag, toml = f"--depth {a},{b}", f"depth = [{a}, {b}]"
     detail = failure.message.removeprefix(f"{failure.implementation} ")
     what = detail.split(":", 1)[0] if detail.startswith("raised ") else "fails"
-    return (f"it works with {shown} but {what} at depth {depth}: if it handles only some "
-            f"architectures, declare them with @gradverify.supports({python}) (or {flag}, "
-            f"or {toml} in [[tool.gradverify.implementations]])")
+    return (
+        f"it works with {shown} but {what} at depth {depth}: if it handles only some "
+        f"architectures, declare them with @gradverify.supports({python}) (or {flag}, "
+        f"or {toml} in [[tool.gradverify.implementations]])"
+    )
 
 
-def _explain_architecture(impl: Callable, caps: Capabilities, summary: DtypeSummary, *,
-                          max_depth: int, timeout: float | None) -> None:
+def _explain_architecture(
+    impl: Callable,
+    caps: Capabilities,
+    summary: DtypeSummary,
+    *,
+    max_depth: int,
+    timeout: float | None,
+) -> None:
     """Append :func:`_architecture_hint` to the message of the dtype's ``error`` failure."""
     error = summary.failures.get(Verdict.ERROR.value)
     if error is None:
@@ -834,9 +902,12 @@ def _summarize(
     verdict = worst_verdict([s["verdict"] for s in samples] + [v.value for v in found])
     sats = [s["saturation"] for s in samples if math.isfinite(s["saturation"])]
     summary = DtypeSummary(
-        dtype=run.dtype, verdict=verdict, examples=len(samples),
-        worst_bits=(None if verdict is Verdict.ERROR
-                    else max((s["bits"] for s in samples), default=0.0)),
+        dtype=run.dtype,
+        verdict=verdict,
+        examples=len(samples),
+        worst_bits=(
+            None if verdict is Verdict.ERROR else max((s["bits"] for s in samples), default=0.0)
+        ),
         saturation_range=(min(sats, default=0.0), max(sats, default=0.0)),
         elapsed=elapsed,
         stopped_early=run.stopped.message if run.stopped is not None else None,
@@ -844,7 +915,8 @@ def _summarize(
     passing = [s["saturation"] for s in samples if s["verdict"] == "pass"]
     summary.max_passing_saturation = max(passing) if passing else None
     summary.beyond_stable = BeyondStable.from_samples(
-        [s for s in samples if s["verdict"] == "pass"])
+        [s for s in samples if s["verdict"] == "pass"]
+    )
 
     checker = _Checker(impl, options, caps)
     checker.hung = run.stopped is not None
@@ -872,8 +944,12 @@ def _summarize(
         candidates = [t for t in (first_fail, *observed) if t is not None]
         summary.threshold_saturation = min(candidates) if candidates else None
         if summary.threshold_saturation is not None:
-            path = (f"; the shrunk network scaled toward the interior passes up to "
-                    f"max |h| = {last_pass:.6g}" if last_pass is not None else "")
+            path = (
+                f"; the shrunk network scaled toward the interior passes up to "
+                f"max |h| = {last_pass:.6g}"
+                if last_pass is not None
+                else ""
+            )
             # where it first fails is the dtype's own line (``first fails at max |h|``)
             saturation_hint = (
                 f"wrong only at saturation: it passes in the interior (max |h| <= "
@@ -884,11 +960,21 @@ def _summarize(
 
     if primary is not None:
         hints.extend(primary.diagnosis)
-        if primary.verdict is not Verdict.UNSTABLE and primary.problem is not None \
-                and not checker.hung:
-            hints.extend(condition_hints(primary.problem, checker.verdict_of,
-                                         primary.verdict.value, caps.activations,
-                                         admits=checker.admits, losses=caps.losses))
+        if (
+            primary.verdict is not Verdict.UNSTABLE
+            and primary.problem is not None
+            and not checker.hung
+        ):
+            hints.extend(
+                condition_hints(
+                    primary.problem,
+                    checker.verdict_of,
+                    primary.verdict.value,
+                    caps.activations,
+                    admits=checker.admits,
+                    losses=caps.losses,
+                )
+            )
         for other in kinds[1:]:
             hints.append(
                 f"also {other.verdict.value} on other examples (shrunk separately to "
@@ -901,12 +987,17 @@ def _summarize(
         summary.counterexample = primary
         if primary.problem is not None:
             summary.reproduction = reproduction_snippet(
-                impl, primary.problem, name=None if name == implementation_name(impl) else name,
-                tolerance_factor=options["tolerance_factor"], policy=options["policy"],
+                impl,
+                primary.problem,
+                name=None if name == implementation_name(impl) else name,
+                tolerance_factor=options["tolerance_factor"],
+                policy=options["policy"],
                 isolate=primary.call_failure in ("crashed", "timed_out"),
-                comment=(f"Reproduces gradverify's {primary.verdict.value} verdict for {name} "
-                         f"({primary.dtype}, network {primary.spec.describe()}, "
-                         f"batch {primary.problem.batch_size})"),
+                comment=(
+                    f"Reproduces gradverify's {primary.verdict.value} verdict for {name} "
+                    f"({primary.dtype}, network {primary.spec.describe()}, "
+                    f"batch {primary.problem.batch_size})"
+                ),
             )
     return summary
 
@@ -916,8 +1007,9 @@ def _summarize(
 # ---------------------------------------------------------------------------
 
 
-def _validated_dtypes(caps: Capabilities, dtypes: Sequence[str] | None
-                      ) -> tuple[tuple[str, ...], dict[str, str]]:
+def _validated_dtypes(
+    caps: Capabilities, dtypes: Sequence[str] | None
+) -> tuple[tuple[str, ...], dict[str, str]]:
     """The dtypes to search, and ``{dtype: why}`` for those wanted but unavailable here."""
     wanted = tuple(caps.dtypes if dtypes is None else dtypes)
     if isinstance(dtypes, str):
@@ -927,9 +1019,11 @@ def _validated_dtypes(caps: Capabilities, dtypes: Sequence[str] | None
     usable = tuple(d for d in wanted if d not in missing)
     if not usable:
         why = "; ".join(skipped_dtype_notes(skipped))
-        raise ValueError(f"no usable dtype among {', '.join(wanted) or '(none)'}"
-                         f"{f' ({why})' if why else ''}; available here: "
-                         f"{', '.join(available_dtypes())}")
+        raise ValueError(
+            f"no usable dtype among {', '.join(wanted) or '(none)'}"
+            f"{f' ({why})' if why else ''}; available here: "
+            f"{', '.join(available_dtypes())}"
+        )
     return usable, skipped
 
 
@@ -1006,28 +1100,42 @@ def search(
     if not callable(impl):
         raise TypeError(f"impl must be a callable backprop; got {type(impl).__name__}")
     activations, losses, dtypes = (
-        (names,) if isinstance(names, str) else names for names in (activations, losses, dtypes))
+        (names,) if isinstance(names, str) else names for names in (activations, losses, dtypes)
+    )
     start = time.perf_counter()
     ci = bool(os.environ.get("CI"))
     derandomize = ci if derandomize is None else bool(derandomize)
     db = _resolve_database(database, ci=ci, derandomize=derandomize, seeded=seed is not None)
     if seed is None and not derandomize:
         seed = secrets.randbits(32)
-    caps = capabilities_of(impl).restricted(activations, losses, dtypes, depth=depth,
-                                            widths=widths, batch=batch)
+    caps = capabilities_of(impl).restricted(
+        activations, losses, dtypes, depth=depth, widths=widths, batch=batch
+    )
     names, skipped = _validated_dtypes(caps, dtypes if dtypes is not None else caps.dtypes)
     name = name or implementation_name(impl)
-    options = {"name": name, "tolerance_factor": float(tolerance_factor),
-               "policy": validate_policy(policy), "timeout": timeout}
+    options = {
+        "name": name,
+        "tolerance_factor": float(tolerance_factor),
+        "policy": validate_policy(policy),
+        "timeout": timeout,
+    }
     strategy_options = {"max_depth": max_depth, "max_width": max_width, "max_batch": max_batch}
     # fail early, with a clear message, on options that admit no network
     problems(caps, dtypes=names, **strategy_options)
 
     config = _RunSettings(
-        impl=impl, caps=caps, name=name, max_examples=max_examples, seed=seed,
-        derandomize=derandomize, database=db, tolerance_factor=float(tolerance_factor),
+        impl=impl,
+        caps=caps,
+        name=name,
+        max_examples=max_examples,
+        seed=seed,
+        derandomize=derandomize,
+        database=db,
+        tolerance_factor=float(tolerance_factor),
         policy=policy,
-        timeout=timeout, strategy_options=strategy_options, progress=progress,
+        timeout=timeout,
+        strategy_options=strategy_options,
+        progress=progress,
     )
     per_dtype: dict[str, DtypeSummary] = {}
     samples: list[dict] = []
@@ -1035,10 +1143,16 @@ def search(
     for dtype in names:
         dtype_start = time.perf_counter()
         run, found = _run_dtype(config, dtype)
-        per_dtype[dtype] = _summarize(impl, caps, run, found, name=name, options=options,
-                                      elapsed=time.perf_counter() - dtype_start)
-        _explain_architecture(impl, caps, per_dtype[dtype], max_depth=max_depth,
-                              timeout=timeout)
+        per_dtype[dtype] = _summarize(
+            impl,
+            caps,
+            run,
+            found,
+            name=name,
+            options=options,
+            elapsed=time.perf_counter() - dtype_start,
+        )
+        _explain_architecture(impl, caps, per_dtype[dtype], max_depth=max_depth, timeout=timeout)
         samples.extend(run.samples)
         caught = merge_warnings(caught, run.warnings)
 

@@ -81,8 +81,9 @@ def _unit_floats() -> st.SearchStrategy[float]:
     return _UNIT_FLOATS
 
 
-_UNIT_FLOATS = st.floats(0.0, 2.0, allow_nan=False, allow_infinity=False,
-                         allow_subnormal=False).map(lambda v: 1.0 - v)
+_UNIT_FLOATS = st.floats(
+    0.0, 2.0, allow_nan=False, allow_infinity=False, allow_subnormal=False
+).map(lambda v: 1.0 - v)
 _ELEMENTS = {
     "unit": _UNIT_FLOATS,
     "probability": st.floats(0.0, 1.0, allow_subnormal=False),
@@ -113,13 +114,13 @@ def _float_array(shape: tuple[int, ...], elements: str = "unit") -> st.SearchStr
     seeded by one drawn integer (same ranges), so a 784-wide layer stays cheap to draw.
     """
     if math.prod(shape) > ELEMENTWISE_LIMIT:
-        return st.integers(0, 2**32 - 1).map(
-            functools.partial(_generated_array, shape, elements))
+        return st.integers(0, 2**32 - 1).map(functools.partial(_generated_array, shape, elements))
     return hnp.arrays(np.float64, shape, elements=_ELEMENTS[elements], fill=st.nothing())
 
 
-def _names(given: Sequence[str] | None, declared: Sequence[str], known: dict, kind: str
-           ) -> tuple[str, ...]:
+def _names(
+    given: Sequence[str] | None, declared: Sequence[str], known: dict, kind: str
+) -> tuple[str, ...]:
     names = tuple(declared if given is None else given)
     for n in names:
         if n not in known:
@@ -137,8 +138,10 @@ def dtypes(
     wanted = _names(names, declared, dict.fromkeys(SUPPORTED_DTYPES), "dtype")
     usable = [d for d in wanted if d in available_dtypes()]
     if not usable:
-        raise ValueError(f"none of the dtypes {', '.join(wanted)} is available here "
-                         f"(available: {', '.join(available_dtypes())})")
+        raise ValueError(
+            f"none of the dtypes {', '.join(wanted)} is available here "
+            f"(available: {', '.join(available_dtypes())})"
+        )
     return st.sampled_from(usable)
 
 
@@ -172,18 +175,22 @@ class _Architecture:
         return draw(st.integers(minimum, max(minimum, self.max_width)))
 
 
-def _architecture(caps: Capabilities, loss_names: Sequence[str], max_depth: int,
-                  max_width: int, max_batch: int) -> _Architecture:
+def _architecture(
+    caps: Capabilities, loss_names: Sequence[str], max_depth: int, max_width: int, max_batch: int
+) -> _Architecture:
     """The declared architecture of ``caps``, else the size limits; ValueError if it is empty."""
     if max_depth < 1 or max_width < 1:
-        raise ValueError(f"max_depth and max_width must be at least 1; got {max_depth}, "
-                         f"{max_width}")
+        raise ValueError(
+            f"max_depth and max_width must be at least 1; got {max_depth}, {max_width}"
+        )
     batch_sizes(max_batch)  # validates max_batch
     lo, hi = caps.depth_range or (1, max_depth)
     widths = caps.widths or (None,) * (hi + 1)
     if caps.widths is not None and caps.widths[-1] == 1 and "softmax_ce" in loss_names:
-        raise ValueError("loss 'softmax_ce' needs at least 2 outputs, but the declared widths "
-                         f"{caps.describe_widths()} end in 1; leave softmax_ce out of the losses")
+        raise ValueError(
+            "loss 'softmax_ce' needs at least 2 outputs, but the declared widths "
+            f"{caps.describe_widths()} end in 1; leave softmax_ce out of the losses"
+        )
     min_batch, top_batch = caps.batch or (1, max_batch)
     return _Architecture(lo, hi, widths, max_width, min_batch, top_batch)
 
@@ -226,8 +233,9 @@ def network_specs(
 
 
 @st.composite
-def _network_specs(draw: st.DrawFn, acts: tuple[str, ...], loss_names: tuple[str, ...],
-                   arch: _Architecture) -> NetworkSpec:
+def _network_specs(
+    draw: st.DrawFn, acts: tuple[str, ...], loss_names: tuple[str, ...], arch: _Architecture
+) -> NetworkSpec:
     loss = draw(st.sampled_from(loss_names))
     depth = draw(st.integers(arch.min_depth, arch.max_depth))
     widths = [arch.width(draw, k) for k in range(depth)]
@@ -256,8 +264,11 @@ def labels(draw: st.DrawFn, loss: str, n_outputs: int, batch: int) -> np.ndarray
     shape = (n_outputs, batch)
     if loss_function(loss).name == "softmax_ce":
         if not soft:
-            classes = draw(hnp.arrays(np.int64, (batch,), elements=st.integers(0, n_outputs - 1),
-                                      fill=st.nothing()))
+            classes = draw(
+                hnp.arrays(
+                    np.int64, (batch,), elements=st.integers(0, n_outputs - 1), fill=st.nothing()
+                )
+            )
             y = np.zeros(shape)
             y[classes, np.arange(batch)] = 1.0
             return y
@@ -274,12 +285,11 @@ def saturation_scales(max_log2_scale: float = DEFAULT_MAX_LOG2_SCALE) -> st.Sear
     """Log-uniform scale factors ``2**s``, ``s`` in ``[0, max_log2_scale]``; shrinks toward 1."""
     if not max_log2_scale >= 0:
         raise ValueError(f"max_log2_scale must be >= 0; got {max_log2_scale}")
-    return st.floats(0.0, float(max_log2_scale)).map(lambda s: float(2.0 ** s))
+    return st.floats(0.0, float(max_log2_scale)).map(lambda s: float(2.0**s))
 
 
 @functools.lru_cache(maxsize=64)
-def logit_bands(max_saturation: float = DEFAULT_MAX_SATURATION
-                ) -> st.SearchStrategy[float | None]:
+def logit_bands(max_saturation: float = DEFAULT_MAX_SATURATION) -> st.SearchStrategy[float | None]:
     """A target ``|h_L|`` for the output logits, log-uniform in ``[1, max_saturation]``, or None.
 
     Shrinks toward None (no band), then toward smaller targets.
@@ -287,15 +297,14 @@ def logit_bands(max_saturation: float = DEFAULT_MAX_SATURATION
     if not max_saturation >= 1:
         raise ValueError(f"max_saturation must be >= 1; got {max_saturation}")
     top = math.log2(max_saturation)
-    return st.none() | st.floats(0.0, top).map(lambda t: float(2.0 ** t))
-
-
+    return st.none() | st.floats(0.0, top).map(lambda t: float(2.0**t))
 
 
 @functools.lru_cache(maxsize=1024)
 @st.composite
-def _layer_parameters(draw: st.DrawFn, n_out: int, n_in: int, max_log2_scale: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _layer_parameters(
+    draw: st.DrawFn, n_out: int, n_in: int, max_log2_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(W, b)`` with entries in [-1, 1] times one drawn scale ``2**s``."""
     scale = draw(saturation_scales(max_log2_scale))
     weights = draw(_float_array((n_out, n_in))) * scale
@@ -304,8 +313,14 @@ def _layer_parameters(draw: st.DrawFn, n_out: int, n_in: int, max_log2_scale: fl
 
 
 @st.composite
-def _band_andcap_saturation(draw: st.DrawFn, spec: NetworkSpec, weights: list[np.ndarray],
-                  biases: list[np.ndarray], x: np.ndarray, max_saturation: float) -> None:
+def _band_andcap_saturation(
+    draw: st.DrawFn,
+    spec: NetworkSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x: np.ndarray,
+    max_saturation: float,
+) -> None:
     """Maybe move the output logits to a drawn band ``+-T``; then cap every layer (in place)."""
     x = np.asarray(x, dtype=np.float64)
     band = draw(logit_bands(max_saturation))
@@ -378,16 +393,19 @@ def problems(
     dtype (round to nearest); every value is finite there.
     """
     if not 1.0 <= max_saturation <= 6e4:
-        raise ValueError("max_saturation must be in [1, 6e4] (larger values are not "
-                         f"representable in float16); got {max_saturation}")
+        raise ValueError(
+            "max_saturation must be in [1, 6e4] (larger values are not "
+            f"representable in float16); got {max_saturation}"
+        )
     caps = capabilities or Capabilities()
     if depth is not None or widths is not None or batch is not None:
         caps = caps.restricted(depth=depth, widths=widths, batch=batch)
     acts = _names(activations, caps.activations, ACTIVATIONS, "activation")
     loss_names = _names(losses, caps.losses, LOSSES, "loss")
     arch = _architecture(caps, loss_names, max_depth, max_width, max_batch)
-    return _problems(_dtype_strategy(caps, dtypes), acts, loss_names, arch, max_log2_scale,
-                     max_saturation)
+    return _problems(
+        _dtype_strategy(caps, dtypes), acts, loss_names, arch, max_log2_scale, max_saturation
+    )
 
 
 def _more_layers() -> st.SearchStrategy[bool]:
@@ -400,9 +418,15 @@ _MORE_LAYERS = st.integers(0, 3).map(bool)
 
 @functools.lru_cache(maxsize=1024)
 @st.composite
-def _hidden_layer(draw: st.DrawFn, n_in: int, acts: tuple[str, ...], max_width: int,
-                  max_log2_scale: float, width: int | None = None, optional: bool = True
-                  ) -> tuple[int, str, np.ndarray, np.ndarray] | None:
+def _hidden_layer(
+    draw: st.DrawFn,
+    n_in: int,
+    acts: tuple[str, ...],
+    max_width: int,
+    max_log2_scale: float,
+    width: int | None = None,
+    optional: bool = True,
+) -> tuple[int, str, np.ndarray, np.ndarray] | None:
     """One more hidden layer ``(width, activation, W, b)``, or None to stop (shrinks to None).
 
     ``width``: fixed in advance, else drawn; ``optional``: False for a layer the declared
@@ -418,9 +442,15 @@ def _hidden_layer(draw: st.DrawFn, n_in: int, acts: tuple[str, ...], max_width: 
 
 
 @st.composite
-def _problems(draw: st.DrawFn, dtype_strategy: st.SearchStrategy[str], acts: tuple[str, ...],
-              loss_names: tuple[str, ...], arch: _Architecture, max_log2_scale: float,
-              max_saturation: float) -> Problem:
+def _problems(
+    draw: st.DrawFn,
+    dtype_strategy: st.SearchStrategy[str],
+    acts: tuple[str, ...],
+    loss_names: tuple[str, ...],
+    arch: _Architecture,
+    max_log2_scale: float,
+    max_saturation: float,
+) -> Problem:
     dtype = draw(dtype_strategy)
     loss = draw(st.sampled_from(loss_names))
     widths = [arch.width(draw, 0)]
@@ -428,8 +458,16 @@ def _problems(draw: st.DrawFn, dtype_strategy: st.SearchStrategy[str], acts: tup
     weights: list[np.ndarray] = []
     biases: list[np.ndarray] = []
     for i in range(arch.max_depth - 1):
-        layer = draw(_hidden_layer(widths[-1], acts, arch.max_width, max_log2_scale,
-                                   arch.widths[i + 1], i >= arch.min_depth - 1))
+        layer = draw(
+            _hidden_layer(
+                widths[-1],
+                acts,
+                arch.max_width,
+                max_log2_scale,
+                arch.widths[i + 1],
+                i >= arch.min_depth - 1,
+            )
+        )
         if layer is None:
             break
         widths.append(layer[0])

@@ -344,8 +344,9 @@ def _mp_softmax_ce_delta(ctx: MPContext, h: Array, z: Array, y: Array) -> Array:
     rows = range(p.shape[0])
     for col in range(p.shape[1]):
         for k in rows:
-            out[k, col] = ctx.fsum(y[j, col] * p[k, col] - y[k, col] * p[j, col]
-                                   for j in rows if j != k)
+            out[k, col] = ctx.fsum(
+                y[j, col] * p[k, col] - y[k, col] * p[j, col] for j in rows if j != k
+            )
     return out
 
 

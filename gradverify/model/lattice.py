@@ -91,8 +91,15 @@ def _format(name: str) -> FloatFormat:
     width = dt.itemsize * 8
     p = significand_bits(name)
     bias = (1 << (width - p - 1)) - 1
-    return FloatFormat(name=name, dtype=dt, width=width, precision=p, emin=1 - bias, emax=bias,
-                       uint=np.dtype(f"uint{width}"))
+    return FloatFormat(
+        name=name,
+        dtype=dt,
+        width=width,
+        precision=p,
+        emin=1 - bias,
+        emax=bias,
+        uint=np.dtype(f"uint{width}"),
+    )
 
 
 def float_format(dtype: str | np.dtype | type) -> FloatFormat:

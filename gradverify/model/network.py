@@ -66,8 +66,11 @@ class NetworkSpec:
         return f"{self.widths[0]} -> {layers}, loss {self.loss}"
 
     def to_dict(self) -> dict:
-        return {"widths": list(self.widths), "activations": list(self.activations),
-                "loss": self.loss}
+        return {
+            "widths": list(self.widths),
+            "activations": list(self.activations),
+            "loss": self.loss,
+        }
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class Problem:
         with np.errstate(all="ignore"):
             cast = [np.asarray(a, dtype=np.float64).astype(dt) for a in (*weights, *biases, x, y)]
         depth = spec.depth
-        return cls(spec, tuple(cast[:depth]), tuple(cast[depth:2 * depth]), cast[-2], cast[-1])
+        return cls(spec, tuple(cast[:depth]), tuple(cast[depth : 2 * depth]), cast[-2], cast[-1])
 
     def astype(self, dtype: str | np.dtype) -> Problem:
         """The same problem rounded to another dtype (the reference then uses those values)."""
@@ -187,8 +190,12 @@ class Problem:
 
     def forward64(self) -> ForwardPass:
         """The forward pass in float64 on this problem's (exactly converted) values."""
-        return forward(self.spec, [w.astype(np.float64) for w in self.weights],
-                       [b.astype(np.float64) for b in self.biases], self.x.astype(np.float64))
+        return forward(
+            self.spec,
+            [w.astype(np.float64) for w in self.weights],
+            [b.astype(np.float64) for b in self.biases],
+            self.x.astype(np.float64),
+        )
 
     def loss64(self) -> float:
         """J in float64, with the stable loss form."""
@@ -223,11 +230,17 @@ class Problem:
 
     @classmethod
     def from_dict(cls, data: dict) -> Problem:
-        spec = NetworkSpec(tuple(data["spec"]["widths"]), tuple(data["spec"]["activations"]),
-                           data["spec"]["loss"])
-        return cls.from_arrays(spec, [np.array(w) for w in data["weights"]],
-                               [np.array(b) for b in data["biases"]], np.array(data["x"]),
-                               np.array(data["y"]), data["dtype"])
+        spec = NetworkSpec(
+            tuple(data["spec"]["widths"]), tuple(data["spec"]["activations"]), data["spec"]["loss"]
+        )
+        return cls.from_arrays(
+            spec,
+            [np.array(w) for w in data["weights"]],
+            [np.array(b) for b in data["biases"]],
+            np.array(data["x"]),
+            np.array(data["y"]),
+            data["dtype"],
+        )
 
 
 def cap_saturation(

@@ -97,8 +97,12 @@ def _umask() -> int:
 # ---------------------------------------------------------------------------
 
 
-def resolve_output_path(path: str | os.PathLike[str], *, what: str = "output",
-                        base: str | os.PathLike[str] | None = None) -> Path:
+def resolve_output_path(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "output",
+    base: str | os.PathLike[str] | None = None,
+) -> Path:
     """``path`` made absolute against ``base`` (default: the current directory, now).
 
     The directories on the way are resolved (symbolic links followed, ``..`` applied); the
@@ -137,8 +141,9 @@ def _check_creatable(target: Path, what: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".gradverify-probe-", dir=ancestor)
     except OSError as exc:
-        raise OutputPathError(f"{what} {target}: cannot create files in {ancestor}: "
-                              f"{exc.strerror or exc}") from None
+        raise OutputPathError(
+            f"{what} {target}: cannot create files in {ancestor}: {exc.strerror or exc}"
+        ) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -147,12 +152,18 @@ def _refuse_non_regular(target: Path, what: str) -> None:
     if target.is_dir():
         raise OutputPathError(f"{what} {target}: is a directory; give a file path")
     if os.path.lexists(target) and not target.is_file() and not target.is_symlink():
-        raise OutputPathError(f"{what} {target}: exists and is not a regular file; "
-                              "gradverify replaces only regular files")
+        raise OutputPathError(
+            f"{what} {target}: exists and is not a regular file; "
+            "gradverify replaces only regular files"
+        )
 
 
-def check_output_file(path: str | os.PathLike[str], *, what: str = "output file",
-                      base: str | os.PathLike[str] | None = None) -> Path:
+def check_output_file(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "output file",
+    base: str | os.PathLike[str] | None = None,
+) -> Path:
     """Resolve ``path`` and raise now if a file could not be written there later.
 
     Returns:
@@ -167,8 +178,12 @@ def check_output_file(path: str | os.PathLike[str], *, what: str = "output file"
     return target
 
 
-def check_output_directory(out_dir: str | os.PathLike[str], *, what: str = "output directory",
-                           base: str | os.PathLike[str] | None = None) -> Path:
+def check_output_directory(
+    out_dir: str | os.PathLike[str],
+    *,
+    what: str = "output directory",
+    base: str | os.PathLike[str] | None = None,
+) -> Path:
     """Resolve ``out_dir`` and raise now if :func:`replace_directory` would refuse it later.
 
     Returns:
@@ -194,8 +209,9 @@ def check_output_directory(out_dir: str | os.PathLike[str], *, what: str = "outp
 # ---------------------------------------------------------------------------
 
 
-def write_file_atomic(path: str | os.PathLike[str], text: str, *,
-                      what: str = "output file") -> Path:
+def write_file_atomic(
+    path: str | os.PathLike[str], text: str, *, what: str = "output file"
+) -> Path:
     """Write ``text`` (UTF-8) to ``path`` through a temporary sibling and ``os.replace``.
 
     A reader never sees a half-written file, and an interrupted run leaves any previous file
@@ -236,14 +252,24 @@ def write_file_atomic(path: str | os.PathLike[str], text: str, *,
 
 def _write_manifest(directory: Path, schema: str, files: Iterable[str] | None) -> None:
     """``files=None`` marks a directory still being built."""
-    data = {"tool": TOOL, "manifest": MANIFEST_FORMAT, "schema": schema,
-            "complete": files is not None, "files": sorted(files or ())}
+    data = {
+        "tool": TOOL,
+        "manifest": MANIFEST_FORMAT,
+        "schema": schema,
+        "complete": files is not None,
+        "files": sorted(files or ()),
+    }
     (directory / MANIFEST).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _plain_name(name: object) -> bool:
-    return (isinstance(name, str) and name not in ("", ".", "..", MANIFEST)
-            and "/" not in name and "\\" not in name and "\0" not in name)
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..", MANIFEST)
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )
 
 
 def _manifest(directory: Path) -> dict | str:
@@ -255,8 +281,11 @@ def _manifest(directory: Path) -> dict | str:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return f"its {MANIFEST} is not one gradverify wrote (not valid JSON)"
-    if not isinstance(data, dict) or data.get("tool") != TOOL \
-            or data.get("manifest") != MANIFEST_FORMAT:
+    if (
+        not isinstance(data, dict)
+        or data.get("tool") != TOOL
+        or data.get("manifest") != MANIFEST_FORMAT
+    ):
         return f"its {MANIFEST} is not one gradverify wrote"
     files = data.get("files")
     if not isinstance(files, list) or not all(_plain_name(f) for f in files):
@@ -290,8 +319,9 @@ def _check_replaceable(out: Path) -> None:
     except OSError as exc:
         raise OutputDirectoryError(f"cannot use {out}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(mode):
-        raise OutputDirectoryError(f"refusing to replace {out}: it is a symbolic link; give "
-                                   "the directory itself")
+        raise OutputDirectoryError(
+            f"refusing to replace {out}: it is a symbolic link; give the directory itself"
+        )
     if not stat.S_ISDIR(mode):
         raise OutputDirectoryError(f"{out} exists and is not a directory; choose another output")
     manifest = _manifest(out)
@@ -299,16 +329,19 @@ def _check_replaceable(out: Path) -> None:
         foreign = _foreign_entries(out, set())
         if not foreign:
             return  # empty
-        reason = (f"it holds files gradverify did not write ({_listing(foreign)})"
-                  if manifest == f"no {MANIFEST}" else
-                  f"{manifest}, and it holds {_listing(foreign)}")
+        reason = (
+            f"it holds files gradverify did not write ({_listing(foreign)})"
+            if manifest == f"no {MANIFEST}"
+            else f"{manifest}, and it holds {_listing(foreign)}"
+        )
     else:
         foreign = _foreign_entries(out, {*manifest["files"], MANIFEST})
         if not foreign:
             return
         reason = f"it holds files gradverify did not write ({_listing(foreign)})"
-    raise OutputDirectoryError(f"refusing to replace {out}: {reason}; choose a new or empty "
-                               "directory")
+    raise OutputDirectoryError(
+        f"refusing to replace {out}: {reason}; choose a new or empty directory"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -340,10 +373,14 @@ def _recover_and_clean(out: Path) -> None:
     """
     for prefix in (f".{out.name}.old-", f".{out.name}.tmp-"):
         for path in sorted(out.parent.glob(prefix + "*")):
-            pid_text = path.name[len(prefix):].split("-", 1)[0]
-            if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(
-                int(pid_text)
-            ) or path.is_symlink() or not path.is_dir():
+            pid_text = path.name[len(prefix) :].split("-", 1)[0]
+            if (
+                not pid_text.isdigit()
+                or int(pid_text) == os.getpid()
+                or _pid_alive(int(pid_text))
+                or path.is_symlink()
+                or not path.is_dir()
+            ):
                 continue
             if prefix.endswith(".old-") and not os.path.lexists(out):
                 os.replace(path, out)
@@ -360,8 +397,13 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                          ctypes.c_uint]
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     renameat2.restype = ctypes.c_int
     at_fdcwd = -100
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
@@ -379,8 +421,9 @@ def _written_files(directory: Path) -> list[str]:
             if entry.name == MANIFEST:
                 continue
             if not entry.is_file(follow_symlinks=False):
-                raise OutputDirectoryError(f"internal: the new report holds {entry.name}, "
-                                           "which is not a regular file")
+                raise OutputDirectoryError(
+                    f"internal: the new report holds {entry.name}, which is not a regular file"
+                )
             names.append(entry.name)
     return names
 
@@ -410,8 +453,9 @@ def replace_directory(out_dir: str | os.PathLike[str], *, schema: str) -> Iterat
         _recover_and_clean(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     except OSError as exc:
-        raise OutputDirectoryError(f"cannot create a directory beside {out}: "
-                                   f"{exc.strerror or exc}") from None
+        raise OutputDirectoryError(
+            f"cannot create a directory beside {out}: {exc.strerror or exc}"
+        ) from None
     try:
         _write_manifest(tmp, schema, None)
         yield tmp

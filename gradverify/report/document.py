@@ -136,8 +136,9 @@ def _network(spec: Mapping[str, Any] | None) -> str:
     try:
         from gradverify.model.network import NetworkSpec
 
-        return NetworkSpec(tuple(spec["widths"]), tuple(spec["activations"]),
-                           spec["loss"]).describe()
+        return NetworkSpec(
+            tuple(spec["widths"]), tuple(spec["activations"]), spec["loss"]
+        ).describe()
     except (KeyError, TypeError, ValueError):
         return json.dumps(spec, sort_keys=True)
 
@@ -150,8 +151,11 @@ def _batch(check: Mapping[str, Any]) -> int | None:
     return None
 
 
-def counterexample(check: Mapping[str, Any], reproduction: str | None = None,
-                   diagnosis: Sequence[str] | None = None) -> dict[str, Any]:
+def counterexample(
+    check: Mapping[str, Any],
+    reproduction: str | None = None,
+    diagnosis: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """The page's view of one failing CheckResult dict."""
     return {
         "implementation": check.get("implementation"),
@@ -185,17 +189,20 @@ def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
     per_dtype = search.get("per_dtype") or {}
     dtypes, counterexamples = [], []
     for dtype, summary in per_dtype.items():
-        dtypes.append({
-            "dtype": dtype,
-            "verdict": summary.get("verdict"),
-            "examples": summary.get("examples"),
-            "worst_bits": _json_number(summary.get("worst_bits")),
-            "threshold_saturation": _json_number(summary.get("threshold_saturation")),
-            "beyond_stable": summary.get("beyond_stable"),
-        })
+        dtypes.append(
+            {
+                "dtype": dtype,
+                "verdict": summary.get("verdict"),
+                "examples": summary.get("examples"),
+                "worst_bits": _json_number(summary.get("worst_bits")),
+                "threshold_saturation": _json_number(summary.get("threshold_saturation")),
+                "beyond_stable": summary.get("beyond_stable"),
+            }
+        )
         if summary.get("counterexample"):
-            counterexamples.append(counterexample(summary["counterexample"],
-                                                  summary.get("reproduction")))
+            counterexamples.append(
+                counterexample(summary["counterexample"], summary.get("reproduction"))
+            )
     primary = search.get("counterexample")
     if primary:
         cx = counterexample(primary, search.get("reproduction"))
@@ -210,8 +217,9 @@ def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
         "worst_bits": _json_number(search.get("worst_bits")),
         "seed": search.get("seed"),
         "elapsed_seconds": _json_number(search.get("elapsed_seconds", search.get("elapsed"))),
-        "saturation_range": ([_json_number(v) for v in saturation_range]
-                             if saturation_range else None),
+        "saturation_range": (
+            [_json_number(v) for v in saturation_range] if saturation_range else None
+        ),
         "diagnosis": list(search.get("diagnosis") or []),
         "dtypes": dtypes,
         "counterexamples": counterexamples,
@@ -220,8 +228,11 @@ def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
 
 def _from_check(check: Mapping[str, Any]) -> dict[str, Any]:
     bits = [_float(t.get("max_excess_bits", t.get("max_bits"))) for t in check.get("tensors") or []]
-    worst_bits = (None if check.get("verdict") == "error"  # an error has no bits of error
-                  else max((b for b in bits if b is not None), default=None))
+    worst_bits = (
+        None
+        if check.get("verdict") == "error"  # an error has no bits of error
+        else max((b for b in bits if b is not None), default=None)
+    )
     failed = check.get("verdict") != "pass"
     return {
         "name": str(check.get("implementation")),
@@ -233,9 +244,15 @@ def _from_check(check: Mapping[str, Any]) -> dict[str, Any]:
         "elapsed_seconds": _json_number(check.get("elapsed_seconds")),
         "saturation_range": [_json_number(check.get("saturation"))] * 2,
         "diagnosis": list(check.get("diagnosis") or []),
-        "dtypes": [{"dtype": check.get("dtype"), "verdict": check.get("verdict"),
-                    "examples": 1, "worst_bits": _json_number(worst_bits),
-                    "threshold_saturation": None}],
+        "dtypes": [
+            {
+                "dtype": check.get("dtype"),
+                "verdict": check.get("verdict"),
+                "examples": 1,
+                "worst_bits": _json_number(worst_bits),
+                "threshold_saturation": None,
+            }
+        ],
         "counterexamples": [counterexample(check)] if failed else [],
     }
 
@@ -288,8 +305,11 @@ def build_document(
         "hidden_underflow": dict(hidden_underflow) if hidden_underflow is not None else None,
         "figures": [dict(f) for f in figures],
         "notes": [str(n) for n in notes],
-        "results": {"searches": [dict(s) for s in searches], "scans": [dict(s) for s in scans],
-                    "checks": [dict(c) for c in checks]},
+        "results": {
+            "searches": [dict(s) for s in searches],
+            "scans": [dict(s) for s in scans],
+            "checks": [dict(c) for c in checks],
+        },
     }
 
 

@@ -41,8 +41,12 @@ DPI = 100
 
 DTYPE_ORDER = ("float16", "bfloat16", "float32", "float64")
 DTYPE_BITS = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
-DTYPE_COLORS = {"float16": "#d62728", "bfloat16": "#9467bd", "float32": "#1f77b4",
-                "float64": "#2ca02c"}
+DTYPE_COLORS = {
+    "float16": "#d62728",
+    "bfloat16": "#9467bd",
+    "float32": "#1f77b4",
+    "float64": "#2ca02c",
+}
 # implementation colours: the built-ins get fixed ones, others follow in order
 IMPLEMENTATION_COLORS = {"naive": "#d62728", "epsilon": "#ff7f0e", "fused": "#2ca02c"}
 EXTRA_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -62,11 +66,23 @@ def _style() -> Iterator[None]:
     import matplotlib
     import matplotlib.style
 
-    with matplotlib.style.context("default"), matplotlib.rc_context({
-        "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
-        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
-        "svg.hashsalt": "gradverify", "path.simplify": True,
-    }):
+    with (
+        matplotlib.style.context("default"),
+        matplotlib.rc_context(
+            {
+                "font.size": 9,
+                "axes.titlesize": 10,
+                "axes.labelsize": 9,
+                "legend.fontsize": 8,
+                "xtick.labelsize": 8,
+                "ytick.labelsize": 8,
+                "axes.grid": True,
+                "grid.alpha": 0.3,
+                "svg.hashsalt": "gradverify",
+                "path.simplify": True,
+            }
+        ),
+    ):
         yield
 
 
@@ -158,8 +174,9 @@ def _empty(ax: Axes, message: str) -> None:
 MARK_STYLES = {"inf/NaN": (0, (4, 2)), "100% error": (0, (1, 2))}
 
 
-def _marks(thresholds: Sequence[Mapping[str, Any]], dtype: str, label: Any, signed: bool
-           ) -> list[tuple[float, str, str]]:
+def _marks(
+    thresholds: Sequence[Mapping[str, Any]], dtype: str, label: Any, signed: bool
+) -> list[tuple[float, str, str]]:
     """(x, implementation, kind) of the thresholds in one panel, without exact repeats."""
     out: dict[tuple[float, str], str] = {}
     for t in thresholds:
@@ -207,8 +224,11 @@ def error_vs_saturation_figure(
             width = DTYPE_BITS.get(dtype, 64)
             for c, label in enumerate(labels):
                 ax = axes[r][c]
-                panel = [s for s in series if s["dtype"] == dtype
-                         and _label_text(s.get("label")) == _label_text(label)]
+                panel = [
+                    s
+                    for s in series
+                    if s["dtype"] == dtype and _label_text(s.get("label")) == _label_text(label)
+                ]
                 lab = _label_text(label)
                 ax.set_title(f"{dtype}" + (f", label {lab}" if lab else ""))
                 if not panel:
@@ -220,46 +240,80 @@ def error_vs_saturation_figure(
                     nonfinite = list(s.get("nonfinite") or [b >= width for b in bits])
                     failed = list(s.get("error") or [False] * len(x))
                     color = colors[s["implementation"]]
-                    shown = [math.nan if f else (width if n else b)
-                             for b, n, f in zip(bits, nonfinite, failed, strict=True)]
+                    shown = [
+                        math.nan if f else (width if n else b)
+                        for b, n, f in zip(bits, nonfinite, failed, strict=True)
+                    ]
                     ax.plot(x, shown, color=color, linewidth=1.2)
                     for start, stop in _runs(nonfinite):
-                        ax.axvspan(x[max(start - 1, 0)], x[stop - 1], color=color,
-                                   alpha=0.12, linewidth=0)
+                        ax.axvspan(
+                            x[max(start - 1, 0)], x[stop - 1], color=color, alpha=0.12, linewidth=0
+                        )
                     bad = [xi for xi, f in zip(x, failed, strict=True) if f]
                     if bad:
-                        ax.plot(bad, [width] * len(bad), linestyle="none", marker="|",
-                                markersize=9, color=color)
+                        ax.plot(
+                            bad,
+                            [width] * len(bad),
+                            linestyle="none",
+                            marker="|",
+                            markersize=9,
+                            color=color,
+                        )
                 placed: list[float] = []
                 for xt, impl, kind in _marks(thresholds, dtype, label, signed):
                     color = colors.get(impl, "0.3")
-                    ax.axvline(xt, color=color, linewidth=1.0,
-                               linestyle=MARK_STYLES.get(kind, (0, (2, 2))))
+                    ax.axvline(
+                        xt, color=color, linewidth=1.0, linestyle=MARK_STYLES.get(kind, (0, (2, 2)))
+                    )
                     scale = math.log1p(abs(xt)) * (1 if xt >= 0 else -1)
                     if any(abs(scale - p) < 0.12 for p in placed):
                         continue  # the value is already written next to this line
                     placed.append(scale)
-                    ax.annotate(f"{xt:.4g}", xy=(xt, 1.0), xycoords=("data", "axes fraction"),
-                                xytext=(0, 2), textcoords="offset points", rotation=90,
-                                fontsize=6.5, color=color, ha="center", va="bottom")
+                    ax.annotate(
+                        f"{xt:.4g}",
+                        xy=(xt, 1.0),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        rotation=90,
+                        fontsize=6.5,
+                        color=color,
+                        ha="center",
+                        va="bottom",
+                    )
                 ax.axhline(width, color="0.5", linewidth=0.8, linestyle=":")
                 ax.set_ylim(-0.5, width * 1.05)
                 if signed:
                     ax.set_xscale("symlog", linthresh=1.0)
                 if r == len(dtypes) - 1:
-                    ax.set_xlabel("output logit h_L (symlog: linear for |h| < 1)" if signed
-                                  else "output logit |h_L|")
+                    ax.set_xlabel(
+                        "output logit h_L (symlog: linear for |h| < 1)"
+                        if signed
+                        else "output logit |h_L|"
+                    )
                 if c == 0:
                     ax.set_ylabel("bits of error")
-        handles = [Line2D([], [], color=col, linewidth=2, label=_short(name, 28))
-                   for name, col in colors.items()]
-        handles += [Line2D([], [], color="0.3", linestyle=style, label=f"first {kind}")
-                    for kind, style in MARK_STYLES.items()]
+        handles = [
+            Line2D([], [], color=col, linewidth=2, label=_short(name, 28))
+            for name, col in colors.items()
+        ]
+        handles += [
+            Line2D([], [], color="0.3", linestyle=style, label=f"first {kind}")
+            for kind, style in MARK_STYLES.items()
+        ]
         handles.append(Patch(color="0.5", alpha=0.25, label="inf/NaN returned"))
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7),
-                   frameon=False, fontsize=8)
-        fig.suptitle(title + " (bits of error in dJ/dh_L against the exact gradient; "
-                     "inf/NaN drawn at the dtype's width)", fontsize=10)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 7),
+            frameon=False,
+            fontsize=8,
+        )
+        fig.suptitle(
+            title + " (bits of error in dJ/dh_L against the exact gradient; "
+            "inf/NaN drawn at the dtype's width)",
+            fontsize=10,
+        )
         return fig
 
 
@@ -293,12 +347,18 @@ def layer_error_figure(
         depth = int(data["depth"])
         ticks = list(range(depth))
         tick_labels = [f"W{depth - k}" + (" (output)" if k == 0 else "") for k in ticks]
-        names = [ln["implementation"] for p in panels for ln in p["lines"]
-                 if ln.get("kind", "implementation") == "implementation"]
+        names = [
+            ln["implementation"]
+            for p in panels
+            for ln in p["lines"]
+            if ln.get("kind", "implementation") == "implementation"
+        ]
         colors = implementation_colors(names)
         for ax, panel in zip(_grid(fig, len(panels), ncols), panels, strict=True):
             finite_values = [
-                _float(v) for ln in panel["lines"] for v in ln["errors"]
+                _float(v)
+                for ln in panel["lines"]
+                for v in ln["errors"]
                 if math.isfinite(_float(v)) and _float(v) > 0
             ]
             floor = min(finite_values, default=1e-16) / 10
@@ -309,28 +369,48 @@ def layer_error_figure(
                 values = [_float(v) for v in ln["errors"]]
                 shown = [top if not math.isfinite(v) else max(v, floor) for v in values]
                 # implementations are nudged sideways so that equal values stay visible
-                xs = [t + offsets.get(ln["implementation"], 0.0) if kind == "implementation"
-                      else t for t in ticks]
+                xs = [
+                    t + offsets.get(ln["implementation"], 0.0) if kind == "implementation" else t
+                    for t in ticks
+                ]
                 if kind == "baseline":
                     style = {"color": "0.35", "linestyle": "--", "marker": "s", "markersize": 3}
                 elif kind == "tolerance":
                     style = {"color": "0.6", "linestyle": ":", "marker": None}
                 else:
-                    style = {"color": colors[ln["implementation"]], "linestyle": "-",
-                             "marker": "o", "markersize": 4}
-                ax.plot(xs, shown, label=_short(ln["implementation"], 24), linewidth=1.3,
-                        **style)
+                    style = {
+                        "color": colors[ln["implementation"]],
+                        "linestyle": "-",
+                        "marker": "o",
+                        "markersize": 4,
+                    }
+                ax.plot(xs, shown, label=_short(ln["implementation"], 24), linewidth=1.3, **style)
                 bad = [k for k, v in enumerate(values) if not math.isfinite(v)]
                 if bad:
-                    ax.plot([xs[k] for k in bad], [top] * len(bad), linestyle="none",
-                            marker="X", markersize=8, color=style["color"])
+                    ax.plot(
+                        [xs[k] for k in bad],
+                        [top] * len(bad),
+                        linestyle="none",
+                        marker="X",
+                        markersize=8,
+                        color=style["color"],
+                    )
             ax.axhspan(top / 3, top * 3, color=NONFINITE_SHADE, alpha=0.35, linewidth=0)
-            ax.text(0.02, 0.985, "inf/NaN", transform=ax.transAxes, fontsize=7, va="top",
-                    color="#a33")
+            ax.text(
+                0.02, 0.985, "inf/NaN", transform=ax.transAxes, fontsize=7, va="top", color="#a33"
+            )
             ax.axhline(1.0, color="#a33", linewidth=0.8, linestyle=(0, (4, 3)))
-            ax.annotate("100% error", xy=(1.0, 1.0), xycoords=("axes fraction", "data"),
-                        xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom",
-                        fontsize=7, color="#a33")
+            ax.annotate(
+                "100% error",
+                xy=(1.0, 1.0),
+                xycoords=("axes fraction", "data"),
+                xytext=(-3, 2),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="#a33",
+            )
             ax.set_yscale("log")
             ax.set_ylim(floor, top * 3)
             ax.set_xticks(ticks, tick_labels)
@@ -371,19 +451,35 @@ def vanishing_gradient_figure(
             return fig
         groups = list(dict.fromkeys(tuple(s["implementations"]) for s in series))
         styles = {g: LABEL_STYLES[i % len(LABEL_STYLES)] for i, g in enumerate(groups)}
-        for s in sorted(series, key=lambda s: _ordered_dtypes([s["dtype"]] + list(DTYPE_ORDER))
-                        .index(s["dtype"])):
+        for s in sorted(
+            series,
+            key=lambda s: _ordered_dtypes([s["dtype"]] + list(DTYPE_ORDER)).index(s["dtype"]),
+        ):
             group = tuple(s["implementations"])
             who = ", ".join(_short(n, 20) for n in group)
             label = s["dtype"] if len(groups) == 1 else f"{s['dtype']}: {who}"
             if all(v is None for v in s["fraction"]):
                 label += " (no data: the implementation failed)"
-            ax.plot(levels, [_float(v) for v in s["fraction"]], label=label,
-                    color=DTYPE_COLORS.get(s["dtype"], "0.3"), linestyle=styles[group],
-                    marker="o", markersize=3, linewidth=1.4)
+            ax.plot(
+                levels,
+                [_float(v) for v in s["fraction"]],
+                label=label,
+                color=DTYPE_COLORS.get(s["dtype"], "0.3"),
+                linestyle=styles[group],
+                marker="o",
+                markersize=3,
+                linewidth=1.4,
+            )
         if len(groups) == 1:
-            ax.text(0.01, 0.98, "implementations: " + ", ".join(_short(n, 20) for n in groups[0]),
-                    transform=ax.transAxes, fontsize=7, va="top", color="0.35")
+            ax.text(
+                0.01,
+                0.98,
+                "implementations: " + ", ".join(_short(n, 20) for n in groups[0]),
+                transform=ax.transAxes,
+                fontsize=7,
+                va="top",
+                color="0.35",
+            )
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("hidden-layer saturation max |h_i|")
@@ -437,30 +533,61 @@ def search_samples_figure(
                 ok = [s for s in mine if s["verdict"] not in FAILED]
                 bad = [s for s in mine if s["verdict"] in FAILED]
                 if ok:
-                    ax.scatter([max(_float(s["saturation"]), floor) for s in ok],
-                               [_float(s["bits"]) for s in ok], s=10, color=color, alpha=0.55,
-                               linewidths=0)
+                    ax.scatter(
+                        [max(_float(s["saturation"]), floor) for s in ok],
+                        [_float(s["bits"]) for s in ok],
+                        s=10,
+                        color=color,
+                        alpha=0.55,
+                        linewidths=0,
+                    )
                 if bad:
-                    ax.scatter([max(_float(s["saturation"]), floor) for s in bad],
-                               [_float(s["bits"]) for s in bad], s=34, marker="X",
-                               color=color, edgecolors="black", linewidths=0.5)
+                    ax.scatter(
+                        [max(_float(s["saturation"]), floor) for s in bad],
+                        [_float(s["bits"]) for s in bad],
+                        s=34,
+                        marker="X",
+                        color=color,
+                        edgecolors="black",
+                        linewidths=0.5,
+                    )
                 threshold = (search.get("thresholds") or {}).get(dtype)
                 if threshold is not None and math.isfinite(_float(threshold)):
-                    ax.axvline(_float(threshold), color=color, linestyle=(0, (2, 2)),
-                               linewidth=0.9)
+                    ax.axvline(_float(threshold), color=color, linestyle=(0, (2, 2)), linewidth=0.9)
             ax.set_xscale("log")
             ax.set_xlabel("saturation max |h| over all layers")
             ax.set_ylabel("worst bits of error beyond the stable baseline")
-        handles = [Line2D([], [], linestyle="none", marker="o", markersize=5,
-                          color=DTYPE_COLORS.get(d, "0.3"), label=d)
-                   for d in _ordered_dtypes(seen)]
+        handles = [
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markersize=5,
+                color=DTYPE_COLORS.get(d, "0.3"),
+                label=d,
+            )
+            for d in _ordered_dtypes(seen)
+        ]
         handles += [
-            Line2D([], [], linestyle="none", marker="o", markersize=4, color="0.5",
-                   label="passed"),
-            Line2D([], [], linestyle="none", marker="X", markersize=7, color="0.5",
-                   markeredgecolor="black", label="failed"),
+            Line2D([], [], linestyle="none", marker="o", markersize=4, color="0.5", label="passed"),
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="X",
+                markersize=7,
+                color="0.5",
+                markeredgecolor="black",
+                label="failed",
+            ),
             Line2D([], [], color="0.3", linestyle=(0, (2, 2)), label="first failing |h|"),
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
-                   frameon=False, fontsize=8)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=len(handles),
+            frameon=False,
+            fontsize=8,
+        )
         return fig

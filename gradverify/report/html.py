@@ -57,16 +57,19 @@ def verdict_badge(verdict: Any) -> str:
     return f'<span class="v v-{css}">{_e(text.upper())}</span>'
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Iterable[int] = ()
-           ) -> str:
+def _table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Iterable[int] = ()
+) -> str:
     """A table from already-escaped cell HTML."""
     numeric = set(numeric)
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
             for i, c in enumerate(row)
-        ) + "</tr>"
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -77,14 +80,22 @@ def _summary(doc: Mapping[str, Any]) -> str:
     if not impls:
         return "<p>No implementation was checked.</p>"
     dtypes = list(dict.fromkeys(d["dtype"] for i in impls for d in i.get("dtypes", [])))
-    header = ["implementation", "verdict", "examples", "worst bits beyond the stable baseline",
-              *[f"{_e(d)}: verdict, first failing |h|" for d in dtypes]]
+    header = [
+        "implementation",
+        "verdict",
+        "examples",
+        "worst bits beyond the stable baseline",
+        *[f"{_e(d)}: verdict, first failing |h|" for d in dtypes],
+    ]
     rows = []
     for impl in impls:
         per = {d["dtype"]: d for d in impl.get("dtypes", [])}
-        cells = [f"<code>{_e(impl['name'])}</code>", verdict_badge(impl.get("verdict")),
-                 _e(impl.get("examples", "-")),
-                 _num(impl.get("worst_bits"), ".1f")]
+        cells = [
+            f"<code>{_e(impl['name'])}</code>",
+            verdict_badge(impl.get("verdict")),
+            _e(impl.get("examples", "-")),
+            _num(impl.get("worst_bits"), ".1f"),
+        ]
         for d in dtypes:
             item = per.get(d)
             if item is None:
@@ -116,12 +127,17 @@ def _thresholds(doc: Mapping[str, Any]) -> str:
     if not table.get("rows"):
         return '<p class="muted">No scan was run, so there are no thresholds.</p>'
     out = _plain_table(doc.get("threshold_summary") or {})
-    out += ("<details><summary>Every output-layer threshold (each label and side)</summary>"
-            + _plain_table(table) + "</details>")
+    out += (
+        "<details><summary>Every output-layer threshold (each label and side)</summary>"
+        + _plain_table(table)
+        + "</details>"
+    )
     hidden = doc.get("hidden_table") or {}
     if hidden.get("rows"):
-        out += ("<details><summary>Hidden layer: where a saturated unit's gradient "
-                "underflows</summary>" + _plain_table(hidden) + "</details>")
+        out += (
+            "<details><summary>Hidden layer: where a saturated unit's gradient "
+            "underflows</summary>" + _plain_table(hidden) + "</details>"
+        )
     return out
 
 
@@ -135,7 +151,7 @@ def _figures(doc: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         parts.append(
             f'<figure id="{_e(fig["id"])}"><h3>{_e(fig["title"])}</h3>'
             f'<img src="{uri}" alt="{_e(fig["title"])}" data-file="{_e(fig["file"])}">'
-            f'<figcaption>{_e(fig.get("caption", ""))} File: '
+            f"<figcaption>{_e(fig.get('caption', ''))} File: "
             f'<a href="{_e(fig["file"])}"><code>{_e(fig["file"])}</code></a></figcaption>'
             "</figure>"
         )
@@ -146,13 +162,29 @@ def _element_rows(worst: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     rows = []
     for w in worst:
         index = ", ".join(str(i) for i in w.get("index", []))
-        fd = "-" if w.get("fd") is None else (
-            _num(w.get("fd"), ".9g") + (f" &plusmn; {_num(w.get('fd_error'), '.1g')}"
-                                        if w.get("fd_error") is not None else ""))
-        rows.append([f"<code>{_e(w.get('tensor'))}[{_e(index)}]</code>",
-                     _num(w.get("value"), ".9g"), _num(w.get("reference"), ".9g"), fd,
-                     _num(w.get("relative_error"), ".3g"), _num(w.get("ulps"), ".3g"),
-                     _num(w.get("bits"), ".1f")])
+        fd = (
+            "-"
+            if w.get("fd") is None
+            else (
+                _num(w.get("fd"), ".9g")
+                + (
+                    f" &plusmn; {_num(w.get('fd_error'), '.1g')}"
+                    if w.get("fd_error") is not None
+                    else ""
+                )
+            )
+        )
+        rows.append(
+            [
+                f"<code>{_e(w.get('tensor'))}[{_e(index)}]</code>",
+                _num(w.get("value"), ".9g"),
+                _num(w.get("reference"), ".9g"),
+                fd,
+                _num(w.get("relative_error"), ".3g"),
+                _num(w.get("ulps"), ".3g"),
+                _num(w.get("bits"), ".1f"),
+            ]
+        )
     return rows
 
 
@@ -167,8 +199,9 @@ def _worst(doc: Mapping[str, Any]) -> str:
                 parts.append(
                     f"<h3><code>{_e(impl['name'])}</code>, {_e(cx.get('dtype'))}, "
                     f"max |h| = {_num(cx.get('saturation'))}</h3>"
-                    + _table(_ELEMENT_HEADER, _element_rows(cx["worst"]),
-                             numeric=(1, 2, 3, 4, 5, 6))
+                    + _table(
+                        _ELEMENT_HEADER, _element_rows(cx["worst"]), numeric=(1, 2, 3, 4, 5, 6)
+                    )
                 )
                 break
     return "".join(parts) or '<p class="muted">No failing elements: nothing failed.</p>'
@@ -187,8 +220,11 @@ def _counterexamples(doc: Mapping[str, Any]) -> str:
                 f"max |h| = {_num(cx.get('saturation'))}.</p>"
                 + (f"<p>{_e(cx.get('message'))}</p>" if cx.get("message") else "")
                 + (f'<ul class="hints">{hints}</ul>' if hints else "")
-                + ("<p>Reproduce it:</p><pre><code>" + _e(snippet) + "</code></pre>"
-                   if snippet else '<p class="muted">No reproduction snippet.</p>')
+                + (
+                    "<p>Reproduce it:</p><pre><code>" + _e(snippet) + "</code></pre>"
+                    if snippet
+                    else '<p class="muted">No reproduction snippet.</p>'
+                )
                 + "</div>"
             )
     return "".join(parts) or '<p class="muted">No counterexamples: nothing failed.</p>'
@@ -201,7 +237,7 @@ def _provenance(doc: Mapping[str, Any]) -> str:
     setting_items = [f"{_e(k)} = {_e(v)}" for k, v in settings.items() if v is not None]
     notes = "".join(f"<li>{_e(n)}</li>" for n in doc.get("notes", []))
     return (
-        f"<p class=\"muted\">Generated by {', '.join(items)}. "
+        f'<p class="muted">Generated by {", ".join(items)}. '
         f"Settings: {', '.join(setting_items) or 'defaults'}. "
         f"Elapsed: {_num(doc.get('elapsed_seconds'), '.1f')} s. "
         "All numbers are in <code>report.json</code> (schema "
@@ -214,7 +250,7 @@ def render_html(doc: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     """The complete page for a report document, with ``images`` ({file name: PNG}) inlined."""
     title = doc.get("title") or "gradverify report"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1>"

@@ -56,28 +56,38 @@ def _verdicts(doc: Mapping[str, Any]) -> str:
     rows = []
     for impl in impls:
         per = {d["dtype"]: d for d in impl.get("dtypes", [])}
-        row = [_text(impl["name"]),
-               f"**{_text(str(impl.get('verdict', '-')).upper())}**",
-               "-" if impl.get("examples") is None else str(impl["examples"]),
-               _num(impl.get("worst_bits"), ".1f")]
+        row = [
+            _text(impl["name"]),
+            f"**{_text(str(impl.get('verdict', '-')).upper())}**",
+            "-" if impl.get("examples") is None else str(impl["examples"]),
+            _num(impl.get("worst_bits"), ".1f"),
+        ]
         for d in dtypes:
             item = per.get(d)
             if item is None:
                 row.append("not run")
                 continue
             threshold = item.get("threshold_saturation")
-            row.append(_text(item.get("verdict", "-"))
-                       + ("" if threshold is None else f", \\|h\\| >= {_num(threshold)}")
-                       + beyond_stable_cell(item))
+            row.append(
+                _text(item.get("verdict", "-"))
+                + ("" if threshold is None else f", \\|h\\| >= {_num(threshold)}")
+                + beyond_stable_cell(item)
+            )
         rows.append(row)
-    header = ["implementation", "verdict", "examples", "worst bits beyond baseline",
-              *[f"{_text(d)} (verdict, first failing \\|h\\|)" for d in dtypes]]
+    header = [
+        "implementation",
+        "verdict",
+        "examples",
+        "worst bits beyond baseline",
+        *[f"{_text(d)} (verdict, first failing \\|h\\|)" for d in dtypes],
+    ]
     return _table(header, rows)
 
 
 def _plain(table: Mapping[str, Any]) -> str:
-    out = _table([_text(c) for c in table["columns"]],
-                 [[_text(c) for c in row] for row in table["rows"]])
+    out = _table(
+        [_text(c) for c in table["columns"]], [[_text(c) for c in row] for row in table["rows"]]
+    )
     return out + (f"\n\n{_text(table['note'])}" if table.get("note") else "")
 
 
@@ -88,8 +98,11 @@ def _thresholds(doc: Mapping[str, Any]) -> str:
     out = _plain(summary)
     table = doc.get("threshold_table") or {}
     if table.get("rows"):
-        out += ("\n\n<details><summary>Every output-layer threshold</summary>\n\n"
-                + _plain(table) + "\n\n</details>")
+        out += (
+            "\n\n<details><summary>Every output-layer threshold</summary>\n\n"
+            + _plain(table)
+            + "\n\n</details>"
+        )
     return out
 
 
@@ -97,21 +110,34 @@ def _counterexamples(doc: Mapping[str, Any]) -> list[str]:
     sections = []
     for impl in doc.get("implementations", []):
         for cx in impl.get("counterexamples", []):
-            lines = [f"### {_text(impl['name'])}: {_text(str(cx.get('verdict')).upper())} at "
-                     f"{_text(cx.get('dtype'))}",
-                     f"Network {_text(cx.get('network'))}; batch {_text(cx.get('batch'))}; "
-                     f"max \\|h\\| = {_num(cx.get('saturation'))}."]
+            lines = [
+                f"### {_text(impl['name'])}: {_text(str(cx.get('verdict')).upper())} at "
+                f"{_text(cx.get('dtype'))}",
+                f"Network {_text(cx.get('network'))}; batch {_text(cx.get('batch'))}; "
+                f"max \\|h\\| = {_num(cx.get('saturation'))}.",
+            ]
             if cx.get("message"):
                 lines.append(_text(cx["message"]))
             lines += [f"- {_text(h)}" for h in cx.get("diagnosis", [])]
             worst = cx.get("worst") or []
             if worst:
-                lines.append(_table(
-                    ["entry", "got", "exact", "rel. error", "bits"],
-                    [[_text(f"{w.get('tensor')}[{', '.join(map(str, w.get('index', [])))}]"),
-                      _num(w.get("value"), ".9g"), _num(w.get("reference"), ".9g"),
-                      _num(w.get("relative_error"), ".3g"), _num(w.get("bits"), ".1f")]
-                     for w in worst]))
+                lines.append(
+                    _table(
+                        ["entry", "got", "exact", "rel. error", "bits"],
+                        [
+                            [
+                                _text(
+                                    f"{w.get('tensor')}[{', '.join(map(str, w.get('index', [])))}]"
+                                ),
+                                _num(w.get("value"), ".9g"),
+                                _num(w.get("reference"), ".9g"),
+                                _num(w.get("relative_error"), ".3g"),
+                                _num(w.get("bits"), ".1f"),
+                            ]
+                            for w in worst
+                        ],
+                    )
+                )
             if cx.get("reproduction"):
                 lines += ["Reproduce it:", _fence(str(cx["reproduction"]))]
             sections.append("\n\n".join(lines))
@@ -130,10 +156,12 @@ def render_markdown(doc: Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> st
         "### Thresholds: where each dtype breaks",
         _thresholds(doc),
     ]
-    tail = (f"Figures: {figures}. The full report is `index.html` next to this file; "
-            "all numbers are in `report.json`." if figures else
-            "The full report is `index.html` next to this file; all numbers are in "
-            "`report.json`.")
+    tail = (
+        f"Figures: {figures}. The full report is `index.html` next to this file; "
+        "all numbers are in `report.json`."
+        if figures
+        else "The full report is `index.html` next to this file; all numbers are in `report.json`."
+    )
     body = _counterexamples(doc)
     if body:
         head.append("### Shrunk counterexamples")
@@ -147,8 +175,11 @@ def render_markdown(doc: Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> st
     while len(text.encode("utf-8")) > max_bytes and body:
         body = body[:-1]
         dropped += 1
-        text = assemble(body, f"*{dropped} more counterexample(s) left out to keep this "
-                              "summary under the CI limit; see index.html.*")
+        text = assemble(
+            body,
+            f"*{dropped} more counterexample(s) left out to keep this "
+            "summary under the CI limit; see index.html.*",
+        )
     if len(text.encode("utf-8")) > max_bytes:  # even the tables are too large
         note = "\n\n*Summary truncated to fit the CI limit; see index.html and report.json.*\n"
         budget = max_bytes - len(note.encode("utf-8"))

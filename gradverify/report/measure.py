@@ -61,8 +61,11 @@ def _number(x: float) -> float | str:
 def supports_network(impl: Callable, spec: NetworkSpec, dtype: str) -> bool:
     """Whether ``impl`` declares support for every activation, the loss and the dtype."""
     caps = capabilities_of(impl)
-    return (set(spec.activations) <= set(caps.activations) and spec.loss in caps.losses
-            and dtype in caps.dtypes)
+    return (
+        set(spec.activations) <= set(caps.activations)
+        and spec.loss in caps.losses
+        and dtype in caps.dtypes
+    )
 
 
 def _spec(widths: Sequence[int]) -> NetworkSpec:
@@ -155,9 +158,16 @@ def layer_errors(
             if name in hung:
                 skipped.append(f"{name} at {dtype}: not called (it hung before)")
                 continue
-            result = check_problem(impl, problem, name=name, reference=reference,
-                                   finite_differences=False, classify=False, repeat=1,
-                                   timeout=timeout)
+            result = check_problem(
+                impl,
+                problem,
+                name=name,
+                reference=reference,
+                finite_differences=False,
+                classify=False,
+                repeat=1,
+                timeout=timeout,
+            )
             if result.verdict is Verdict.ERROR and not result.tensors:
                 skipped.append(f"{name} at {dtype}: {result.message}")
                 if result.call_failure in STOPPING_FAILURES:
@@ -165,30 +175,39 @@ def layer_errors(
                 continue
             weights = [t for t in result.tensors if t.kind == "weight"][::-1]
             bias = [t for t in result.tensors if t.kind == "bias"][::-1]
-            lines.append({
-                "implementation": name, "kind": "implementation",
-                "verdict": result.verdict.value,
-                "errors": [_number(t.normwise_error) for t in weights],
-                "bias_errors": [_number(t.normwise_error) for t in bias],
-                "nonfinite": [t.nonfinite for t in weights],
-            })
+            lines.append(
+                {
+                    "implementation": name,
+                    "kind": "implementation",
+                    "verdict": result.verdict.value,
+                    "errors": [_number(t.normwise_error) for t in weights],
+                    "bias_errors": [_number(t.normwise_error) for t in bias],
+                    "nonfinite": [t.nonfinite for t in weights],
+                }
+            )
             baseline = [_number(t.baseline_error) for t in weights]
             tolerance = [_number(t.tolerance) for t in weights]
         if baseline is not None:
-            lines.append({"implementation": "stable baseline", "kind": "baseline",
-                          "errors": baseline})
-            lines.append({"implementation": "tolerance", "kind": "tolerance",
-                          "errors": tolerance})
+            lines.append(
+                {"implementation": "stable baseline", "kind": "baseline", "errors": baseline}
+            )
+            lines.append({"implementation": "tolerance", "kind": "tolerance", "errors": tolerance})
         if lines:
             panels.append({"dtype": dtype, "lines": lines})
     logits = base.forward64().h[-1]
     return {
         "network": f"{spec.describe()}; batch {base.batch_size}, output logits h_L "
-                   f"from {float(np.min(logits)):.4g} to {float(np.max(logits)):.4g}, "
-                   "labels 0,1,0,1,...",
-        "widths": list(spec.widths), "activations": list(spec.activations), "loss": spec.loss,
-        "batch": base.batch_size, "seed": seed, "output_logit": float(output_logit),
-        "depth": depth, "panels": panels, "skipped": skipped,
+        f"from {float(np.min(logits)):.4g} to {float(np.max(logits)):.4g}, "
+        "labels 0,1,0,1,...",
+        "widths": list(spec.widths),
+        "activations": list(spec.activations),
+        "loss": spec.loss,
+        "batch": base.batch_size,
+        "seed": seed,
+        "output_logit": float(output_logit),
+        "depth": depth,
+        "panels": panels,
+        "skipped": skipped,
     }
 
 
@@ -231,8 +250,12 @@ def hidden_underflow(
     fractions: dict[tuple[str, str], list[float | None]] = {}
     skipped: list[str] = []
     hung: set[str] = set()
-    usable = {(n, d) for n, impl in implementations.items() for d in dtypes
-              if supports_network(impl, spec, d)}
+    usable = {
+        (n, d)
+        for n, impl in implementations.items()
+        for d in dtypes
+        if supports_network(impl, spec, d)
+    }
     for n in implementations:
         for d in dtypes:
             if (n, d) not in usable:
@@ -258,9 +281,14 @@ def hidden_underflow(
                 outcome = call_backprop(impl, problem, timeout=timeout)
                 if outcome.failure in STOPPING_FAILURES:
                     hung.add(name)
-                    skipped.append(f"{name}: stopped after a call that "
-                                   + ("crashed its worker process" if outcome.failure
-                                      is CallFailure.CRASHED else f"exceeded {timeout:g} s"))
+                    skipped.append(
+                        f"{name}: stopped after a call that "
+                        + (
+                            "crashed its worker process"
+                            if outcome.failure is CallFailure.CRASHED
+                            else f"exceeded {timeout:g} s"
+                        )
+                    )
                 if outcome.ok:
                     got = [*outcome.dweights[:hidden], *outcome.dbiases[:hidden]]
                     under, total = _hidden_entries(got, exact)
@@ -276,11 +304,21 @@ def hidden_underflow(
             if values is not None:
                 groups.setdefault(tuple(values), []).append(name)
         for values, names in groups.items():
-            series.append({"dtype": dtype, "implementations": names,
-                           "fraction": [None if v is None else float(v) for v in values]})
+            series.append(
+                {
+                    "dtype": dtype,
+                    "implementations": names,
+                    "fraction": [None if v is None else float(v) for v in values],
+                }
+            )
     return {
         "network": f"{spec.describe()}; batch {batch}, output max |h_L| = 1",
-        "widths": list(spec.widths), "activations": list(spec.activations), "loss": spec.loss,
-        "batch": batch, "seed": seed, "saturation": [float(v) for v in levels],
-        "series": series, "skipped": skipped,
+        "widths": list(spec.widths),
+        "activations": list(spec.activations),
+        "loss": spec.loss,
+        "batch": batch,
+        "seed": seed,
+        "saturation": [float(v) for v in levels],
+        "series": series,
+        "skipped": skipped,
     }

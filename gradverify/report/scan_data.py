@@ -61,24 +61,26 @@ def scan_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
             for criterion, t in (side.get("thresholds") or {}).items():
                 found = bool(t.get("found"))
                 value = t.get("value") if found else None
-                rows.append({
-                    "implementation": row.get("implementation", scan.get("implementation")),
-                    "dtype": row.get("dtype"),
-                    "label": row.get("label"),
-                    "side": side_name,
-                    "criterion": criterion,
-                    "found": found,
-                    "value": value,
-                    "saturation": abs(_float(value)) if found else None,
-                    "decimal": t.get("decimal"),
-                    "bits": t.get("bits"),
-                    "monotone": bool(t.get("monotone", True)),
-                    "settled": bool(t.get("settled", True)),
-                    "finite_throughout": bool(side.get("finite_throughout", False)),
-                    "raises_anywhere": bool(side.get("raises_anywhere", False)),
-                    "max_error_bits": side.get("max_error_bits"),
-                    "plot": found and criterion in PLOTTED_CRITERIA,
-                })
+                rows.append(
+                    {
+                        "implementation": row.get("implementation", scan.get("implementation")),
+                        "dtype": row.get("dtype"),
+                        "label": row.get("label"),
+                        "side": side_name,
+                        "criterion": criterion,
+                        "found": found,
+                        "value": value,
+                        "saturation": abs(_float(value)) if found else None,
+                        "decimal": t.get("decimal"),
+                        "bits": t.get("bits"),
+                        "monotone": bool(t.get("monotone", True)),
+                        "settled": bool(t.get("settled", True)),
+                        "finite_throughout": bool(side.get("finite_throughout", False)),
+                        "raises_anywhere": bool(side.get("raises_anywhere", False)),
+                        "max_error_bits": side.get("max_error_bits"),
+                        "plot": found and criterion in PLOTTED_CRITERIA,
+                    }
+                )
     return rows
 
 
@@ -113,23 +115,45 @@ def threshold_table(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         starred = starred or any(c.endswith("*") for c in cells)
         any_t = next(iter(by_criterion.values()))
         bits = _float(any_t.get("max_error_bits"))
-        rows.append([str(impl), str(dtype), f"{_float(label):g}",
-                     "h > 0" if side == "positive" else "h < 0", *cells,
-                     "-" if math.isnan(bits) else f"{bits:.1f}"])
-    note = ("Each cell is the first float h, moving out from 0, where the gradient of a "
-            "one-layer sigmoid + BCE network (h = b exactly) meets the column's criterion: "
-            "its value and its bit pattern in the dtype. Relative error is against the "
-            "exact gradient; a correctly rounded result counts as exact. max bits: the "
-            "worst log2(1 + ulps) over the checked floats.")
+        rows.append(
+            [
+                str(impl),
+                str(dtype),
+                f"{_float(label):g}",
+                "h > 0" if side == "positive" else "h < 0",
+                *cells,
+                "-" if math.isnan(bits) else f"{bits:.1f}",
+            ]
+        )
+    note = (
+        "Each cell is the first float h, moving out from 0, where the gradient of a "
+        "one-layer sigmoid + BCE network (h = b exactly) meets the column's criterion: "
+        "its value and its bit pattern in the dtype. Relative error is against the "
+        "exact gradient; a correctly rounded result counts as exact. max bits: the "
+        "worst log2(1 + ulps) over the checked floats."
+    )
     if starred:
-        note += (" * not monotone: the criterion holds again somewhere past this float "
-                 "(the regions are in report.json).")
+        note += (
+            " * not monotone: the criterion holds again somewhere past this float "
+            "(the regions are in report.json)."
+        )
     if unsettled:
-        note += (" <= : the first bad float found; the search for earlier ones stopped at "
-                 "its limit, so the true threshold may be lower.")
-    return {"columns": ["implementation", "dtype", "y", "side",
-                        *(CRITERIA_HEADINGS[c] for c in criteria), "max bits"],
-            "rows": rows, "note": note}
+        note += (
+            " <= : the first bad float found; the search for earlier ones stopped at "
+            "its limit, so the true threshold may be lower."
+        )
+    return {
+        "columns": [
+            "implementation",
+            "dtype",
+            "y",
+            "side",
+            *(CRITERIA_HEADINGS[c] for c in criteria),
+            "max bits",
+        ],
+        "rows": rows,
+        "note": note,
+    }
 
 
 SUMMARY_CRITERIA = ("nonfinite", "error_1e-3", "error_1")
@@ -161,30 +185,42 @@ def threshold_summary(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     for (impl, dtype), items in groups.items():
         cells = []
         for criterion in SUMMARY_CRITERIA:
-            found = [t for t in items if t["criterion"] == criterion and t["found"]
-                     and (criterion == "nonfinite"
-                          or gradient_stays_large(t["label"], t["side"]))]
+            found = [
+                t
+                for t in items
+                if t["criterion"] == criterion
+                and t["found"]
+                and (criterion == "nonfinite" or gradient_stays_large(t["label"], t["side"]))
+            ]
             if not found:
                 cells.append("finite throughout" if criterion == "nonfinite" else "never")
                 continue
             first = min(found, key=lambda t: (abs(_float(t["value"])), t["side"]))
-            where = (f"y={_float(first['label']):g}, "
-                     f"{'h > 0' if first['side'] == 'positive' else 'h < 0'}")
+            where = (
+                f"y={_float(first['label']):g}, "
+                f"{'h > 0' if first['side'] == 'positive' else 'h < 0'}"
+            )
             bound = "" if first.get("settled", True) else "<= "
             cells.append(f"{bound}{_float(first['value']):.6g} ({first['bits']}; {where})")
         rows.append([str(impl), str(dtype), *cells])
     return {
-        "columns": ["implementation", "dtype", "first inf/NaN at h =",
-                    "first rel. err >= 1e-3 at h = (gradient about +-1)",
-                    "first rel. err >= 100% at h = (gradient about +-1)"],
+        "columns": [
+            "implementation",
+            "dtype",
+            "first inf/NaN at h =",
+            "first rel. err >= 1e-3 at h = (gradient about +-1)",
+            "first rel. err >= 100% at h = (gradient about +-1)",
+        ],
         "rows": rows,
-        "note": ("The float logit closest to 0 where the gradient of a one-layer sigmoid + "
-                 "BCE network (h = b exactly) first meets each criterion. inf/NaN: over "
-                 "both labels and both sides of 0. Relative error: where the exact gradient "
-                 "sigmoid(h) - y stays about +-1, i.e. a confident wrong prediction "
-                 "(y = 0, h > 0 or y = 1, h < 0); on the other side it is about e^-|h| and "
-                 "every form that computes sigmoid(h) - y, the stable baseline included, "
-                 "keeps only its absolute accuracy (see the full table and the figure)."),
+        "note": (
+            "The float logit closest to 0 where the gradient of a one-layer sigmoid + "
+            "BCE network (h = b exactly) first meets each criterion. inf/NaN: over "
+            "both labels and both sides of 0. Relative error: where the exact gradient "
+            "sigmoid(h) - y stays about +-1, i.e. a confident wrong prediction "
+            "(y = 0, h > 0 or y = 1, h < 0); on the other side it is about e^-|h| and "
+            "every form that computes sigmoid(h) - y, the stable baseline included, "
+            "keeps only its absolute accuracy (see the full table and the figure)."
+        ),
     }
 
 
@@ -193,14 +229,18 @@ def hidden_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for h in scan.get("hidden", []):
         zero, limit = h.get("first_zero") or {}, h.get("representable_limit") or {}
-        out.append({
-            "implementation": h.get("implementation", scan.get("implementation")),
-            "dtype": h.get("dtype"), "activation": h.get("activation"), "side": h.get("side"),
-            "first_zero": zero.get("value") if zero.get("found") else None,
-            "first_zero_bits": zero.get("bits") if zero.get("found") else None,
-            "representable_limit": limit.get("value") if limit.get("found") else None,
-            "representable_limit_bits": limit.get("bits") if limit.get("found") else None,
-        })
+        out.append(
+            {
+                "implementation": h.get("implementation", scan.get("implementation")),
+                "dtype": h.get("dtype"),
+                "activation": h.get("activation"),
+                "side": h.get("side"),
+                "first_zero": zero.get("value") if zero.get("found") else None,
+                "first_zero_bits": zero.get("bits") if zero.get("found") else None,
+                "representable_limit": limit.get("value") if limit.get("found") else None,
+                "representable_limit_bits": limit.get("bits") if limit.get("found") else None,
+            }
+        )
     return out
 
 
@@ -215,21 +255,40 @@ def hidden_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     body = []
     for r in rows:
         early = ""
-        if r["first_zero"] is not None and r["representable_limit"] is not None and \
-                abs(_float(r["first_zero"])) < abs(_float(r["representable_limit"])):
+        if (
+            r["first_zero"] is not None
+            and r["representable_limit"] is not None
+            and abs(_float(r["first_zero"])) < abs(_float(r["representable_limit"]))
+        ):
             early = "yes"
-        body.append([str(r["implementation"]), str(r["dtype"]), str(r["activation"]),
-                     "h > 0" if r["side"] == "positive" else "h < 0",
-                     cell(r["first_zero"], r["first_zero_bits"]),
-                     cell(r["representable_limit"], r["representable_limit_bits"]), early])
+        body.append(
+            [
+                str(r["implementation"]),
+                str(r["dtype"]),
+                str(r["activation"]),
+                "h > 0" if r["side"] == "positive" else "h < 0",
+                cell(r["first_zero"], r["first_zero_bits"]),
+                cell(r["representable_limit"], r["representable_limit_bits"]),
+                early,
+            ]
+        )
     return {
-        "columns": ["implementation", "dtype", "hidden activation", "side",
-                    "returns 0 from h =", "exact rounds to 0 from h =", "early"],
+        "columns": [
+            "implementation",
+            "dtype",
+            "hidden activation",
+            "side",
+            "returns 0 from h =",
+            "exact rounds to 0 from h =",
+            "early",
+        ],
         "rows": body,
-        "note": ("A 1 -> 1 -> 1 network whose hidden pre-activation is h exactly: the first "
-                 "float h where the returned dJ/dW1 is exactly 0 although the exact value "
-                 "is not, and where the exact value itself rounds to 0 in the dtype. "
-                 "early: the implementation underflows before the dtype forces it to."),
+        "note": (
+            "A 1 -> 1 -> 1 network whose hidden pre-activation is h exactly: the first "
+            "float h where the returned dJ/dW1 is exactly 0 although the exact value "
+            "is not, and where the exact value itself rounds to 0 in the dtype. "
+            "early: the implementation underflows before the dtype forces it to."
+        ),
     }
 
 
@@ -241,21 +300,31 @@ def scan_sweeps(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
     """
     joined: dict[tuple, list[tuple]] = {}
     for s in scan.get("sweeps", []):
-        key = (s.get("implementation", scan.get("implementation")), s.get("dtype"),
-               s.get("label"))
+        key = (s.get("implementation", scan.get("implementation")), s.get("dtype"), s.get("label"))
         points = joined.setdefault(key, [])
         for h, bits, rel, nonfinite, error in zip(
-            s.get("h", []), s.get("bits", []), s.get("relative_error", []),
-            s.get("nonfinite", []), s.get("error", []), strict=True,
+            s.get("h", []),
+            s.get("bits", []),
+            s.get("relative_error", []),
+            s.get("nonfinite", []),
+            s.get("error", []),
+            strict=True,
         ):
             points.append((_float(h), bits, rel, bool(nonfinite), bool(error)))
     out = []
     for (impl, dtype, label), points in joined.items():
         points.sort(key=lambda p: p[0])
-        out.append({
-            "implementation": impl, "dtype": dtype, "label": label,
-            "h": [p[0] for p in points], "saturation": [abs(p[0]) for p in points],
-            "bits": [p[1] for p in points], "relative_error": [p[2] for p in points],
-            "nonfinite": [p[3] for p in points], "error": [p[4] for p in points],
-        })
+        out.append(
+            {
+                "implementation": impl,
+                "dtype": dtype,
+                "label": label,
+                "h": [p[0] for p in points],
+                "saturation": [abs(p[0]) for p in points],
+                "bits": [p[1] for p in points],
+                "relative_error": [p[2] for p in points],
+                "nonfinite": [p[3] for p in points],
+                "error": [p[4] for p in points],
+            }
+        )
     return out

@@ -79,8 +79,9 @@ FIGURES = {
 }
 
 
-def _figure_data(doc_parts: Mapping[str, Any], searches: Sequence[Mapping[str, Any]]
-                 ) -> list[tuple[str, Callable[[], Any]]]:
+def _figure_data(
+    doc_parts: Mapping[str, Any], searches: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, Callable[[], Any]]]:
     """The figures that have data, as (id, draw) pairs in page order."""
     from gradverify.report import figures
     from gradverify.report.scan_data import PLOTTED_CRITERIA
@@ -88,21 +89,35 @@ def _figure_data(doc_parts: Mapping[str, Any], searches: Sequence[Mapping[str, A
     out: list[tuple[str, Callable[[], Any]]] = []
     sweeps = doc_parts["sweeps"]
     if sweeps:
-        marks = [dict(t, kind=PLOTTED_CRITERIA[t["criterion"]])
-                 for t in doc_parts["thresholds"] if t.get("plot")]
-        out.append(("error_vs_saturation",
-                    lambda: figures.error_vs_saturation_figure(sweeps, marks)))
+        marks = [
+            dict(t, kind=PLOTTED_CRITERIA[t["criterion"]])
+            for t in doc_parts["thresholds"]
+            if t.get("plot")
+        ]
+        out.append(
+            ("error_vs_saturation", lambda: figures.error_vs_saturation_figure(sweeps, marks))
+        )
     if doc_parts.get("layers") and doc_parts["layers"].get("panels"):
         out.append(("layer_errors", lambda: figures.layer_error_figure(doc_parts["layers"])))
     if doc_parts.get("hidden_underflow") and doc_parts["hidden_underflow"].get("series"):
-        out.append(("hidden_underflow",
-                    lambda: figures.vanishing_gradient_figure(doc_parts["hidden_underflow"])))
+        out.append(
+            (
+                "hidden_underflow",
+                lambda: figures.vanishing_gradient_figure(doc_parts["hidden_underflow"]),
+            )
+        )
     with_samples = [s for s in searches if s.get("samples")]
     if with_samples:
-        data = [{"implementation": s.get("implementation"), "samples": s["samples"],
-                 "thresholds": {d: v.get("threshold_saturation")
-                                for d, v in (s.get("per_dtype") or {}).items()}}
-                for s in with_samples]
+        data = [
+            {
+                "implementation": s.get("implementation"),
+                "samples": s["samples"],
+                "thresholds": {
+                    d: v.get("threshold_saturation") for d, v in (s.get("per_dtype") or {}).items()
+                },
+            }
+            for s in with_samples
+        ]
         out.append(("search_samples", lambda: figures.search_samples_figure(data)))
     return out
 
@@ -141,9 +156,19 @@ def render_report(
     scans = [as_dict(r) for r in scan_results]
     checks = [as_dict(r) for r in check_results]
     with Progress(len(FIGURES) + 1, title="gradverify report", progress=progress) as steps:
-        return _render(out_dir, searches, scans, checks, layers=layers,
-                       hidden_underflow=hidden_underflow, title=title, settings=settings,
-                       notes=notes, elapsed_seconds=elapsed_seconds, steps=steps)
+        return _render(
+            out_dir,
+            searches,
+            scans,
+            checks,
+            layers=layers,
+            hidden_underflow=hidden_underflow,
+            title=title,
+            settings=settings,
+            notes=notes,
+            elapsed_seconds=elapsed_seconds,
+            steps=steps,
+        )
 
 
 def _render(
@@ -167,11 +192,18 @@ def _render(
 
     start = time.perf_counter()
     # a dtype left out because it is unavailable here is named, with the reason, not dropped
-    skipped = {d: why for r in (*searches, *scans)
-               for d, why in (r.get("skipped_dtypes") or {}).items()}
+    skipped = {
+        d: why for r in (*searches, *scans) for d, why in (r.get("skipped_dtypes") or {}).items()
+    }
     notes = list(dict.fromkeys([*skipped_dtype_notes(skipped), *notes]))
-    parts = build_document(title=title, searches=searches, scans=scans, checks=checks,
-                           layers=layers, hidden_underflow=hidden_underflow)
+    parts = build_document(
+        title=title,
+        searches=searches,
+        scans=scans,
+        checks=checks,
+        layers=layers,
+        hidden_underflow=hidden_underflow,
+    )
     drawers = _figure_data(parts, searches)
     steps.total = steps.done + len(drawers) + 1
     out = resolve_output_path(out_dir, what="report directory")
@@ -185,14 +217,22 @@ def _render(
             (tmp / name).write_bytes(png)
             images[name] = png
             fig_title, caption = FIGURES[fig_id]
-            figure_entries.append({"id": fig_id, "file": name, "title": fig_title,
-                                   "caption": caption})
+            figure_entries.append(
+                {"id": fig_id, "file": name, "title": fig_title, "caption": caption}
+            )
             steps.advance(f"drew {fig_id}")
         total = (elapsed_seconds or 0.0) + (time.perf_counter() - start)
         doc = build_document(
-            title=title, searches=searches, scans=scans, checks=checks, layers=layers,
-            hidden_underflow=hidden_underflow, settings=settings, figures=figure_entries,
-            elapsed_seconds=total, notes=notes,
+            title=title,
+            searches=searches,
+            scans=scans,
+            checks=checks,
+            layers=layers,
+            hidden_underflow=hidden_underflow,
+            settings=settings,
+            figures=figure_entries,
+            elapsed_seconds=total,
+            notes=notes,
         )
         steps.step("writing index.html, summary.md, report.json")
         (tmp / INDEX).write_text(render_html(doc, images), encoding="utf-8")
@@ -203,17 +243,26 @@ def _render(
 
 
 @with_own_errstate
-def write_report_from_results(out_dir: str | Path, results: Sequence[Any], *,
-                              title: str = DEFAULT_TITLE) -> Path:
+def write_report_from_results(
+    out_dir: str | Path, results: Sequence[Any], *, title: str = DEFAULT_TITLE
+) -> Path:
     """A report from a mix of SearchResults and CheckResults (objects or dicts), e.g. the
     checks made during a pytest session. No search or scan is run."""
     searches, checks = [], []
     for result in results:
         data = as_dict(result)
         (searches if "per_dtype" in data else checks).append(data)
-    return render_report(out_dir, searches, (), checks, title=title,
-                         notes=[f"{len(results)} result(s) collected from checks that ran "
-                                "elsewhere (e.g. a test session); no scan was run."])
+    return render_report(
+        out_dir,
+        searches,
+        (),
+        checks,
+        title=title,
+        notes=[
+            f"{len(results)} result(s) collected from checks that ran "
+            "elsewhere (e.g. a test session); no scan was run."
+        ],
+    )
 
 
 def _implementations(implementations: Any) -> dict[str, Callable]:
@@ -231,8 +280,7 @@ def _implementations(implementations: Any) -> dict[str, Callable]:
         raise ValueError("no implementation to report on; pass None for the built-in three")
     for name, impl in items:
         if not callable(impl):
-            raise TypeError(f"implementation {name!r} is not callable "
-                            f"(got {type(impl).__name__})")
+            raise TypeError(f"implementation {name!r} is not callable (got {type(impl).__name__})")
     return {str(name): impl for name, impl in items}
 
 
@@ -246,8 +294,9 @@ def _available(dtypes: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return tuple(d for d in dtypes if d not in missing)
 
 
-def _measure_dtypes(dtypes: Sequence[str] | None, searches: Sequence[Mapping[str, Any]]
-                    ) -> list[str]:
+def _measure_dtypes(
+    dtypes: Sequence[str] | None, searches: Sequence[Mapping[str, Any]]
+) -> list[str]:
     from gradverify.model.dtypes import SUPPORTED_DTYPES, available_dtypes
 
     if dtypes:
@@ -274,14 +323,16 @@ def _isolate_each(fn: Callable) -> Callable:
         impls = _implementations(bound.arguments.get("implementations"))
         with contextlib.ExitStack() as workers:
             bound.arguments["implementations"] = {
-                name: workers.enter_context(isolated_if(impl, True))
-                for name, impl in impls.items()}
+                name: workers.enter_context(isolated_if(impl, True)) for name, impl in impls.items()
+            }
             return fn(*bound.args, **bound.kwargs)
 
-    keyword = inspect.Parameter("isolate", inspect.Parameter.KEYWORD_ONLY, default=False,
-                                annotation="bool")
+    keyword = inspect.Parameter(
+        "isolate", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"
+    )
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), keyword])
+        parameters=[*signature.parameters.values(), keyword]
+    )
     return wrapper
 
 
@@ -350,25 +401,38 @@ def write_report(
     notes: list[str] = []
     with Progress(total, title="gradverify report", progress=progress) as steps:
         for name, impl in impls.items():
+
             def on_example(what: str, done: int, planned: int) -> None:
                 steps.step(f"{what} {done}/{planned}")  # "search NAME (DTYPE) 3/60"
 
             steps.step(f"{name}: search")
-            options = {"dtypes": dtype_args, "max_examples": max_examples, "seed": seed,
-                       "timeout": timeout, "name": name, **(search_options or {})}
+            options = {
+                "dtypes": dtype_args,
+                "max_examples": max_examples,
+                "seed": seed,
+                "timeout": timeout,
+                "name": name,
+                **(search_options or {}),
+            }
             if steps.enabled:
                 options.setdefault("progress", on_example)
             searches.append(search(impl, **options).to_dict())
             steps.advance(f"{name}: searched")
             caps = capabilities_of(impl)
             if "bce" not in caps.losses or "sigmoid" not in caps.activations:
-                notes.append(f"{name}: not scanned (the scanner varies a sigmoid output with "
-                             "loss bce, which it does not declare)")
+                notes.append(
+                    f"{name}: not scanned (the scanner varies a sigmoid output with "
+                    "loss bce, which it does not declare)"
+                )
                 steps.advance(f"{name}: no scan")
                 continue
             steps.step(f"{name}: scan")
-            options = {"dtypes": _available(dtype_args), "name": name, "timeout": timeout,
-                       **(scan_options or {})}
+            options = {
+                "dtypes": _available(dtype_args),
+                "name": name,
+                "timeout": timeout,
+                **(scan_options or {}),
+            }
             if steps.enabled:
                 options.setdefault("progress", lambda what: steps.step(f"scan {what}"))
             try:
@@ -383,13 +447,30 @@ def write_report(
             steps.advance("per-layer errors")
             steps.step("hidden-layer underflow")
             hidden = hidden_underflow(
-                impls, measure_dtypes, timeout=timeout,
-                on_level=lambda level: steps.step(f"hidden-layer underflow, |h| = {level:g}"))
+                impls,
+                measure_dtypes,
+                timeout=timeout,
+                on_level=lambda level: steps.step(f"hidden-layer underflow, |h| = {level:g}"),
+            )
             steps.advance("hidden-layer underflow")
             notes += [f"per-layer figure: {s}" for s in layers["skipped"]]
             notes += [f"underflow figure: {s}" for s in hidden["skipped"]]
-        settings = {"dtypes": list(dtype_args) if dtype_args else None,
-                    "max_examples": max_examples, "seed": seed, "timeout": timeout}
-        return _render(out_dir, searches, scans, [], layers=layers, hidden_underflow=hidden,
-                       title=title, settings=settings, notes=notes,
-                       elapsed_seconds=time.perf_counter() - start, steps=steps)
+        settings = {
+            "dtypes": list(dtype_args) if dtype_args else None,
+            "max_examples": max_examples,
+            "seed": seed,
+            "timeout": timeout,
+        }
+        return _render(
+            out_dir,
+            searches,
+            scans,
+            [],
+            layers=layers,
+            hidden_underflow=hidden,
+            title=title,
+            settings=settings,
+            notes=notes,
+            elapsed_seconds=time.perf_counter() - start,
+            steps=steps,
+        )

@@ -142,8 +142,10 @@ def calls_breakpoint(weights, biases, x, y, *, activations, loss):
 def returns_masked_arrays(weights, biases, x, y, *, activations, loss):
     """The right gradients, hidden under a mask that covers every entry."""
     dw, db = _right(weights, biases, x, y, activations, loss)
-    return ([np.ma.masked_array(w, mask=True) for w in dw],
-            [np.ma.masked_array(b, mask=True) for b in db])
+    return (
+        [np.ma.masked_array(w, mask=True) for w in dw],
+        [np.ma.masked_array(b, mask=True) for b in db],
+    )
 
 
 @supports(**DECLARED)

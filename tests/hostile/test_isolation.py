@@ -37,9 +37,14 @@ FAST_SEARCH = ("--max-examples", "5", "--seed", "1")
 @pytest.fixture
 def problem() -> Problem:
     spec = NetworkSpec((2, 1), ("sigmoid",), "bce")
-    return Problem.from_arrays(spec, [np.array([[0.5, -0.25]])], [np.array([0.125])],
-                               np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]]),
-                               np.array([[1.0, 0.0, 1.0]]), "float64")
+    return Problem.from_arrays(
+        spec,
+        [np.array([[0.5, -0.25]])],
+        [np.array([0.125])],
+        np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]]),
+        np.array([[1.0, 0.0, 1.0]]),
+        "float64",
+    )
 
 
 def error_of(impl, problem, **options):
@@ -62,17 +67,21 @@ def test_sys_exit_is_an_error_verdict(problem, isolate):
     assert "backprops.py" in message  # where it was raised
 
 
-@pytest.mark.parametrize(("impl", "expected"), [
-    (backprops.calls_os_exit, "it exited with code 0 (os._exit, or an exit from C code)"),
-    (backprops.segfaults, "it was killed by signal SIGSEGV (Segmentation fault)"),
-    (backprops.kills_itself, "it was killed by signal SIGKILL (Killed)"),
-])
-def test_a_dead_worker_is_an_error_verdict_naming_the_exit_or_the_signal(problem, impl,
-                                                                         expected):
+@pytest.mark.parametrize(
+    ("impl", "expected"),
+    [
+        (backprops.calls_os_exit, "it exited with code 0 (os._exit, or an exit from C code)"),
+        (backprops.segfaults, "it was killed by signal SIGSEGV (Segmentation fault)"),
+        (backprops.kills_itself, "it was killed by signal SIGKILL (Killed)"),
+    ],
+)
+def test_a_dead_worker_is_an_error_verdict_naming_the_exit_or_the_signal(problem, impl, expected):
     failure, message = error_of(impl, problem, isolate=True)
     assert failure == CallFailure.CRASHED
-    assert message == (f"tests.hostile.backprops:{impl.__name__} crashed the worker process "
-                       f"running it: {expected} during the call")
+    assert message == (
+        f"tests.hostile.backprops:{impl.__name__} crashed the worker process "
+        f"running it: {expected} during the call"
+    )
 
 
 @pytest.mark.parametrize("isolate", [False, True])
@@ -87,8 +96,9 @@ def test_a_real_ctrl_c_during_an_in_process_call_still_stops(problem):
         check_problem(backprops.presses_ctrl_c, problem)
 
 
-def test_a_real_ctrl_c_while_a_worker_hangs_stops_and_kills_the_worker(problem, tmp_path,
-                                                                      monkeypatch):
+def test_a_real_ctrl_c_while_a_worker_hangs_stops_and_kills_the_worker(
+    problem, tmp_path, monkeypatch
+):
     started = tmp_path / "started"
     monkeypatch.setenv(backprops.STARTED, str(started))  # the worker's environment is ours
     with isolated(backprops.pauses_in_c) as proxy:
@@ -118,15 +128,18 @@ def assert_gone(pid: int) -> None:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("impl", [backprops.locks_a_mutex_twice, backprops.pauses_in_c,
-                                  backprops.swallows_the_time_limit])
+@pytest.mark.parametrize(
+    "impl",
+    [backprops.locks_a_mutex_twice, backprops.pauses_in_c, backprops.swallows_the_time_limit],
+)
 def test_a_hang_ends_at_the_time_limit_as_an_error(problem, impl):
     start = time.perf_counter()
     failure, message = error_of(impl, problem, isolate=True, timeout=0.5)
     assert time.perf_counter() - start < 5
     assert failure == CallFailure.TIMED_OUT
-    assert message.endswith("the call did not return within 0.5 s (per-call time limit); its "
-                            "worker process was killed")
+    assert message.endswith(
+        "the call did not return within 0.5 s (per-call time limit); its worker process was killed"
+    )
 
 
 def test_a_swallowed_time_limit_in_process_is_still_a_time_out(problem, monkeypatch):
@@ -177,7 +190,8 @@ def test_an_isolated_implementation_may_start_processes_of_its_own(problem):
         import multiprocessing
 
         with concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("fork")) as pool:
+            1, mp_context=multiprocessing.get_context("fork")
+        ) as pool:
             assert pool.submit(abs, -2).result() == 2
         return backprops.right(weights, biases, x, y, activations=activations, loss=loss)
 
@@ -203,21 +217,30 @@ def test_global_state_changed_by_the_code_is_put_back(problem, isolate):
     result = check_problem(backprops.changes_global_state, problem, isolate=isolate)
     assert result.verdict is Verdict.PASS, str(result)
     assert (os.getcwd(), np.geterr(), warnings.filters, mpmath.mp.prec) == (
-        cwd, errstate, filters, prec)
+        cwd,
+        errstate,
+        filters,
+        prec,
+    )
     assert check_problem(gradverify.naive_bce_backprop, problem).verdict is Verdict.PASS
 
 
 def test_numpy_raise_set_by_the_caller_changes_no_verdict(problem):
     options = {"max_examples": 10, "seed": 3, "dtypes": ("float16",), "database": None}
-    expected = [gradverify.search(impl, **options).verdict
-                for impl in (gradverify.naive_bce_backprop, gradverify.fused_bce_backprop)]
+    expected = [
+        gradverify.search(impl, **options).verdict
+        for impl in (gradverify.naive_bce_backprop, gradverify.fused_bce_backprop)
+    ]
     assert expected == [Verdict.UNSTABLE, Verdict.PASS]
     with np.errstate(all="raise"):
-        got = [gradverify.search(impl, **options).verdict
-               for impl in (gradverify.naive_bce_backprop, gradverify.fused_bce_backprop)]
+        got = [
+            gradverify.search(impl, **options).verdict
+            for impl in (gradverify.naive_bce_backprop, gradverify.fused_bce_backprop)
+        ]
         # gradverify's own float16 rounding of a value that underflows
-        tiny = Problem.from_arrays(problem.spec, [np.array([[1e-30, 1.0]])], [np.zeros(1)],
-                                   problem.x, problem.y, "float16")
+        tiny = Problem.from_arrays(
+            problem.spec, [np.array([[1e-30, 1.0]])], [np.zeros(1)], problem.x, problem.y, "float16"
+        )
         assert tiny.weights[0][0, 0] == 0
     assert got == expected
 
@@ -247,17 +270,19 @@ def test_warnings_are_counted_per_location(problem, isolate):
     assert result.verdict is Verdict.PASS
     [w] = result.warnings
     assert (w.category, w.message, Path(w.filename).name, w.count) == (
-        "RuntimeWarning", "overflow encountered in exp", "backprops.py", 2)  # repeat=2
+        "RuntimeWarning",
+        "overflow encountered in exp",
+        "backprops.py",
+        2,
+    )  # repeat=2
     text = str(result)
     assert text.count("overflow encountered in exp") == 1
-    assert f"backprops.py:{w.lineno}: RuntimeWarning: overflow encountered in exp (2 times)" \
-        in text
+    assert f"backprops.py:{w.lineno}: RuntimeWarning: overflow encountered in exp (2 times)" in text
     assert result.to_dict()["warnings"] == [w.to_dict()]
 
 
 def test_a_search_sums_the_warnings_of_every_check():
-    result = gradverify.search(backprops.warns_on_overflow, max_examples=5, seed=1,
-                               database=None)
+    result = gradverify.search(backprops.warns_on_overflow, max_examples=5, seed=1, database=None)
     [w] = result.warnings
     assert w.count >= 2 * result.examples  # two calls per example, more to shrink
     assert str(result).count("overflow encountered in exp") == 1
@@ -270,19 +295,34 @@ def test_a_search_sums_the_warnings_of_every_check():
 
 
 @pytest.mark.parametrize("isolate", [False, True])
-@pytest.mark.parametrize(("impl", "expected"), [
-    (backprops.returns_masked_arrays, "expected dweights[0] to be a plain numpy array; got a "
-                                      "masked array"),
-    (backprops.appends_to_weights, "modified its input list weights in place: appended to it "
-                                   "(1 arrays before the call, 2 after)"),
-    (backprops.clears_biases, "modified its input list biases in place: emptied it (1 arrays "
-                              "before the call, 0 after)"),
-    (backprops.replaces_a_weight, "modified its input list weights in place: replaced "
-                                  "weights[0]"),
-    (backprops.zeroes_y, "modified its input y in place"),
-    (backprops.answers_at_random, "is nondeterministic: two calls on the same input returned "
-                                  "different dweights[0]"),
-])
+@pytest.mark.parametrize(
+    ("impl", "expected"),
+    [
+        (
+            backprops.returns_masked_arrays,
+            "expected dweights[0] to be a plain numpy array; got a masked array",
+        ),
+        (
+            backprops.appends_to_weights,
+            "modified its input list weights in place: appended to it "
+            "(1 arrays before the call, 2 after)",
+        ),
+        (
+            backprops.clears_biases,
+            "modified its input list biases in place: emptied it (1 arrays "
+            "before the call, 0 after)",
+        ),
+        (
+            backprops.replaces_a_weight,
+            "modified its input list weights in place: replaced weights[0]",
+        ),
+        (backprops.zeroes_y, "modified its input y in place"),
+        (
+            backprops.answers_at_random,
+            "is nondeterministic: two calls on the same input returned different dweights[0]",
+        ),
+    ],
+)
 def test_malformed_answers_name_what_is_wrong(problem, impl, expected, isolate):
     failure, message = error_of(impl, problem, isolate=isolate)
     assert failure == CallFailure.MALFORMED
@@ -300,8 +340,9 @@ def test_x_and_y_the_same_array(problem):
 
     failure, message = error_of(writes_x, same)
     assert failure == CallFailure.MALFORMED
-    assert message.endswith("test_x_and_y_the_same_array.<locals>.writes_x modified its input "
-                            "x in place")
+    assert message.endswith(
+        "test_x_and_y_the_same_array.<locals>.writes_x modified its input x in place"
+    )
     ok = check_problem(gradverify.engine.implementations.stable_backprop, same)
     assert ok.verdict is Verdict.PASS
 
@@ -325,20 +366,37 @@ def test_an_implementation_that_cannot_be_sent_to_a_worker(problem):
         with lock:
             return backprops.right(weights, biases, x, y, activations=activations, loss=loss)
 
-    with pytest.raises(IsolationError, match=r"cannot run .*holds_a_lock in a worker process: "
-                                             r".*lock.*; pass isolate=False"):
+    with pytest.raises(
+        IsolationError,
+        match=r"cannot run .*holds_a_lock in a worker process: "
+        r".*lock.*; pass isolate=False",
+    ):
         check_problem(holds_a_lock, problem, isolate=True)
     assert check_problem(holds_a_lock, problem).verdict is Verdict.PASS
 
 
 def test_the_isolated_wrapper_is_a_backprop(problem):
     with isolated(backprops.right) as proxy:
-        assert gradverify.engine.implementations.implementation_name(proxy) == \
-            "tests.hostile.backprops:right"
-        dw, db = proxy([*problem.weights], [*problem.biases], problem.x, problem.y,
-                       activations=("sigmoid",), loss="bce")
-        expected = backprops.right([*problem.weights], [*problem.biases], problem.x, problem.y,
-                                   activations=("sigmoid",), loss="bce")
+        assert (
+            gradverify.engine.implementations.implementation_name(proxy)
+            == "tests.hostile.backprops:right"
+        )
+        dw, db = proxy(
+            [*problem.weights],
+            [*problem.biases],
+            problem.x,
+            problem.y,
+            activations=("sigmoid",),
+            loss="bce",
+        )
+        expected = backprops.right(
+            [*problem.weights],
+            [*problem.biases],
+            problem.x,
+            problem.y,
+            activations=("sigmoid",),
+            loss="bce",
+        )
         assert np.array_equal(dw[0], expected[0][0]) and np.array_equal(db[0], expected[1][0])
 
 
@@ -353,14 +411,16 @@ def test_a_scan_stops_after_three_crashes():
 
 
 def cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([*GRADVERIFY, *args], cwd=HERE, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [*GRADVERIFY, *args], cwd=HERE, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def test_cli_os_exit_is_exit_1_with_an_error_verdict_in_json(tmp_path):
     out = tmp_path / "out.json"
-    proc = cli("check", "backprops:calls_os_exit", "backprops:right", *FAST_SEARCH,
-               "--json", str(out))
+    proc = cli(
+        "check", "backprops:calls_os_exit", "backprops:right", *FAST_SEARCH, "--json", str(out)
+    )
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(out.read_text())
     assert [r["verdict"] for r in doc["results"]] == ["error", "pass"]
@@ -375,8 +435,14 @@ def test_cli_os_exit_is_exit_1_with_an_error_verdict_in_json(tmp_path):
     script = tmp_path / "replay.py"
     script.write_text(snippet)
     env = {**os.environ, "PYTHONPATH": str(HERE)}  # where the snippet imports backprops
-    replay = subprocess.run([sys.executable, str(script)], cwd=HERE, capture_output=True,
-                            text=True, timeout=120, env=env)
+    replay = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert replay.returncode == 0, replay.stderr
     assert "-> ERROR" in replay.stdout and "exited with code 0" in replay.stdout
 
@@ -384,8 +450,9 @@ def test_cli_os_exit_is_exit_1_with_an_error_verdict_in_json(tmp_path):
 def test_cli_c_level_hang_is_an_error_at_the_time_limit(tmp_path):
     out = tmp_path / "out.json"
     start = time.perf_counter()
-    proc = cli("check", "backprops:locks_a_mutex_twice", *FAST_SEARCH, "--timeout", "1",
-               "--json", str(out))
+    proc = cli(
+        "check", "backprops:locks_a_mutex_twice", *FAST_SEARCH, "--timeout", "1", "--json", str(out)
+    )
     assert time.perf_counter() - start < 60
     assert proc.returncode == 1, proc.stderr
     [result] = json.loads(out.read_text())["results"]
@@ -401,14 +468,22 @@ def test_cli_left_behind_thread_does_not_block_exit(mode):
     assert "1 pass" in proc.stdout
 
 
-@pytest.mark.parametrize(("code", "expected"), [
-    ("import sys\nsys.exit(0)", "it called sys.exit(0) while being imported"),
-    ("import os\nos._exit(0)", "the worker process loading it exited with code 0"),
-])
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("import sys\nsys.exit(0)", "it called sys.exit(0) while being imported"),
+        ("import os\nos._exit(0)", "the worker process loading it exited with code 0"),
+    ],
+)
 def test_cli_module_that_exits_at_import_is_a_usage_error(tmp_path, code, expected):
     (tmp_path / "exits_on_import.py").write_text(code + "\n\ndef backprop(*a, **k):\n    pass\n")
-    proc = subprocess.run([*GRADVERIFY, "check", "exits_on_import:backprop", "--json", "o.json"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*GRADVERIFY, "check", "exits_on_import:backprop", "--json", "o.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert not (tmp_path / "o.json").exists()
@@ -416,11 +491,24 @@ def test_cli_module_that_exits_at_import_is_a_usage_error(tmp_path, code, expect
 
 def test_cli_real_ctrl_c_exits_130_and_leaves_no_worker(tmp_path):
     started = tmp_path / "started"
-    proc = subprocess.Popen([*GRADVERIFY, "check", "backprops:pauses_in_c", *FAST_SEARCH,
-                             "--timeout", "60", "--json", str(tmp_path / "o.json")],
-                            cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, backprops.STARTED: str(started)},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            *GRADVERIFY,
+            "check",
+            "backprops:pauses_in_c",
+            *FAST_SEARCH,
+            "--timeout",
+            "60",
+            "--json",
+            str(tmp_path / "o.json"),
+        ],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, backprops.STARTED: str(started)},
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not started.exists() and time.monotonic() < deadline:
@@ -460,7 +548,8 @@ def test_pytest_n2_hangs_end_at_the_time_limit_and_a_crash_keeps_finished_checks
 
     xdist sends the first two tests to one worker and the next two to the other."""
     pytest.importorskip("xdist")
-    suite.makepyfile(test_1_crash='''
+    suite.makepyfile(
+        test_1_crash="""
         import os
         import backprops
 
@@ -469,7 +558,8 @@ def test_pytest_n2_hangs_end_at_the_time_limit_and_a_crash_keeps_finished_checks
 
         def test_b_crashes_the_worker():
             os._exit(1)
-    ''', test_2_hang='''
+    """,
+        test_2_hang="""
         import backprops
 
         def test_hangs(gradverify):
@@ -477,23 +567,32 @@ def test_pytest_n2_hangs_end_at_the_time_limit_and_a_crash_keeps_finished_checks
 
         def test_right(gradverify):
             gradverify.check(backprops.right)
-    ''')
+    """,
+    )
     start = time.perf_counter()
-    result = suite.runpytest_subprocess("-n", "2", "--gradverify-timeout=1",
-                                        "--gradverify-max-examples=3", "--gradverify-seed=1",
-                                        "--gradverify-report", "rep", "-p", "no:cacheprovider",
-                                        timeout=120)
+    result = suite.runpytest_subprocess(
+        "-n",
+        "2",
+        "--gradverify-timeout=1",
+        "--gradverify-max-examples=3",
+        "--gradverify-seed=1",
+        "--gradverify-report",
+        "rep",
+        "-p",
+        "no:cacheprovider",
+        timeout=120,
+    )
     assert time.perf_counter() - start < 60
     result.assert_outcomes(passed=2, failed=2)
     out = result.stdout.str()
-    assert "did not return within 1 s (per-call time limit); its worker process was killed" \
-        in out
-    summary = [line for line in out.splitlines()
-               if line.split()[:1] in (["PASS"], ["ERROR"])]
+    assert "did not return within 1 s (per-call time limit); its worker process was killed" in out
+    summary = [line for line in out.splitlines() if line.split()[:1] in (["PASS"], ["ERROR"])]
     assert [line.split()[:2] for line in summary] == [
-        ["PASS", "test_1_crash.py::test_a"], ["ERROR", "test_2_hang.py::test_hangs"],
+        ["PASS", "test_1_crash.py::test_a"],
+        ["ERROR", "test_2_hang.py::test_hangs"],
         ["PASS", "test_2_hang.py::test_right"],
-        ["ERROR", "test_1_crash.py::test_b_crashes_the_worker"]]
+        ["ERROR", "test_1_crash.py::test_b_crashes_the_worker"],
+    ]
     assert "crashed while running 'test_1_crash.py::test_b_crashes_the_worker'" in summary[-1]
     doc = json.loads((suite.path / "rep" / "report.json").read_text())
     assert len(doc["results"]["searches"]) == 3
@@ -504,7 +603,8 @@ def test_numpy_raise_in_a_conftest_leaves_every_verdict_identical(suite):
     that makes numpy raise on every floating-point error, in the test process and before
     any gradverify import."""
     suite.makeconftest("import numpy as np\nnp.seterr(all='raise')\n")
-    suite.makepyfile(test_builtins='''
+    suite.makepyfile(
+        test_builtins="""
         import numpy as np
         import pytest
         from gradverify import fused_bce_backprop, naive_bce_backprop
@@ -513,19 +613,27 @@ def test_numpy_raise_in_a_conftest_leaves_every_verdict_identical(suite):
         def test_builtin(gradverify, impl):
             assert np.geterr()["under"] == "raise"
             gradverify.check(impl, dtypes=("float16",))
-    ''')
-    result = suite.runpytest_subprocess("--gradverify-max-examples=5", "--gradverify-seed=2",
-                                        "-p", "no:cacheprovider", timeout=300)
+    """
+    )
+    result = suite.runpytest_subprocess(
+        "--gradverify-max-examples=5", "--gradverify-seed=2", "-p", "no:cacheprovider", timeout=300
+    )
     lines = result.stdout.str().splitlines()
-    verdicts = [line.split()[:2] for line in lines
-                if line.split()[:1] in (["PASS"], ["UNSTABLE"], ["INCORRECT"], ["ERROR"])]
-    assert verdicts == [["PASS", "test_builtins.py::test_builtin[fused_bce_backprop]"],
-                        ["UNSTABLE", "test_builtins.py::test_builtin[naive_bce_backprop]"]]
+    verdicts = [
+        line.split()[:2]
+        for line in lines
+        if line.split()[:1] in (["PASS"], ["UNSTABLE"], ["INCORRECT"], ["ERROR"])
+    ]
+    assert verdicts == [
+        ["PASS", "test_builtins.py::test_builtin[fused_bce_backprop]"],
+        ["UNSTABLE", "test_builtins.py::test_builtin[naive_bce_backprop]"],
+    ]
     result.assert_outcomes(passed=1, failed=1)  # naive: unstable fails under the default
 
 
 def test_a_report_that_cannot_be_written_at_the_end_fails_the_session(suite):
-    suite.makepyfile(test_breaks_the_report='''
+    suite.makepyfile(
+        test_breaks_the_report="""
         import shutil
         import backprops
 
@@ -534,18 +642,26 @@ def test_a_report_that_cannot_be_written_at_the_end_fails_the_session(suite):
             shutil.rmtree("out")
             with open("out", "w") as f:  # the report's parent is now a file
                 f.write("in the way")
-    ''')
+    """
+    )
     (suite.path / "out").mkdir()
-    result = suite.runpytest_subprocess("--gradverify-max-examples=3", "--gradverify-seed=1",
-                                        "--gradverify-report", "out/rep",
-                                        "-p", "no:cacheprovider", timeout=120)
+    result = suite.runpytest_subprocess(
+        "--gradverify-max-examples=3",
+        "--gradverify-seed=1",
+        "--gradverify-report",
+        "out/rep",
+        "-p",
+        "no:cacheprovider",
+        timeout=120,
+    )
     result.assert_outcomes(passed=1)
     assert result.ret != 0
     assert "gradverify report failed:" in result.stdout.str()
 
 
 def test_fixture_isolates_unless_told_or_debugging(suite):
-    suite.makepyfile(test_default='''
+    suite.makepyfile(
+        test_default="""
         import sys
 
         def test_default(gradverify):
@@ -555,15 +671,18 @@ def test_fixture_isolates_unless_told_or_debugging(suite):
                 assert gradverify.isolate is False
             finally:
                 sys.settrace(None)
-    ''', test_marked='''
+    """,
+        test_marked="""
         import pytest
 
         @pytest.mark.gradverify(isolate=False)
         def test_marked(gradverify):
             assert gradverify.isolate is False
-    ''')
+    """,
+    )
     suite.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
-    off = suite.runpytest_subprocess("-p", "no:cacheprovider", "--gradverify-no-isolate",
-                                     "-k", "default")
+    off = suite.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--gradverify-no-isolate", "-k", "default"
+    )
     off.assert_outcomes(failed=1)  # isolate is False from the start there
     assert "assert False is True" in off.stdout.str()

@@ -9,8 +9,13 @@ def loss_fn(params, x, y, *, activations, loss):
     import jax
     import jax.numpy as jnp
 
-    functions = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu,
-                 "softplus": jax.nn.softplus, "identity": lambda h: h}
+    functions = {
+        "sigmoid": jax.nn.sigmoid,
+        "tanh": jnp.tanh,
+        "relu": jax.nn.relu,
+        "softplus": jax.nn.softplus,
+        "identity": lambda h: h,
+    }
     h = x
     for i, (W, b) in enumerate(params):
         h = W @ h + b[:, None]
@@ -60,8 +65,10 @@ def grad(theta):
 
 
 def mp_fun(ctx, theta):
-    return ctx.fsum(100 * (theta[i + 1] - theta[i] ** 2) ** 2 + (1 - theta[i]) ** 2
-                    for i in range(len(theta) - 1))
+    return ctx.fsum(
+        100 * (theta[i + 1] - theta[i] ** 2) ** 2 + (1 - theta[i]) ** 2
+        for i in range(len(theta) - 1)
+    )
 
 
 theta = np.array([0.3, -1.2, 0.7, 1.5])

@@ -93,17 +93,18 @@ def project(tmp_path, monkeypatch):
 
 
 def test_exit_0_when_every_verdict_passes(project, capsys):
-    code, out, _ = run(capsys, "check", "planted:good", "--losses", "bce",
-                       "--dtypes", "float64", *FAST)
+    code, out, _ = run(
+        capsys, "check", "planted:good", "--losses", "bce", "--dtypes", "float64", *FAST
+    )
     assert code == 0
     assert "gradverify search: planted:good -> PASS (float64" in out
-    assert out.rstrip().splitlines()[-1].startswith("gradverify check: 1 implementation(s): "
-                                                    "1 pass")
+    assert out.rstrip().splitlines()[-1].startswith("gradverify check: 1 implementation(s): 1 pass")
 
 
 def test_exit_1_for_an_incorrect_implementation(project, capsys):
-    code, out, _ = run(capsys, "check", "planted:sign_flipped", "--losses", "bce",
-                       "--dtypes", "float64", *FAST)
+    code, out, _ = run(
+        capsys, "check", "planted:sign_flipped", "--losses", "bce", "--dtypes", "float64", *FAST
+    )
     assert code == 1
     assert "planted:sign_flipped -> INCORRECT" in out
     assert "worst elements:" in out and "reproduce with:" in out
@@ -111,8 +112,9 @@ def test_exit_1_for_an_incorrect_implementation(project, capsys):
 
 
 def test_exit_1_for_an_error_verdict(project, capsys):
-    code, out, _ = run(capsys, "check", "planted:raises", "--dtypes", "float64", *FAST,
-                       "--junit-xml", "junit.xml")
+    code, out, _ = run(
+        capsys, "check", "planted:raises", "--dtypes", "float64", *FAST, "--junit-xml", "junit.xml"
+    )
     assert code == 1
     assert "-> ERROR" in out and "not implemented yet" in out
     (case,) = ET.parse("junit.xml").getroot().iter("testcase")
@@ -123,16 +125,20 @@ def test_exit_1_for_an_error_verdict(project, capsys):
 def test_annotations_point_at_the_implementation_source(project, capsys, monkeypatch):
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(project / "summary.md"))
-    code, out, _ = run(capsys, "check", "planted:sign_flipped", "--losses", "bce",
-                       "--dtypes", "float64", *FAST)
+    code, out, _ = run(
+        capsys, "check", "planted:sign_flipped", "--losses", "bce", "--dtypes", "float64", *FAST
+    )
     assert code == 1
     (line,) = [line for line in out.splitlines() if line.startswith("::error ")]
-    source_line = PLANTED.splitlines().index(
-        "def sign_flipped(weights, biases, x, y, *, activations, loss):") + 1
+    source_line = (
+        PLANTED.splitlines().index("def sign_flipped(weights, biases, x, y, *, activations, loss):")
+        + 1
+    )
     assert line.startswith(f"::error file=planted.py,line={source_line},title=")
     assert "sign_flipped is INCORRECT at float64" in line
-    assert "| planted:sign_flipped | float64 | **INCORRECT** |" in \
-        (project / "summary.md").read_text()
+    assert (
+        "| planted:sign_flipped | float64 | **INCORRECT** |" in (project / "summary.md").read_text()
+    )
 
 
 def test_exit_1_for_unstable_under_the_default_fail_on(project, capsys):
@@ -143,8 +149,9 @@ def test_exit_1_for_unstable_under_the_default_fail_on(project, capsys):
 
 
 def test_exit_0_for_unstable_with_fail_on_incorrect(project, capsys):
-    code, out, _ = run(capsys, "check", "naive", "--dtypes", "float32", "--fail-on",
-                       "incorrect", *FAST)
+    code, out, _ = run(
+        capsys, "check", "naive", "--dtypes", "float32", "--fail-on", "incorrect", *FAST
+    )
     assert code == 0
     assert "naive -> UNSTABLE" in out
     assert "1 unstable [fail-on incorrect] -> ok" in out
@@ -152,7 +159,8 @@ def test_exit_0_for_unstable_with_fail_on_incorrect(project, capsys):
 
 def test_fail_on_from_the_config_and_the_command_line_wins(project, capsys):
     (project / "pyproject.toml").write_text(
-        '[tool.gradverify]\nfail-on = "incorrect"\nmax-examples = 10\nseed = 3\n')
+        '[tool.gradverify]\nfail-on = "incorrect"\nmax-examples = 10\nseed = 3\n'
+    )
     assert run(capsys, "check", "naive", "--dtypes", "float32")[0] == 0
     assert run(capsys, "check", "naive", "--dtypes", "float32", "--fail-on", "unstable")[0] == 1
 
@@ -167,7 +175,8 @@ def test_layout_rows_declares_the_row_layout(project, capsys):
 
 
 def test_check_uses_the_implementations_listed_in_the_config(project, capsys):
-    (project / "pyproject.toml").write_text(textwrap.dedent("""
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [tool.gradverify]
         max-examples = 10
         seed = 3
@@ -177,15 +186,25 @@ def test_check_uses_the_implementations_listed_in_the_config(project, capsys):
         target = "planted:good"
         name = "the good one"
         losses = ["bce"]
-    """))
+    """)
+    )
     code, out, _ = run(capsys, "check")
     assert code == 0
     assert "gradverify search: the good one -> PASS (float64;" in out
 
 
 def test_exit_zero_turns_findings_and_errors_into_0(project, capsys):
-    code, out, _ = run(capsys, "check", "planted:sign_flipped", "--losses", "bce",
-                       "--dtypes", "float64", "--exit-zero", *FAST)
+    code, out, _ = run(
+        capsys,
+        "check",
+        "planted:sign_flipped",
+        "--losses",
+        "bce",
+        "--dtypes",
+        "float64",
+        "--exit-zero",
+        *FAST,
+    )
     assert code == 0
     assert "FAILED (exit code 0: --exit-zero)" in out
     code, _, err = run(capsys, "check", "no_such_module:fn", "--exit-zero")
@@ -198,19 +217,24 @@ def test_exit_zero_turns_findings_and_errors_into_0(project, capsys):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("argv", "reason"), [
-    (["check"], "no implementation to check"),
-    (["check", "nocolon"], "'nocolon' is not MODULE:ATTR"),
-    (["check", "planted:"], "'planted:' is not MODULE:ATTR"),
-    (["check", "no_such_module:fn"], "cannot import 'no_such_module'"),
-    (["check", "planted:missing"], "'planted' has no attribute 'missing'"),
-    (["check", "planted:NOT_CALLABLE"], "planted:NOT_CALLABLE is a int, not a callable"),
-    (["check", "planted:good", "--activations", "swish"], "unknown activation 'swish'"),
-    (["check", "planted:good", "--dtypes", "float8"], "unknown dtype 'float8'"),
-    (["check", "planted:good", "--config", "missing.toml"], "missing.toml: no such file"),
-    (["scan", "planted:good", "--losses", "mse"], "the scan needs a sigmoid output with "
-                                                  "loss bce"),
-])
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["check"], "no implementation to check"),
+        (["check", "nocolon"], "'nocolon' is not MODULE:ATTR"),
+        (["check", "planted:"], "'planted:' is not MODULE:ATTR"),
+        (["check", "no_such_module:fn"], "cannot import 'no_such_module'"),
+        (["check", "planted:missing"], "'planted' has no attribute 'missing'"),
+        (["check", "planted:NOT_CALLABLE"], "planted:NOT_CALLABLE is a int, not a callable"),
+        (["check", "planted:good", "--activations", "swish"], "unknown activation 'swish'"),
+        (["check", "planted:good", "--dtypes", "float8"], "unknown dtype 'float8'"),
+        (["check", "planted:good", "--config", "missing.toml"], "missing.toml: no such file"),
+        (
+            ["scan", "planted:good", "--losses", "mse"],
+            "the scan needs a sigmoid output with loss bce",
+        ),
+    ],
+)
 def test_exit_2_with_a_one_line_reason(project, capsys, argv, reason):
     code, out, err = run(capsys, *argv)
     assert code == 2
@@ -228,12 +252,15 @@ def test_exit_2_when_the_module_raises_on_import(project, capsys):
     sys.modules.pop("broken_mod", None)
 
 
-@pytest.mark.parametrize("argv", [
-    ["check", "naive", "--max-examples", "ten"],
-    ["check", "naive", "--fail-on", "sometimes"],
-    ["check", "naive", "--no-such-flag"],
-    ["frobnicate"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "naive", "--max-examples", "ten"],
+        ["check", "naive", "--fail-on", "sometimes"],
+        ["check", "naive", "--no-such-flag"],
+        ["frobnicate"],
+    ],
+)
 def test_exit_2_for_bad_command_lines(project, capsys, argv):
     code, _, err = run(capsys, *argv)
     assert code == 2
@@ -246,7 +273,8 @@ def test_a_typo_in_a_config_key_exits_2_and_names_the_key(project, capsys):
     assert code == 2
     assert one_line_error(err) == (
         "gradverify check: error: pyproject.toml: [tool.gradverify] unknown key "
-        "'max-exmaples' (did you mean 'max-examples'?)")
+        "'max-exmaples' (did you mean 'max-examples'?)"
+    )
     other = project / "other.toml"
     other.write_text('[tool.gradverify]\nseed = "x"\n')
     code, _, err = run(capsys, "check", "naive", "--config", str(other))
@@ -291,8 +319,20 @@ def test_interrupt_exits_130_and_writes_no_output_file(project, capsys, monkeypa
     monkeypatch.setattr(search_module, "search", interrupted)
     previous = project / "previous.json"
     previous.write_text("{}")
-    code, _, err = run(capsys, "check", "fused", "naive", "--dtypes", "float64", *FAST,
-                       "--json", "previous.json", "--junit-xml", "junit.xml", "--exit-zero")
+    code, _, err = run(
+        capsys,
+        "check",
+        "fused",
+        "naive",
+        "--dtypes",
+        "float64",
+        *FAST,
+        "--json",
+        "previous.json",
+        "--junit-xml",
+        "junit.xml",
+        "--exit-zero",
+    )
     assert code == 130
     assert "interrupted; no output files written" in err
     assert previous.read_text() == "{}"
@@ -322,9 +362,23 @@ def ci_run(tmp_path_factory):
 
         out = io.StringIO()
         with redirect_stdout(out), redirect_stderr(io.StringIO()):
-            code = main(["check", "naive", "fused", "--dtypes", "float16,float32",
-                         "--max-examples", "10", "--seed", "5", "--json", "out/check.json",
-                         "--junit-xml", "out/junit.xml"])
+            code = main(
+                [
+                    "check",
+                    "naive",
+                    "fused",
+                    "--dtypes",
+                    "float16,float32",
+                    "--max-examples",
+                    "10",
+                    "--seed",
+                    "5",
+                    "--json",
+                    "out/check.json",
+                    "--junit-xml",
+                    "out/junit.xml",
+                ]
+            )
     return {"code": code, "out": out.getvalue(), "dir": tmp, "summary": summary}
 
 
@@ -350,8 +404,12 @@ def test_junit_xml_has_one_case_per_implementation_and_dtype(ci_run):
     suites = root.findall("testsuite")
     assert len(suites) == 1
     cases = {(c.get("classname"), c.get("name")): c for c in suites[0].findall("testcase")}
-    assert set(cases) == {("gradverify.naive", "float16"), ("gradverify.naive", "float32"),
-                          ("gradverify.fused", "float16"), ("gradverify.fused", "float32")}
+    assert set(cases) == {
+        ("gradverify.naive", "float16"),
+        ("gradverify.naive", "float32"),
+        ("gradverify.fused", "float16"),
+        ("gradverify.fused", "float32"),
+    }
     for dtype in ("float16", "float32"):
         failure = cases[("gradverify.naive", dtype)].find("failure")
         assert failure is not None
@@ -393,8 +451,14 @@ def test_annotations_are_capped_with_a_notice(ci_run):
     from gradverify.edges.ci_outputs import check_cases, github_annotations
 
     # the very search the CLI ran in ci_run (memoized): naive at float16 and float32
-    naive = _search(cli.load_target("naive"), name="naive", dtypes=("float16", "float32"),
-                    max_examples=10, seed=5, tolerance_factor=32.0)
+    naive = _search(
+        cli.load_target("naive"),
+        name="naive",
+        dtypes=("float16", "float32"),
+        max_examples=10,
+        seed=5,
+        tolerance_factor=32.0,
+    )
     assert naive.verdict == "unstable"
     assert [c.verdict for c in check_cases([naive], "unstable")] == ["unstable", "unstable"]
     many = [dataclasses.replace(naive, implementation=f"copy{i}") for i in range(7)]  # 14 cases
@@ -437,21 +501,39 @@ def test_console_script_exit_codes(project):
     script = _console_script()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
     env["CI"] = "true"
-    ok = subprocess.run([script, "check", "fused", "--dtypes", "float64", *FAST],
-                        capture_output=True, text=True, cwd=project, env=env, timeout=120)
+    ok = subprocess.run(
+        [script, "check", "fused", "--dtypes", "float64", *FAST],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "fused -> PASS" in ok.stdout
-    bad = subprocess.run([script, "check", "planted:missing"], capture_output=True, text=True,
-                         cwd=project, env=env, timeout=60)
+    bad = subprocess.run(
+        [script, "check", "planted:missing"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert one_line_error(bad.stderr) == (
-        "gradverify check: error: planted:missing: 'planted' has no attribute 'missing'")
+        "gradverify check: error: planted:missing: 'planted' has no attribute 'missing'"
+    )
 
 
 def test_python_m_gradverify(project):
-    proc = subprocess.run([sys.executable, "-m", "gradverify", "--version"],
-                          capture_output=True, text=True, cwd=project, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradverify", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=60,
+    )
     assert proc.returncode == 0
     assert proc.stdout.startswith("gradverify ")
 
@@ -467,8 +549,9 @@ def test_write_file_atomic_replaces_whole_files(tmp_path):
 
 
 def test_outputs_are_relative_to_the_current_directory(project, capsys):
-    code, _, _ = run(capsys, "check", "fused", "--dtypes", "float64", *FAST,
-                     "--json", "nested/dir/r.json")
+    code, _, _ = run(
+        capsys, "check", "fused", "--dtypes", "float64", *FAST, "--json", "nested/dir/r.json"
+    )
     assert code == 0
     assert json.loads(Path("nested/dir/r.json").read_text())["failed"] is False
 
@@ -511,7 +594,7 @@ def test_scan_exhaustive_flag_reaches_the_scanner(monkeypatch, capsys):
 # A fixed architecture: --depth/--widths/--batch and the config entry
 # ---------------------------------------------------------------------------
 
-TWO_LAYERS = '''
+TWO_LAYERS = """
 from gradverify.engine.implementations import stable_backprop
 
 
@@ -525,7 +608,7 @@ def three_in_two_out(weights, biases, x, y, *, activations, loss):
     if x.shape[0] != 3 or y.shape[0] != 2:
         raise ValueError(f"written for 3 inputs and 2 outputs; got {x.shape[0]}, {y.shape[0]}")
     return two_layers(weights, biases, x, y, activations=activations, loss=loss)
-'''
+"""
 
 
 @pytest.fixture
@@ -537,8 +620,9 @@ def two_layer_project(project, monkeypatch):
 
 
 def test_depth_flag_declares_a_two_layer_implementation(two_layer_project, capsys):
-    code, out, _ = run(capsys, "check", "twolayer:two_layers", "--depth", "2",
-                       "--dtypes", "float64", *FAST)
+    code, out, _ = run(
+        capsys, "check", "twolayer:two_layers", "--depth", "2", "--dtypes", "float64", *FAST
+    )
     assert code == 0, out
     assert "twolayer:two_layers -> PASS" in out
 
@@ -547,12 +631,15 @@ def test_an_undeclared_two_layer_implementation_is_told_how(two_layer_project, c
     code, out, _ = run(capsys, "check", "twolayer:two_layers", "--dtypes", "float64", *FAST)
     assert code == 1
     assert "-> ERROR" in out and "not enough values to unpack" in out
-    assert ("declare them with @gradverify.supports(depth=2) (or --depth 2, or depth = 2 in "
-            "[[tool.gradverify.implementations]])") in out
+    assert (
+        "declare them with @gradverify.supports(depth=2) (or --depth 2, or depth = 2 in "
+        "[[tool.gradverify.implementations]])"
+    ) in out
 
 
 def test_depth_from_the_config_entry(two_layer_project, capsys):
-    (two_layer_project / "pyproject.toml").write_text(textwrap.dedent("""
+    (two_layer_project / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [tool.gradverify]
         max-examples = 10
         seed = 3
@@ -561,7 +648,8 @@ def test_depth_from_the_config_entry(two_layer_project, capsys):
         [[tool.gradverify.implementations]]
         target = "twolayer:two_layers"
         depth = 2
-    """))
+    """)
+    )
     code, out, _ = run(capsys, "check")
     assert code == 0, out
     assert "twolayer:two_layers -> PASS" in out
@@ -577,13 +665,16 @@ def test_widths_flag_fixes_every_width(two_layer_project, capsys):
     assert doc["settings"]["widths"] == [3, None, 2]
 
 
-@pytest.mark.parametrize(("argv", "reason"), [
-    (["--depth", "0"], "argument --depth: depth must be a positive integer"),
-    (["--depth", "2,x"], "argument --depth: expected an integer, got 'x'"),
-    (["--widths", "3,none?,1"], "argument --widths: expected widths such as 784,30,10"),
-    (["--widths", "3,4,1", "--depth", "3"], "has 3 entries, which is a network of depth 2"),
-    (["--widths", "3,1", "--losses", "softmax_ce"], "'softmax_ce' needs at least 2 outputs"),
-])
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--depth", "0"], "argument --depth: depth must be a positive integer"),
+        (["--depth", "2,x"], "argument --depth: expected an integer, got 'x'"),
+        (["--widths", "3,none?,1"], "argument --widths: expected widths such as 784,30,10"),
+        (["--widths", "3,4,1", "--depth", "3"], "has 3 entries, which is a network of depth 2"),
+        (["--widths", "3,1", "--losses", "softmax_ce"], "'softmax_ce' needs at least 2 outputs"),
+    ],
+)
 def test_bad_architecture_flags_exit_2(two_layer_project, capsys, argv, reason):
     code, _, err = run(capsys, "check", "twolayer:two_layers", *argv, *FAST)
     assert code == 2

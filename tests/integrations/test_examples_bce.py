@@ -19,8 +19,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bce_saturation.py"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[str, Path]:
     out = tmp_path_factory.mktemp("example")
-    done = subprocess.run([sys.executable, str(EXAMPLE), "--quick", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--quick", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout, out
 
@@ -30,14 +34,21 @@ def per_unit_gradients(impl, logits: np.ndarray) -> np.ndarray:
     labels 0: one independent output unit per logit, in one call."""
     k = logits.size
     dtype = logits.dtype
-    _, db = impl([np.zeros((k, 1), dtype)], [logits], np.ones((1, 1), dtype),
-                 np.zeros((k, 1), dtype), activations=("sigmoid",), loss="bce")
+    _, db = impl(
+        [np.zeros((k, 1), dtype)],
+        [logits],
+        np.ones((1, 1), dtype),
+        np.zeros((k, 1), dtype),
+        activations=("sigmoid",),
+        loss="bce",
+    )
     return np.asarray(db[0])
 
 
 def printed_threshold(text: str, name: str, dtype: str) -> tuple[float, str]:
-    match = re.search(rf"^\s+{name}\s+{dtype}\s+[\d.]+\s+h = (\S+) \((0x[0-9a-f]+)\)", text,
-                      re.MULTILINE)
+    match = re.search(
+        rf"^\s+{name}\s+{dtype}\s+[\d.]+\s+h = (\S+) \((0x[0-9a-f]+)\)", text, re.MULTILINE
+    )
     assert match, f"no inf/NaN threshold printed for {name} {dtype}"
     return float(match.group(1)), match.group(2)
 

@@ -24,8 +24,13 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "external_project"
 @pytest.fixture
 def example(tmp_path):
     dest = tmp_path / "external_project"
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(
-        ".hypothesis", "__pycache__", ".pytest_cache", "*.xml", "gradverify.json"))
+    shutil.copytree(
+        EXAMPLE,
+        dest,
+        ignore=shutil.ignore_patterns(
+            ".hypothesis", "__pycache__", ".pytest_cache", "*.xml", "gradverify.json"
+        ),
+    )
     return dest
 
 
@@ -36,20 +41,34 @@ def _env() -> dict[str, str]:
 
 
 def run_pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def run_check(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gradverify", "check", *args],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gradverify", "check", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_example_is_a_separate_project_depending_on_gradverify():
     project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())
     assert project["project"]["name"] != "gradverify"
-    deps = [*project["project"].get("dependencies", []),
-            *sum(project["project"].get("optional-dependencies", {}).values(), [])]
+    deps = [
+        *project["project"].get("dependencies", []),
+        *sum(project["project"].get("optional-dependencies", {}).values(), []),
+    ]
     assert any(d.split(">")[0].split("=")[0].strip() == "gradverify" for d in deps)
     config = load_config(EXAMPLE / "pyproject.toml")
     assert [e.target for e in config.implementations] == ["mlp_backprop:backprop"]
@@ -81,8 +100,10 @@ def test_example_tests_pass_with_the_fixture(example):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
     assert "gradverify: 2 check(s)" in proc.stdout
-    assert "PASS      tests/test_gradients.py::test_backprop_matches_exact_gradients  " \
-           "mlp_backprop:backprop" in proc.stdout
+    assert (
+        "PASS      tests/test_gradients.py::test_backprop_matches_exact_gradients  "
+        "mlp_backprop:backprop" in proc.stdout
+    )
 
 
 def test_gradverify_check_uses_the_example_config(example):
@@ -96,8 +117,10 @@ def test_gradverify_check_uses_the_example_config(example):
 def test_a_bug_planted_in_the_example_is_caught_by_both(example):
     source = example / "mlp_backprop.py"
     text = source.read_text()
-    buggy = text.replace("delta = (weights[i].T @ delta) * derivative(hs[i - 1])",
-                         "delta = (weights[i].T @ delta)  # derivative forgotten")
+    buggy = text.replace(
+        "delta = (weights[i].T @ delta) * derivative(hs[i - 1])",
+        "delta = (weights[i].T @ delta)  # derivative forgotten",
+    )
     assert buggy != text
     source.write_text(buggy)
     proc = run_pytest(example, "--gradverify-max-examples", "10", "-k", "matches_exact")

@@ -54,8 +54,9 @@ STABLE = from_function(stable_bce, losses=("bce",))
 
 def saturated_problem(dtype: str) -> Problem:
     """[3, 4, 1] tanh/sigmoid, batch 4, output logits near 60, every label 0."""
-    p = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, dtype=dtype,
-                       output_shift=60.0)
+    p = random_problem(
+        (3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, dtype=dtype, output_shift=60.0
+    )
     return Problem.from_arrays(p.spec, p.weights, p.biases, p.x, np.zeros((1, 4)), dtype)
 
 
@@ -81,10 +82,13 @@ def test_stable_bce_passes_at_saturation(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("widths, activations", [
-    ((3, 4, 1), ("tanh", "sigmoid")),
-    ((4, 5, 3, 2), ("relu", "softplus", "sigmoid")),
-])
+@pytest.mark.parametrize(
+    "widths, activations",
+    [
+        ((3, 4, 1), ("tanh", "sigmoid")),
+        ((4, 5, 3, 2), ("relu", "softplus", "sigmoid")),
+    ],
+)
 @pytest.mark.parametrize("impl", [NAIVE, STABLE], ids=["naive", "stable"])
 def test_both_pass_in_the_interior(impl, widths, activations, dtype):
     problem = random_problem(widths, activations, batch=5, dtype=dtype, seed=2)

@@ -34,7 +34,7 @@ pytest_plugins = ["pytester"]
 
 FAST = ["--max-examples", "5", "--seed", "3"]
 
-PLANTED = '''
+PLANTED = """
 import os
 import sys
 
@@ -64,7 +64,7 @@ def exits(weights, biases, x, y, *, activations, loss):
 def sabotages_output(weights, biases, x, y, *, activations, loss):
     os.makedirs(os.environ["SABOTAGED_PATH"], exist_ok=True)
     return fused_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
-'''
+"""
 
 
 @pytest.fixture
@@ -96,13 +96,26 @@ def no_search(monkeypatch):
 
 def tree(directory: Path) -> dict[str, bytes | None]:
     """Every file (bytes) and directory (None) below ``directory``, by relative path."""
-    return {str(p.relative_to(directory)): (None if p.is_dir() else p.read_bytes())
-            for p in sorted(directory.rglob("*"))}
+    return {
+        str(p.relative_to(directory)): (None if p.is_dir() else p.read_bytes())
+        for p in sorted(directory.rglob("*"))
+    }
 
 
 def small_report(out: Path, title: str = "previous") -> Path:
-    checks = [{"implementation": "x", "verdict": "pass", "dtype": "float64", "spec": None,
-               "saturation": 1.0, "message": "", "diagnosis": [], "tensors": [], "worst": []}]
+    checks = [
+        {
+            "implementation": "x",
+            "verdict": "pass",
+            "dtype": "float64",
+            "spec": None,
+            "saturation": 1.0,
+            "message": "",
+            "diagnosis": [],
+            "tensors": [],
+            "worst": [],
+        }
+    ]
     return render_report(out, check_results=checks, title=title, progress=False)
 
 
@@ -123,7 +136,8 @@ def test_report_out_dot_in_a_project_refuses_and_keeps_every_file(project, capsy
     assert out == ""
     assert one_line_error(err) == (
         f"gradverify report: error: refusing to replace {project}: it holds files gradverify "
-        "did not write (impls.py, report.json, src/); choose a new or empty directory")
+        "did not write (impls.py, report.json, src/); choose a new or empty directory"
+    )
     assert tree(project) == before
 
 
@@ -131,9 +145,13 @@ def test_a_previous_report_is_replaced_and_its_manifest_lists_what_was_written(t
     out = tmp_path / "reports"
     assert small_report(out, "first") == out
     manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest == {"tool": "gradverify", "manifest": "gradverify.manifest/1",
-                        "schema": "gradverify.report/1", "complete": True,
-                        "files": ["index.html", "report.json", "summary.md"]}
+    assert manifest == {
+        "tool": "gradverify",
+        "manifest": "gradverify.manifest/1",
+        "schema": "gradverify.report/1",
+        "complete": True,
+        "files": ["index.html", "report.json", "summary.md"],
+    }
     small_report(out, "second")
     assert "second" in (out / "index.html").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
@@ -150,8 +168,10 @@ def test_a_previous_report_with_anything_added_is_refused(tmp_path, extra):
     before = tree(out)
     with pytest.raises(OutputDirectoryError) as info:
         small_report(out, "second")
-    assert str(info.value) == (f"refusing to replace {out}: it holds files gradverify did not "
-                               f"write ({extra}); choose a new or empty directory")
+    assert str(info.value) == (
+        f"refusing to replace {out}: it holds files gradverify did not "
+        f"write ({extra}); choose a new or empty directory"
+    )
     assert tree(out) == before
 
 
@@ -165,13 +185,20 @@ def test_a_listed_name_that_is_not_a_regular_file_is_refused(tmp_path):
     assert (out / "index.html").is_dir()
 
 
-@pytest.mark.parametrize(("manifest", "reason"), [
-    ("not json", "is not one gradverify wrote (not valid JSON)"),
-    ('{"tool": "other", "manifest": "gradverify.manifest/1", "files": []}',
-     "is not one gradverify wrote"),
-    ('{"tool": "gradverify", "manifest": "gradverify.manifest/1", "files": ["../x"]}',
-     "does not list plain file names"),
-])
+@pytest.mark.parametrize(
+    ("manifest", "reason"),
+    [
+        ("not json", "is not one gradverify wrote (not valid JSON)"),
+        (
+            '{"tool": "other", "manifest": "gradverify.manifest/1", "files": []}',
+            "is not one gradverify wrote",
+        ),
+        (
+            '{"tool": "gradverify", "manifest": "gradverify.manifest/1", "files": ["../x"]}',
+            "does not list plain file names",
+        ),
+    ],
+)
 def test_a_forged_or_broken_manifest_is_refused(tmp_path, manifest, reason):
     out = tmp_path / "reports"
     out.mkdir()
@@ -179,8 +206,10 @@ def test_a_forged_or_broken_manifest_is_refused(tmp_path, manifest, reason):
     (out / "index.html").write_text("keep")
     with pytest.raises(OutputDirectoryError) as info:
         small_report(out)
-    assert str(info.value) == (f"refusing to replace {out}: its {MANIFEST} {reason}, and it "
-                               f"holds {MANIFEST}, index.html; choose a new or empty directory")
+    assert str(info.value) == (
+        f"refusing to replace {out}: its {MANIFEST} {reason}, and it "
+        f"holds {MANIFEST}, index.html; choose a new or empty directory"
+    )
     assert (out / "index.html").read_text() == "keep"
 
 
@@ -225,24 +254,32 @@ def test_an_unwritable_output_exits_2_before_any_check(project, capsys, no_searc
     assert code == 2
     assert out == ""
     assert one_line_error(err).startswith(
-        f"gradverify check: error: {flag} /sys/x.json: cannot create files in /sys: ")
+        f"gradverify check: error: {flag} /sys/x.json: cannot create files in /sys: "
+    )
     assert not (project / "imported.flag").exists()  # the implementation was not even loaded
 
 
-@pytest.mark.parametrize(("path", "reason"), [
-    ("afile/sub.json", "{project}/afile/sub.json: {project}/afile is not a directory"),
-    ("adir", "{project}/adir: is a directory; give a file path"),
-    ("/dev/null", "/dev/null: exists and is not a regular file; gradverify replaces only "
-                  "regular files"),
-])
-def test_unusable_output_paths_exit_2_naming_the_resolved_path(project, capsys, no_search,
-                                                               path, reason):
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("afile/sub.json", "{project}/afile/sub.json: {project}/afile is not a directory"),
+        ("adir", "{project}/adir: is a directory; give a file path"),
+        (
+            "/dev/null",
+            "/dev/null: exists and is not a regular file; gradverify replaces only regular files",
+        ),
+    ],
+)
+def test_unusable_output_paths_exit_2_naming_the_resolved_path(
+    project, capsys, no_search, path, reason
+):
     (project / "afile").write_text("x")
     (project / "adir").mkdir()
     code, _, err = run(capsys, "check", "planted:good", "--json", path)
     assert code == 2
-    assert one_line_error(err) == ("gradverify check: error: --json "
-                                   + reason.format(project=project))
+    assert one_line_error(err) == (
+        "gradverify check: error: --json " + reason.format(project=project)
+    )
     assert (project / "afile").read_text() == "x" and (project / "adir").is_dir()
     assert not (project / "imported.flag").exists()
 
@@ -251,42 +288,52 @@ def test_an_unusable_report_directory_exits_2_before_any_check(project, capsys, 
     (project / "afile").write_text("x")
     code, _, err = run(capsys, "report", "planted:good", "--out", "afile/rep")
     assert code == 2
-    assert one_line_error(err) == (f"gradverify report: error: --out {project}/afile/rep: "
-                                   f"{project}/afile is not a directory")
+    assert one_line_error(err) == (
+        f"gradverify report: error: --out {project}/afile/rep: {project}/afile is not a directory"
+    )
     (project / "pyproject.toml").write_text('[tool.gradverify]\nreport-dir = "afile/r"\n')
     code, _, err = run(capsys, "report", "planted:good")
     assert code == 2
-    assert one_line_error(err) == (f"gradverify report: error: report-dir (pyproject.toml) "
-                                   f"{project}/afile/r: {project}/afile is not a directory")
+    assert one_line_error(err) == (
+        f"gradverify report: error: report-dir (pyproject.toml) "
+        f"{project}/afile/r: {project}/afile is not a directory"
+    )
     (project / "pyproject.toml").write_text('[tool.gradverify]\nreport-dir = "src"\n')
     (project / "src").mkdir()
     (project / "src" / "a.py").write_text("")
     code, _, err = run(capsys, "report", "planted:good")
     assert code == 2
-    assert one_line_error(err) == (f"gradverify report: error: refusing to replace "
-                                   f"{project}/src: it holds files gradverify did not write "
-                                   "(a.py); choose a new or empty directory")
+    assert one_line_error(err) == (
+        f"gradverify report: error: refusing to replace "
+        f"{project}/src: it holds files gradverify did not write "
+        "(a.py); choose a new or empty directory"
+    )
     assert not (project / "imported.flag").exists()
 
 
-@pytest.mark.parametrize("argv", [
-    ["check", "planted:good", "--json", ""],
-    ["check", "planted:good", "--junit-xml", ""],
-    ["scan", "fused", "--json", ""],
-    ["report", "fused", "--out", ""],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "planted:good", "--json", ""],
+        ["check", "planted:good", "--junit-xml", ""],
+        ["scan", "fused", "--json", ""],
+        ["report", "fused", "--out", ""],
+    ],
+)
 def test_an_empty_output_path_is_a_usage_error(project, capsys, no_search, argv):
     code, _, err = run(capsys, *argv)
     assert code == 2
-    assert err.splitlines()[-1] == (f"gradverify {argv[0]}: error: argument {argv[-2]}: "
-                                    "expected a path, got an empty string")
+    assert err.splitlines()[-1] == (
+        f"gradverify {argv[0]}: error: argument {argv[-2]}: expected a path, got an empty string"
+    )
 
 
 def test_json_and_junit_xml_cannot_be_the_same_file(project, capsys, no_search):
     code, _, err = run(capsys, "check", "planted:good", "--json", "o.x", "--junit-xml", "./o.x")
     assert code == 2
-    assert one_line_error(err) == ("gradverify check: error: --json and --junit-xml name the "
-                                   f"same file {project}/o.x")
+    assert one_line_error(err) == (
+        f"gradverify check: error: --json and --junit-xml name the same file {project}/o.x"
+    )
 
 
 def test_json_dash_writes_only_the_document_to_stdout(project, capsys):
@@ -300,7 +347,8 @@ def test_json_dash_writes_only_the_document_to_stdout(project, capsys):
 
 
 def test_json_dash_keeps_stdout_clean_at_the_file_descriptor_level(project):
-    (project / "noisy.py").write_text(textwrap.dedent('''
+    (project / "noisy.py").write_text(
+        textwrap.dedent("""
         import os
         from gradverify.engine.implementations import fused_bce_backprop, supports
 
@@ -310,18 +358,25 @@ def test_json_dash_keeps_stdout_clean_at_the_file_descriptor_level(project):
             print("a print")
             return fused_bce_backprop(weights, biases, x, y, activations=activations,
                                       loss=loss)
-    '''))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    proc = subprocess.run([sys.executable, "-m", "gradverify", "check", "noisy:noisy",
-                           *FAST, "--json", "-"], capture_output=True, text=True, cwd=project,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradverify", "check", "noisy:noisy", *FAST, "--json", "-"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["failed"] is False
     assert "raw bytes on fd 1" in proc.stderr and "a print" in proc.stderr
 
 
 def test_outputs_stay_where_they_were_named_when_the_working_directory_changes(
-        project, capsys, monkeypatch):
+    project, capsys, monkeypatch
+):
     search_module = importlib.import_module("gradverify.exploration.search")
 
     real_search = search_module.search
@@ -331,8 +386,9 @@ def test_outputs_stay_where_they_were_named_when_the_working_directory_changes(
         return real_search(impl, **kwargs)
 
     monkeypatch.setattr(search_module, "search", wandering_search)
-    code, out, _ = run(capsys, "check", "planted:good", *FAST, "--json", "out/r.json",
-                       "--junit-xml", "j.xml")
+    code, out, _ = run(
+        capsys, "check", "planted:good", *FAST, "--json", "out/r.json", "--junit-xml", "j.xml"
+    )
     assert code == 0, out
     assert os.getcwd() == "/"  # it did move
     assert json.loads((project / "out" / "r.json").read_text())["failed"] is False
@@ -343,8 +399,9 @@ def test_outputs_stay_where_they_were_named_when_the_working_directory_changes(
 def test_json_and_xml_files_follow_the_umask(project, capsys):
     old = os.umask(0o002)
     try:
-        code, _, _ = run(capsys, "check", "planted:good", *FAST, "--json", "r.json",
-                         "--junit-xml", "r.xml")
+        code, _, _ = run(
+            capsys, "check", "planted:good", *FAST, "--json", "r.json", "--junit-xml", "r.xml"
+        )
     finally:
         os.umask(old)
     assert code == 0
@@ -364,7 +421,8 @@ def test_a_module_that_exits_while_imported_is_a_usage_error(project, capsys):
     assert out == ""
     assert one_line_error(err) == (
         "gradverify check: error: importing 'exits_on_import' failed: it called sys.exit(0) "
-        "while being imported (guard the script part with if __name__ == '__main__':)")
+        "while being imported (guard the script part with if __name__ == '__main__':)"
+    )
 
 
 def test_an_implementation_calling_sys_exit_0_does_not_make_the_run_pass(project, capsys):
@@ -376,12 +434,12 @@ def test_an_implementation_calling_sys_exit_0_does_not_make_the_run_pass(project
 
 def test_an_output_sabotaged_during_the_run_fails_the_run(project, capsys, monkeypatch):
     monkeypatch.setenv("SABOTAGED_PATH", str(project / "r.json"))
-    code, out, err = run(capsys, "check", "planted:sabotages_output", *FAST, "--json",
-                         "r.json")
+    code, out, err = run(capsys, "check", "planted:sabotages_output", *FAST, "--json", "r.json")
     assert "1 pass" in out  # the verdict itself was a pass...
     assert code == 2  # ...but the output could not be written: not a green run
-    assert one_line_error(err) == (f"gradverify check: error: --json {project}/r.json: is a "
-                                   "directory; give a file path")
+    assert one_line_error(err) == (
+        f"gradverify check: error: --json {project}/r.json: is a directory; give a file path"
+    )
 
 
 def test_an_empty_implementation_list_is_not_a_pass(project, capsys, no_search):
@@ -392,27 +450,43 @@ def test_an_empty_implementation_list_is_not_a_pass(project, capsys, no_search):
 
 
 def test_report_exits_1_when_a_verdict_fails(project, capsys):
-    code, out, _ = run(capsys, "report", "naive", "--dtypes", "float16", "--max-examples", "5",
-                       "--seed", "1", "--out", "rep")
+    code, out, _ = run(
+        capsys,
+        "report",
+        "naive",
+        "--dtypes",
+        "float16",
+        "--max-examples",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        "rep",
+    )
     assert code == 1
     assert out.splitlines()[0] == f"gradverify report: written to {project}/rep"
-    assert out.splitlines()[1] == ("gradverify report: 1 of 1 implementation(s) not passing "
-                                   "[fail-on unstable]: naive (unstable) -> FAILED")
+    assert out.splitlines()[1] == (
+        "gradverify report: 1 of 1 implementation(s) not passing "
+        "[fail-on unstable]: naive (unstable) -> FAILED"
+    )
     assert (project / "rep" / "report.json").is_file()
 
 
 def test_scan_exits_1_when_calls_fail(project, capsys):
-    (project / "raising.py").write_text(textwrap.dedent('''
+    (project / "raising.py").write_text(
+        textwrap.dedent("""
         from gradverify.engine.implementations import supports
 
         @supports(losses=("bce",))
         def raises(weights, biases, x, y, *, activations, loss):
             raise RuntimeError("not implemented yet")
-    '''))
+    """)
+    )
     code, out, _ = run(capsys, "scan", "raising:raises", "--dtypes", "float16")
     assert code == 1
-    assert out.splitlines()[-1] == ("gradverify scan: 1 implementation(s), 1 with failed "
-                                    "calls -> FAILED")
+    assert out.splitlines()[-1] == (
+        "gradverify scan: 1 implementation(s), 1 with failed calls -> FAILED"
+    )
     sys.modules.pop("raising", None)
 
 
@@ -427,12 +501,20 @@ def test_exit_zero_is_the_only_way_to_0_after_a_failure(project, capsys, command
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "reason"), [
-    (["--gradverify-report", "."], "refusing to replace {path}: it holds files gradverify did "
-                                   "not write (test_x.py); choose a new or empty directory"),
-    (["--gradverify-report", "test_x.py/rep"],
-     "--gradverify-report {path}/test_x.py/rep: {path}/test_x.py is not a directory"),
-])
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (
+            ["--gradverify-report", "."],
+            "refusing to replace {path}: it holds files gradverify did "
+            "not write (test_x.py); choose a new or empty directory",
+        ),
+        (
+            ["--gradverify-report", "test_x.py/rep"],
+            "--gradverify-report {path}/test_x.py/rep: {path}/test_x.py is not a directory",
+        ),
+    ],
+)
 def test_the_plugin_checks_its_report_directory_before_the_session(pytester, args, reason):
     pytester.makepyfile(test_x="def test_never_runs():\n    raise AssertionError\n")
     result = pytester.runpytest_inprocess(*args, "-p", "no:cacheprovider")
@@ -460,8 +542,14 @@ def _tiny_problem():
     from gradverify.model.network import NetworkSpec, Problem
 
     spec = NetworkSpec(widths=(2, 1), activations=("sigmoid",), loss="bce")
-    return Problem.from_arrays(spec, [np.array([[0.5, -0.25]])], [np.array([0.125])],
-                               np.array([[1.0], [2.0]]), np.array([[1.0]]), dtype="float64")
+    return Problem.from_arrays(
+        spec,
+        [np.array([[0.5, -0.25]])],
+        [np.array([0.125])],
+        np.array([[1.0], [2.0]]),
+        np.array([[1.0]]),
+        dtype="float64",
+    )
 
 
 def _statements(snippet: str) -> tuple[set[str], set[str]]:
@@ -482,8 +570,9 @@ def _backprop(weights, biases, x, y, *, activations, loss):
     raise AssertionError("never called")
 
 
-@pytest.mark.parametrize("where", ["qualname", "module", "registered module", "name",
-                                   "comment", "repr"])
+@pytest.mark.parametrize(
+    "where", ["qualname", "module", "registered module", "name", "comment", "repr"]
+)
 def test_a_hostile_name_never_becomes_a_statement_of_the_snippet(monkeypatch, where):
     import functools
     import types
@@ -515,8 +604,11 @@ def test_a_hostile_name_never_becomes_a_statement_of_the_snippet(monkeypatch, wh
     assert "subprocess" not in names, snippet
     assert "\x00" not in snippet
     if where == "name":
-        (call,) = [n for n in ast.walk(ast.parse(snippet)) if isinstance(n, ast.Call)
-                   and getattr(n.func, "attr", None) == "check_problem"]
+        (call,) = [
+            n
+            for n in ast.walk(ast.parse(snippet))
+            if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "check_problem"
+        ]
         assert {k.arg: k.value.value for k in call.keywords}["name"] == hostile
     if where == "repr":
         assert "name='plain'" in snippet
@@ -536,7 +628,8 @@ def test_a_snippet_of_an_importable_implementation_still_imports_it():
 
 def test_the_plugin_fails_the_session_when_its_report_cannot_be_written(pytester, monkeypatch):
     monkeypatch.setenv("CI", "true")
-    pytester.makepyfile(test_y='''
+    pytester.makepyfile(
+        test_y="""
         from pathlib import Path
         from gradverify.engine.implementations import fused_bce_backprop
 
@@ -544,12 +637,21 @@ def test_the_plugin_fails_the_session_when_its_report_cannot_be_written(pytester
             gradverify.check(fused_bce_backprop, dtypes=("float64",))
             Path("rep").mkdir()
             Path("rep", "notes.txt").write_text("mine")
-    ''')
-    result = pytester.runpytest_inprocess("--gradverify-report", "rep", "-p", "no:cacheprovider",
-                                          "--gradverify-max-examples=5", "--gradverify-seed=1")
+    """
+    )
+    result = pytester.runpytest_inprocess(
+        "--gradverify-report",
+        "rep",
+        "-p",
+        "no:cacheprovider",
+        "--gradverify-max-examples=5",
+        "--gradverify-seed=1",
+    )
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # every test passed, the report did not
-    assert (f"gradverify report failed: OutputDirectoryError: refusing to replace "
-            f"{pytester.path.resolve() / 'rep'}: it holds files gradverify did not write "
-            "(notes.txt)") in result.stdout.str()
+    assert (
+        f"gradverify report failed: OutputDirectoryError: refusing to replace "
+        f"{pytester.path.resolve() / 'rep'}: it holds files gradverify did not write "
+        "(notes.txt)"
+    ) in result.stdout.str()
     assert (pytester.path / "rep" / "notes.txt").read_text() == "mine"

@@ -16,7 +16,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-IMPLEMENTATIONS = '''
+IMPLEMENTATIONS = """
 from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop, supports
 
 
@@ -24,7 +24,7 @@ from gradverify.engine.implementations import fused_bce_backprop, naive_bce_back
 def sign_flipped(weights, biases, x, y, *, activations, loss):
     dw, db = fused_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
     return [-w for w in dw], [-b for b in db]
-'''
+"""
 
 FAST = ("--gradverify-max-examples=10", "--gradverify-seed=1", "-p", "no:cacheprovider")
 
@@ -43,7 +43,7 @@ def summary_lines(output: str) -> list[str]:
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(r"=+ gradverify: \d+ check", line))
     out = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("=") or not line.strip():
             break
         if not line.startswith("gradverify report"):
@@ -52,7 +52,8 @@ def summary_lines(output: str) -> list[str]:
 
 
 def test_pass_fail_diagnosis_and_summary(suite):
-    suite.makepyfile(test_sample='''
+    suite.makepyfile(
+        test_sample="""
         import pytest
         from impls import fused_bce_backprop, naive_bce_backprop, sign_flipped
 
@@ -65,30 +66,35 @@ def test_pass_fail_diagnosis_and_summary(suite):
 
         def test_naive(gradverify):
             gradverify.check(naive_bce_backprop, dtypes=("float32",))
-    ''')
+    """
+    )
     result = suite.runpytest_subprocess(*FAST)
     result.assert_outcomes(passed=1, failed=2)
     out = result.stdout.str()
     # the failure message is the search's report: diagnosis, worst elements, reproduction
-    failure = out[out.index("_ test_sign_flipped _"):out.index("_ test_naive _")]
+    failure = out[out.index("_ test_sign_flipped _") : out.index("_ test_naive _")]
     assert "sign_flipped -> INCORRECT (float64" in failure
     assert "the sign is flipped" in failure
     assert "worst elements:" in failure and "got -" in failure
     assert "reproduce with:" in failure and "from impls import sign_flipped" in failure
     assert "Traceback" not in failure and "pytrace" not in failure
-    naive = out[out.index("_ test_naive _"):]
+    naive = out[out.index("_ test_naive _") :]
     assert "naive -> UNSTABLE (float32" in naive and "first fails at max |h| =" in naive
 
     lines = summary_lines(out)
     assert len(lines) == 3
     by_test = {line.split()[1]: line for line in lines}
-    assert set(by_test) == {"test_sample.py::test_fused", "test_sample.py::test_sign_flipped",
-                            "test_sample.py::test_naive"}
+    assert set(by_test) == {
+        "test_sample.py::test_fused",
+        "test_sample.py::test_sign_flipped",
+        "test_sample.py::test_naive",
+    }
     assert by_test["test_sample.py::test_fused"].startswith("PASS ")
     assert "fused" in by_test["test_sample.py::test_fused"]
     # a pass still says how much precision it loses beyond the stable formulation
-    assert re.search(r"\[float32 pass, [0-9.]+ bits beyond stable\]",
-                     by_test["test_sample.py::test_fused"])
+    assert re.search(
+        r"\[float32 pass, [0-9.]+ bits beyond stable\]", by_test["test_sample.py::test_fused"]
+    )
     assert by_test["test_sample.py::test_sign_flipped"].startswith("INCORRECT ")
     assert "[float64 incorrect]" in by_test["test_sample.py::test_sign_flipped"]
     naive_line = by_test["test_sample.py::test_naive"]
@@ -104,7 +110,8 @@ def test_pass_fail_diagnosis_and_summary(suite):
 
 def test_xdist_workers_send_every_check_to_the_controller_and_report(suite):
     pytest.importorskip("xdist")
-    suite.makepyfile(test_a='''
+    suite.makepyfile(
+        test_a="""
         from impls import fused_bce_backprop, sign_flipped
 
         def test_a1(gradverify):
@@ -112,7 +119,8 @@ def test_xdist_workers_send_every_check_to_the_controller_and_report(suite):
 
         def test_a2(gradverify):
             gradverify.check(sign_flipped, activations=("sigmoid",), dtypes=("float64",))
-    ''', test_b='''
+    """,
+        test_b="""
         from impls import fused_bce_backprop
 
         def test_b1(gradverify):
@@ -121,15 +129,20 @@ def test_xdist_workers_send_every_check_to_the_controller_and_report(suite):
         def test_b2(gradverify):
             gradverify.check(fused_bce_backprop, dtypes=("float32",))
             gradverify.check(fused_bce_backprop, dtypes=("float64",))
-    ''')
+    """,
+    )
     result = suite.runpytest_subprocess("-n", "2", *FAST, "--gradverify-report", "rep")
     result.assert_outcomes(passed=3, failed=1)
     out = result.stdout.str()
     assert "2 workers" in out
     lines = summary_lines(out)
     assert [line.split()[1] for line in lines] == [
-        "test_a.py::test_a1", "test_a.py::test_a2", "test_b.py::test_b1", "test_b.py::test_b2",
-        "test_b.py::test_b2"]
+        "test_a.py::test_a1",
+        "test_a.py::test_a2",
+        "test_b.py::test_b1",
+        "test_b.py::test_b2",
+        "test_b.py::test_b2",
+    ]
     assert [line.split()[0] for line in lines] == ["PASS", "INCORRECT", "PASS", "PASS", "PASS"]
     assert f"gradverify report written to {suite.path.resolve() / 'rep'}" in out
     doc = json.loads((suite.path / "rep" / "report.json").read_text())
@@ -139,13 +152,15 @@ def test_xdist_workers_send_every_check_to_the_controller_and_report(suite):
 
 
 def test_disabled_with_p_no_gradverify(suite):
-    suite.makepyfile(test_off='''
+    suite.makepyfile(
+        test_off="""
         def test_uses_fixture(gradverify):
             pass
 
         def test_plain():
             pass
-    ''')
+    """
+    )
     result = suite.runpytest_subprocess("-p", "no:gradverify", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     out = result.stdout.str()
@@ -155,15 +170,19 @@ def test_disabled_with_p_no_gradverify(suite):
 
 
 def test_options_marker_ini_and_pyproject_precedence(suite):
-    suite.makefile(".toml", pyproject=textwrap.dedent('''
+    suite.makefile(
+        ".toml",
+        pyproject=textwrap.dedent("""
         [tool.gradverify]
         max-examples = 3
         seed = 11
         fail-on = "incorrect"
         tolerance-factor = 64
-    '''))
+    """),
+    )
     suite.makeini("[pytest]\npythonpath = .\ngradverify_seed = 22\n")
-    suite.makepyfile(test_opts='''
+    suite.makepyfile(
+        test_opts="""
         import pytest
         from impls import fused_bce_backprop, naive_bce_backprop
 
@@ -189,19 +208,29 @@ def test_options_marker_ini_and_pyproject_precedence(suite):
         @pytest.mark.gradverify(colour="blue")
         def test_bad_marker(gradverify):
             pass
-    ''')
+    """
+    )
     result = suite.runpytest_subprocess("--gradverify-max-examples", "4", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, errors=1)
     assert "unknown argument 'colour' of the gradverify marker" in result.stdout.str()
 
 
-@pytest.mark.parametrize(("args", "config", "message"), [
-    (["--gradverify-max-examples", "ten"], None,
-     "gradverify: --gradverify-max-examples: expected an integer, got 'ten'"),
-    (["--gradverify-dtypes", "float8"], None, "gradverify: unknown dtype 'float8'"),
-    ([], "[tool.gradverify]\nmax-exmaples = 10\n",
-     "[tool.gradverify] unknown key 'max-exmaples' (did you mean 'max-examples'?)"),
-])
+@pytest.mark.parametrize(
+    ("args", "config", "message"),
+    [
+        (
+            ["--gradverify-max-examples", "ten"],
+            None,
+            "gradverify: --gradverify-max-examples: expected an integer, got 'ten'",
+        ),
+        (["--gradverify-dtypes", "float8"], None, "gradverify: unknown dtype 'float8'"),
+        (
+            [],
+            "[tool.gradverify]\nmax-exmaples = 10\n",
+            "[tool.gradverify] unknown key 'max-exmaples' (did you mean 'max-examples'?)",
+        ),
+    ],
+)
 def test_bad_options_are_usage_errors(suite, args, config, message):
     if config:
         suite.makefile(".toml", pyproject=config)
@@ -213,12 +242,13 @@ def test_bad_options_are_usage_errors(suite, args, config, message):
 
 
 def test_ci_profile_is_kept_derandomized_without_database(suite):
-    suite.makeconftest('''
+    suite.makeconftest("""
         from hypothesis import settings
         settings.register_profile("mine", max_examples=7)
         settings.load_profile("mine")
-    ''')
-    suite.makepyfile(test_ci='''
+    """)
+    suite.makepyfile(
+        test_ci="""
         from hypothesis import settings
         from impls import fused_bce_backprop
 
@@ -228,34 +258,37 @@ def test_ci_profile_is_kept_derandomized_without_database(suite):
             assert result.database is None
             assert settings._current_profile == "mine"
             assert settings.default.max_examples == 7
-    ''')
+    """
+    )
     result = suite.runpytest_subprocess("-p", "no:cacheprovider")  # CI=true from the fixture
     result.assert_outcomes(passed=1)
 
 
 def test_loading_the_plugin_imports_nothing_heavy():
-    code = textwrap.dedent('''
+    code = textwrap.dedent("""
         import sys
         import gradverify.edges.pytest_plugin
         heavy = [m for m in ("numpy", "mpmath", "hypothesis", "matplotlib") if m in sys.modules]
         print(",".join(heavy) or "none")
-    ''')
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "none"
 
 
 def test_the_fixture_takes_a_fixed_architecture(suite):
-    suite.makepyfile(two_layers='''
+    suite.makepyfile(
+        two_layers="""
         from gradverify.engine.implementations import stable_backprop
 
         def two_layers(weights, biases, x, y, *, activations, loss):
             W1, W2 = weights
             return stable_backprop([W1, W2], list(biases), x, y, activations=activations,
                                    loss=loss)
-    ''')
-    suite.makepyfile(test_arch='''
+    """
+    )
+    suite.makepyfile(
+        test_arch="""
         from two_layers import two_layers
 
         def test_declared(gradverify):
@@ -268,11 +301,12 @@ def test_the_fixture_takes_a_fixed_architecture(suite):
 
         def test_undeclared(gradverify):
             gradverify.check(two_layers, dtypes=("float64",))
-    ''')
+    """
+    )
     result = suite.runpytest(*FAST)
     result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()
-    failure = out[out.index("_ test_undeclared _"):]
+    failure = out[out.index("_ test_undeclared _") :]
     assert "two_layers -> ERROR" in failure
     assert "it works with depth 2 but raised ValueError at depth 1" in failure
     assert "@gradverify.supports(depth=2)" in failure

@@ -55,12 +55,20 @@ class _Project:
         target.write_text(text, encoding="utf-8")
 
     def run_shell(self, example: Example) -> str | None:
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", example.parsed],
-                              cwd=self.path, env=_environment(), capture_output=True,
-                              text=True, timeout=600, check=False)
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", example.parsed],
+            cwd=self.path,
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         if proc.returncode != 0:
-            return (f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}"
-                    f"\n--- stderr\n{proc.stderr[-3000:]}")
+            return (
+                f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}"
+                f"\n--- stderr\n{proc.stderr[-3000:]}"
+            )
         return None
 
     def write_pyproject(self, example: Example) -> None:
@@ -72,28 +80,47 @@ class _Project:
     def run_as_pytest(self, *tests: Any, setup: str = "") -> None:
         """Run test functions defined by a README block in a real pytest session."""
         sources = [textwrap.dedent(inspect.getsource(test)) for test in tests]
-        self.write_file("test_readme_example.py",
-                        "\n\n".join(["import pytest", setup, *sources]) + "\n")
+        self.write_file(
+            "test_readme_example.py", "\n\n".join(["import pytest", setup, *sources]) + "\n"
+        )
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-             f"--gradverify-max-examples={PYTEST_MAX_EXAMPLES}", "test_readme_example.py"],
-            cwd=self.path, env=_environment(), capture_output=True, text=True, timeout=600,
-            check=False)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                f"--gradverify-max-examples={PYTEST_MAX_EXAMPLES}",
+                "test_readme_example.py",
+            ],
+            cwd=self.path,
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert f"{len(tests)} passed" in proc.stdout, proc.stdout[-3000:]
 
 
 def _evaluate_readme(project: _Project, *, slow_examples: bool) -> tuple[list[str], list[str]]:
     """Evaluate every README example in order: (failures, skips), each naming its line."""
-    sybil = Sybil(parsers=[
-        PythonCodeBlockParser(),
-        CodeBlockParser("bash", project.run_shell),
-        CodeBlockParser("toml", project.write_pyproject),
-        SkipParser(),
-    ])
+    sybil = Sybil(
+        parsers=[
+            PythonCodeBlockParser(),
+            CodeBlockParser("bash", project.run_shell),
+            CodeBlockParser("toml", project.write_pyproject),
+            SkipParser(),
+        ]
+    )
     document = sybil.parse(README)
-    document.namespace.update(slow_examples=slow_examples, write_file=project.write_file,
-                              run_as_pytest=project.run_as_pytest)
+    document.namespace.update(
+        slow_examples=slow_examples,
+        write_file=project.write_file,
+        run_as_pytest=project.run_as_pytest,
+    )
     failures, skips = [], []
     examples = list(document.examples())
     assert len(examples) >= 10, "Sybil found too few README examples: is the parser set up?"
@@ -110,10 +137,16 @@ def _evaluate_readme(project: _Project, *, slow_examples: bool) -> tuple[list[st
 
 def _check_readme(tmp_path: Path, *, slow: bool) -> None:
     """Run this file as a script on the README, in ``tmp_path``; fail with its report."""
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path), *(["--slow"] if slow else [])],
-                          cwd=tmp_path, env=_environment(), capture_output=True, text=True,
-                          timeout=1800, check=False)
-    report = proc.stdout[proc.stdout.find(REPORT_START):] if REPORT_START in proc.stdout else ""
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp_path), *(["--slow"] if slow else [])],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    report = proc.stdout[proc.stdout.find(REPORT_START) :] if REPORT_START in proc.stdout else ""
     print(report)
     if proc.returncode != 0 or not report:
         pytest.fail(f"{report or proc.stdout[-5000:]}\n{proc.stderr[-5000:]}", pytrace=False)

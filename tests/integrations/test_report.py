@@ -26,18 +26,29 @@ from tests.png_helpers import assert_nontrivial_png
 
 EVIL = "<script>alert(1)</script>"
 NAIVE = 'naive & "quoted" <b>bold</b>'
-LIGHT_SCAN = {"sweep_points": 40, "check_points": 32, "neighbourhood": 4,
-              "hidden_activations": ("sigmoid",)}
+LIGHT_SCAN = {
+    "sweep_points": 40,
+    "check_points": 32,
+    "neighbourhood": 4,
+    "hidden_activations": ("sigmoid",),
+}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     """A real report: the naive and fused built-ins (under hostile names) at float16."""
     out = tmp_path_factory.mktemp("report") / "out"
-    path = write_report(out, implementations={NAIVE: naive_bce_backprop, EVIL: fused_bce_backprop},
-                        dtypes=("float16",), max_examples=8, seed=1, progress=False,
-                        title=f"report on {EVIL}", search_options={"database": None},
-                        scan_options=LIGHT_SCAN)
+    path = write_report(
+        out,
+        implementations={NAIVE: naive_bce_backprop, EVIL: fused_bce_backprop},
+        dtypes=("float16",),
+        max_examples=8,
+        seed=1,
+        progress=False,
+        title=f"report on {EVIL}",
+        search_options={"database": None},
+        scan_options=LIGHT_SCAN,
+    )
     assert path == out
     return out
 
@@ -79,18 +90,31 @@ def test_report_numbers_agree_with_the_results_they_came_from(report):
     search = {s["implementation"]: s for s in doc["results"]["searches"]}
     assert by_name[NAIVE]["examples"] == search[NAIVE]["examples"] == len(search[NAIVE]["samples"])
     # the naive first inf/NaN float on h > 0 at float16: inf/NaN there and finite just inside
-    first = next(t for t in doc["thresholds"] if t["implementation"] == NAIVE
-                 and t["criterion"] == "nonfinite" and t["side"] == "positive"
-                 and t["label"] == 0.0)
+    first = next(
+        t
+        for t in doc["thresholds"]
+        if t["implementation"] == NAIVE
+        and t["criterion"] == "nonfinite"
+        and t["side"] == "positive"
+        and t["label"] == 0.0
+    )
     h = np.float16(first["value"])
     assert first["bits"] == f"0x{h.view(np.uint16):04x}"
     for value, expect_finite in ((h, False), (np.nextafter(h, np.float16(0)), True)):
-        dw, db = naive_bce_backprop([np.zeros((1, 1), np.float16)], [np.array([value])],
-                                    np.ones((1, 1), np.float16), np.zeros((1, 1), np.float16),
-                                    activations=("sigmoid",), loss="bce")
+        dw, db = naive_bce_backprop(
+            [np.zeros((1, 1), np.float16)],
+            [np.array([value])],
+            np.ones((1, 1), np.float16),
+            np.zeros((1, 1), np.float16),
+            activations=("sigmoid",),
+            loss="bce",
+        )
         assert bool(np.isfinite(db[0]).all()) is expect_finite
-    fused_nonfinite = [t for t in doc["thresholds"] if t["implementation"] == EVIL
-                       and t["criterion"] == "nonfinite"]
+    fused_nonfinite = [
+        t
+        for t in doc["thresholds"]
+        if t["implementation"] == EVIL and t["criterion"] == "nonfinite"
+    ]
     assert fused_nonfinite and not any(t["found"] for t in fused_nonfinite)
 
 
@@ -121,14 +145,13 @@ def test_html_sections_come_in_order(report):
     positions = [page.index(f'id="{i}"') for i in ids]
     assert positions == sorted(positions)
     # the naive counterexample is there, with its reproduction snippet
-    section = page[page.index('id="counterexamples"'):]
+    section = page[page.index('id="counterexamples"') :]
     assert "Reproduce it:" in section and "gradverify.check_problem" in section
 
 
 def test_every_image_named_in_the_html_exists_and_is_a_real_png(report):
     page = (report / "index.html").read_text(encoding="utf-8")
-    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"[^>]*data-file="([^"]+)"',
-                        page)
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"[^>]*data-file="([^"]+)"', page)
     doc = load(report)
     assert len(images) == len(doc["figures"]) >= 4
     for data, name in images:
@@ -153,12 +176,31 @@ def test_markdown_summary_escapes_and_fits_a_ci_job_summary(report):
 
 
 def test_markdown_summary_is_truncated_with_a_note_when_too_large():
-    cx = {"dtype": "float32", "verdict": "incorrect", "message": "x" * 5000, "saturation": 1.0,
-          "network": "1 -> 1(sigmoid)", "batch": 1, "diagnosis": ["d"] * 10, "worst": [],
-          "reproduction": "print('a | b')\n" * 200}
-    doc = {"title": "big", "implementations": [
-        {"name": f"impl{k}", "verdict": "incorrect", "examples": 1, "worst_bits": 3.0,
-         "dtypes": [], "counterexamples": [cx]} for k in range(400)]}
+    cx = {
+        "dtype": "float32",
+        "verdict": "incorrect",
+        "message": "x" * 5000,
+        "saturation": 1.0,
+        "network": "1 -> 1(sigmoid)",
+        "batch": 1,
+        "diagnosis": ["d"] * 10,
+        "worst": [],
+        "reproduction": "print('a | b')\n" * 200,
+    }
+    doc = {
+        "title": "big",
+        "implementations": [
+            {
+                "name": f"impl{k}",
+                "verdict": "incorrect",
+                "examples": 1,
+                "worst_bits": 3.0,
+                "dtypes": [],
+                "counterexamples": [cx],
+            }
+            for k in range(400)
+        ],
+    }
     text = render_markdown(doc, max_bytes=200_000)
     assert len(text.encode("utf-8")) <= 200_000
     assert "left out to keep this summary under the CI limit" in text
@@ -168,10 +210,19 @@ def test_markdown_summary_is_truncated_with_a_note_when_too_large():
 
 
 def test_markdown_table_cells_cannot_break_the_table():
-    doc = {"title": "t", "implementations": [
-        {"name": "a|b\nc", "verdict": "pass", "examples": 1, "worst_bits": 0.0,
-         "dtypes": [{"dtype": "float32", "verdict": "pass", "threshold_saturation": None}],
-         "counterexamples": []}]}
+    doc = {
+        "title": "t",
+        "implementations": [
+            {
+                "name": "a|b\nc",
+                "verdict": "pass",
+                "examples": 1,
+                "worst_bits": 0.0,
+                "dtypes": [{"dtype": "float32", "verdict": "pass", "threshold_saturation": None}],
+                "counterexamples": [],
+            }
+        ],
+    }
     rows = [ln for ln in render_markdown(doc).splitlines() if ln.startswith("| a")]
     assert rows == [rows[0]] and r"a\|b c" in rows[0]
     assert rows[0].count(" | ") == 4  # five cells, no extra column from the name
@@ -187,9 +238,23 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def small_report(out: Path, title: str = "previous") -> Path:
-    checks = [json.loads(json.dumps({
-        "implementation": "x", "verdict": "pass", "dtype": "float64", "spec": None,
-        "saturation": 1.0, "message": "", "diagnosis": [], "tensors": [], "worst": []}))]
+    checks = [
+        json.loads(
+            json.dumps(
+                {
+                    "implementation": "x",
+                    "verdict": "pass",
+                    "dtype": "float64",
+                    "spec": None,
+                    "saturation": 1.0,
+                    "message": "",
+                    "diagnosis": [],
+                    "tensors": [],
+                    "worst": [],
+                }
+            )
+        )
+    ]
     return render_report(out, check_results=checks, title=title, progress=False)
 
 
@@ -233,15 +298,26 @@ def test_the_two_rename_fallback_also_replaces_and_recovers(tmp_path, monkeypatc
     assert "second" in (out / "index.html").read_text()
     # a run killed between the two renames leaves the old report aside: it is put back
     before = snapshot(out)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     aside = tmp_path / f".reports.old-{dead}-0000"
     out.rename(aside)
     half_built = tmp_path / f".reports.tmp-{dead}-1111"
     half_built.mkdir()
-    (half_built / MANIFEST).write_text(json.dumps(
-        {"tool": "gradverify", "manifest": "gradverify.manifest/1", "complete": False,
-         "files": []}))
+    (half_built / MANIFEST).write_text(
+        json.dumps(
+            {
+                "tool": "gradverify",
+                "manifest": "gradverify.manifest/1",
+                "complete": False,
+                "files": [],
+            }
+        )
+    )
     (half_built / "index.html").write_text("half")
     not_ours = tmp_path / f".reports.tmp-{dead}-2222"  # same pattern, no manifest: kept
     not_ours.mkdir()
@@ -295,8 +371,12 @@ def test_killing_a_run_halfway_leaves_the_previous_report_untouched(tmp_path, si
     out = tmp_path / "reports"
     small_report(out)
     before = snapshot(out)
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.strip() == "HALFWAY", proc.stderr.read()
@@ -334,8 +414,12 @@ def test_killing_a_slow_run_during_the_search_leaves_the_previous_report(tmp_pat
 
         write_report(sys.argv[1], implementations=[slow], max_examples=50, progress=False)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "CALLED", proc.stderr.read()
         proc.send_signal(signal.SIGINT)
@@ -354,11 +438,14 @@ def test_killing_a_slow_run_during_the_search_leaves_the_previous_report(tmp_pat
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"implementations": {"x": 3}}, TypeError, "'x' is not callable"),
-    ({"implementations": {}}, ValueError, "no implementation"),
-    ({"max_examples": 0}, ValueError, "max_examples must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"implementations": {"x": 3}}, TypeError, "'x' is not callable"),
+        ({"implementations": {}}, ValueError, "no implementation"),
+        ({"max_examples": 0}, ValueError, "max_examples must be a positive integer"),
+    ],
+)
 def test_bad_arguments_get_one_line_messages(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match) as info:
         write_report(tmp_path / "r", **kwargs)
@@ -386,8 +473,9 @@ def test_progress_shows_only_on_a_terminal_outside_ci(monkeypatch):
     assert not progress_enabled(None, FakeStream(False))
     monkeypatch.setenv("CI", "true")
     assert not progress_enabled(None, FakeStream(True))
-    assert progress_enabled(True, FakeStream(False)) and not progress_enabled(False,
-                                                                             FakeStream(True))
+    assert progress_enabled(True, FakeStream(False)) and not progress_enabled(
+        False, FakeStream(True)
+    )
 
 
 def test_progress_line_overwrites_itself_and_is_erased(monkeypatch):
@@ -407,10 +495,17 @@ def test_progress_line_overwrites_itself_and_is_erased(monkeypatch):
 
 def test_write_report_reports_progress_to_a_callback(tmp_path):
     seen: list[tuple[str, int, int]] = []
-    write_report(tmp_path / "r", implementations={"fused": fused_bce_backprop},
-                 dtypes=("float16",), max_examples=3, seed=0, measure=False,
-                 progress=lambda step, done, total: seen.append((step, done, total)),
-                 search_options={"database": None}, scan_options=LIGHT_SCAN)
+    write_report(
+        tmp_path / "r",
+        implementations={"fused": fused_bce_backprop},
+        dtypes=("float16",),
+        max_examples=3,
+        seed=0,
+        measure=False,
+        progress=lambda step, done, total: seen.append((step, done, total)),
+        search_options={"database": None},
+        scan_options=LIGHT_SCAN,
+    )
     steps = [s for s, _, _ in seen]
     assert any("search" in s for s in steps) and any("scan" in s for s in steps)
     assert any("drawing" in s for s in steps)
@@ -462,9 +557,10 @@ def _normwise_exact(values, exact) -> float:
 
     ctx = mpmath.MPContext()
     ctx.prec = 200
-    num = ctx.fsum((ctx.mpf(float(a)) - g) ** 2 for a, g in zip(np.ravel(values), exact.flat,
-                                                                  strict=True))
-    den = ctx.fsum(g ** 2 for g in exact.flat)
+    num = ctx.fsum(
+        (ctx.mpf(float(a)) - g) ** 2 for a, g in zip(np.ravel(values), exact.flat, strict=True)
+    )
+    den = ctx.fsum(g**2 for g in exact.flat)
     return float(ctx.sqrt(num / den))
 
 
@@ -483,8 +579,10 @@ def test_layer_errors_agree_with_the_exact_reference_and_the_epsilon_bias():
     reference = reference_gradients(problem)
     for name, impl in impls.items():
         outcome = call_backprop(impl, problem)
-        expected = [_normwise_exact(outcome.dweights[i], reference.exact_dweights[i])
-                    for i in reversed(range(problem.spec.depth))]  # layer L first
+        expected = [
+            _normwise_exact(outcome.dweights[i], reference.exact_dweights[i])
+            for i in reversed(range(problem.spec.depth))
+        ]  # layer L first
         assert lines[name]["errors"] == pytest.approx(expected, rel=1e-6)
     # epsilon: delta_L is scaled by r = s(1-s) / (s(1-s) + eps), a relative bias of
     # eps / (s(1-s) + eps) that every layer inherits through the recursion
@@ -501,8 +599,9 @@ ALL = ("float16", "float32", "float64")
 @supports(dtypes=ALL)
 def _zeroing(weights, biases, x, y, *, activations, loss):
     dw, db = fused_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
-    return [np.zeros_like(w) for w in dw[:-1]] + [dw[-1]], [np.zeros_like(b)
-                                                          for b in db[:-1]] + [db[-1]]
+    return [np.zeros_like(w) for w in dw[:-1]] + [dw[-1]], [np.zeros_like(b) for b in db[:-1]] + [
+        db[-1]
+    ]
 
 
 @supports(dtypes=ALL)
@@ -517,9 +616,18 @@ def test_hidden_underflow_fractions_match_a_count_over_the_exact_gradient():
 
     levels = (1.0, 30.0, 300.0, 3000.0)
     dtypes = ["float16", "float32", "float64"]
-    data = hidden_underflow({"fused": fused_bce_backprop, "naive": naive_bce_backprop,
-                             "zeroing": _zeroing, "raising": _raising}, dtypes,
-                            levels=levels, widths=(3, 4, 4, 1), batch=3)
+    data = hidden_underflow(
+        {
+            "fused": fused_bce_backprop,
+            "naive": naive_bce_backprop,
+            "zeroing": _zeroing,
+            "raising": _raising,
+        },
+        dtypes,
+        levels=levels,
+        widths=(3, 4, 4, 1),
+        batch=3,
+    )
     series = {(s["dtype"], tuple(s["implementations"])): s["fraction"] for s in data["series"]}
     # the built-ins share the hidden-layer recursion: one curve per dtype
     fractions = {d: series[(d, ("fused", "naive"))] for d in dtypes}
@@ -531,8 +639,10 @@ def test_hidden_underflow_fractions_match_a_count_over_the_exact_gradient():
     reference = reference_gradients(problem)
     outcome = call_backprop(fused_bce_backprop, problem)
     zero = nonzero = 0
-    for got, exact in ((outcome.dweights[:2], reference.exact_dweights[:2]),
-                       (outcome.dbiases[:2], reference.exact_dbiases[:2])):
+    for got, exact in (
+        (outcome.dweights[:2], reference.exact_dweights[:2]),
+        (outcome.dbiases[:2], reference.exact_dbiases[:2]),
+    ):
         for g, e in zip(got, exact, strict=True):
             for value, truth in zip(np.ravel(g), e.flat, strict=True):
                 if truth != 0:
@@ -554,17 +664,21 @@ def test_a_report_from_results_collected_elsewhere(tmp_path):
     from gradverify.report import write_report_from_results
 
     spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
-    problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([40.0])],
-                                  np.ones((1, 1)), np.zeros((1, 1)), "float64")
+    problem = Problem.from_arrays(
+        spec, [np.zeros((1, 1))], [np.array([40.0])], np.ones((1, 1)), np.zeros((1, 1)), "float64"
+    )
     failing = check_problem(naive_bce_backprop, problem, name=EVIL)
     assert failing.verdict.value == "unstable"
-    searched = search(fused_bce_backprop, dtypes=("float32",), max_examples=3, seed=0,
-                      database=None, name="fused")
+    searched = search(
+        fused_bce_backprop, dtypes=("float32",), max_examples=3, seed=0, database=None, name="fused"
+    )
     out = write_report_from_results(tmp_path / "r", [searched, failing.to_dict()])
     doc = load(out)
     jsonschema.validate(doc, load_schema(), cls=jsonschema.Draft202012Validator)
     assert [(i["name"], i["source"], i["verdict"]) for i in doc["implementations"]] == [
-        ("fused", "search", "pass"), (EVIL, "check", "unstable")]
+        ("fused", "search", "pass"),
+        (EVIL, "check", "unstable"),
+    ]
     page = (out / "index.html").read_text(encoding="utf-8")
     assert EVIL not in page and "&lt;script&gt;" in page
     assert "NaN" in page  # the worst element of the naive check: NaN instead of about 1
@@ -573,12 +687,21 @@ def test_a_report_from_results_collected_elsewhere(tmp_path):
 def test_an_implementation_without_bce_is_searched_but_not_scanned(tmp_path):
     from gradverify.engine.implementations import stable_backprop
 
-    mse_only = supports(activations=("tanh", "identity"), losses=("mse",),
-                        dtypes=("float32",), name="mse-only")(
+    mse_only = supports(
+        activations=("tanh", "identity"), losses=("mse",), dtypes=("float32",), name="mse-only"
+    )(
         lambda weights, biases, x, y, *, activations, loss: stable_backprop(
-            weights, biases, x, y, activations=activations, loss=loss))
-    out = write_report(tmp_path / "r", implementations=[mse_only], max_examples=3, seed=0,
-                       progress=False, search_options={"database": None})
+            weights, biases, x, y, activations=activations, loss=loss
+        )
+    )
+    out = write_report(
+        tmp_path / "r",
+        implementations=[mse_only],
+        max_examples=3,
+        seed=0,
+        progress=False,
+        search_options={"database": None},
+    )
     doc = load(out)
     jsonschema.validate(doc, load_schema(), cls=jsonschema.Draft202012Validator)
     assert [i["verdict"] for i in doc["implementations"]] == ["pass"]
@@ -598,8 +721,15 @@ def test_a_hanging_implementation_still_gets_a_report_quickly(tmp_path):
 
         time.sleep(30)
 
-    out = write_report(tmp_path / "r", implementations=[hangs], max_examples=5, seed=0,
-                       progress=False, timeout=0.2, search_options={"database": None})
+    out = write_report(
+        tmp_path / "r",
+        implementations=[hangs],
+        max_examples=5,
+        seed=0,
+        progress=False,
+        timeout=0.2,
+        search_options={"database": None},
+    )
     doc = load(out)
     jsonschema.validate(doc, load_schema(), cls=jsonschema.Draft202012Validator)
     assert doc["implementations"][0]["verdict"] == "error"
@@ -612,19 +742,34 @@ def test_threshold_summary_counts_errors_only_where_the_gradient_stays_large():
     from gradverify.report.scan_data import threshold_summary
 
     def row(label, side, criterion, value):
-        return {"implementation": "f", "dtype": "float32", "label": label, "side": side,
-                "criterion": criterion, "found": value is not None, "value": value,
-                "bits": "0x1" if value is not None else None, "monotone": True,
-                "settled": True, "raises_anywhere": False}
+        return {
+            "implementation": "f",
+            "dtype": "float32",
+            "label": label,
+            "side": side,
+            "criterion": criterion,
+            "found": value is not None,
+            "value": value,
+            "bits": "0x1" if value is not None else None,
+            "monotone": True,
+            "settled": True,
+            "raises_anywhere": False,
+        }
 
     # sigmoid(h) - y -> -e^-h for y = 1, h -> +inf: a relative error there is not held
     # against the summary; y = 0, h > 0 (gradient about 1) and inf/NaN anywhere are
-    tiny_side = [row(1.0, "positive", "error_1", 16.6), row(1.0, "positive", "nonfinite", None),
-                 row(1.0, "positive", "error_1e-3", 10.0)]
+    tiny_side = [
+        row(1.0, "positive", "error_1", 16.6),
+        row(1.0, "positive", "nonfinite", None),
+        row(1.0, "positive", "error_1e-3", 10.0),
+    ]
     assert threshold_summary(tiny_side)["rows"] == [
-        ["f", "float32", "finite throughout", "never", "never"]]
-    large_side = tiny_side + [row(0.0, "positive", "error_1", 20.0),
-                              row(1.0, "negative", "nonfinite", -88.7)]
+        ["f", "float32", "finite throughout", "never", "never"]
+    ]
+    large_side = tiny_side + [
+        row(0.0, "positive", "error_1", 20.0),
+        row(1.0, "negative", "nonfinite", -88.7),
+    ]
     cells = threshold_summary(large_side)["rows"][0]
     assert cells[2].startswith("-88.7 ") and "y=1, h < 0" in cells[2]
     assert cells[3] == "never" and cells[4].startswith("20 ") and "y=0, h > 0" in cells[4]

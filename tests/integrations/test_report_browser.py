@@ -29,10 +29,22 @@ from gradverify.report import write_report
 
 EVIL = "<script>alert(1)</script>"
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-extensions", "--disable-default-apps", "--mute-audio",
-         "--remote-debugging-pipe", "--window-size=1280,1600", "--hide-scrollbars")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--remote-debugging-pipe",
+    "--window-size=1280,1600",
+    "--hide-scrollbars",
+)
 
 
 def find_chromium() -> str | None:
@@ -49,14 +61,27 @@ class DevTools:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
         # a tiny Python shim moves the pipe ends to the fds Chromium expects (3 and 4)
-        shim = (f"import os, sys; os.dup2({to_browser_r}, 3); os.dup2({from_browser_w}, 4); "
-                "os.execv(sys.argv[1], sys.argv[1:])")
-        command = [sys.executable, "-c", shim, binary, *FLAGS, f"--user-data-dir={profile}",
-                   "about:blank"]
+        shim = (
+            f"import os, sys; os.dup2({to_browser_r}, 3); os.dup2({from_browser_w}, 4); "
+            "os.execv(sys.argv[1], sys.argv[1:])"
+        )
+        command = [
+            sys.executable,
+            "-c",
+            shim,
+            binary,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ]
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(command, pass_fds=(to_browser_r, from_browser_w),
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            command,
+            pass_fds=(to_browser_r, from_browser_w),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._buffer = b""
@@ -85,8 +110,13 @@ class DevTools:
         raw, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(raw)
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 30.0) -> dict:
+    def call(
+        self,
+        method: str,
+        params: dict | None = None,
+        session: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict:
         wanted = self.send(method, params, session)
         deadline = time.monotonic() + timeout
         while True:
@@ -140,20 +170,33 @@ class DevTools:
 def chromium() -> str:
     binary = find_chromium()
     if binary is None:
-        pytest.skip("SKIPPED LOUDLY: headless Chromium is not installed, so the report page "
-                    "was NOT checked in a browser (install Debian's 'chromium' package, as "
-                    ".ci/run does, or set GRADVERIFY_CHROMIUM to a Chrome binary)")
+        pytest.skip(
+            "SKIPPED LOUDLY: headless Chromium is not installed, so the report page "
+            "was NOT checked in a browser (install Debian's 'chromium' package, as "
+            ".ci/run does, or set GRADVERIFY_CHROMIUM to a Chrome binary)"
+        )
     return binary
 
 
 @pytest.fixture(scope="module")
 def report_page(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("browser") / "report"
-    write_report(out, implementations={"naive": naive_bce_backprop, EVIL: fused_bce_backprop},
-                 dtypes=("float16",), max_examples=6, seed=3, progress=False,
-                 title=f"browser check {EVIL}", search_options={"database": None},
-                 scan_options={"sweep_points": 40, "check_points": 16, "neighbourhood": 2,
-                               "hidden_activations": ("sigmoid",)})
+    write_report(
+        out,
+        implementations={"naive": naive_bce_backprop, EVIL: fused_bce_backprop},
+        dtypes=("float16",),
+        max_examples=6,
+        seed=3,
+        progress=False,
+        title=f"browser check {EVIL}",
+        search_options={"database": None},
+        scan_options={
+            "sweep_points": 40,
+            "check_points": 16,
+            "neighbourhood": 2,
+            "hidden_activations": ("sigmoid",),
+        },
+    )
     return out / "index.html"
 
 
@@ -161,8 +204,9 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
     browser = DevTools(chromium, tmp_path / "profile", tmp_path / "chromium.log")
     try:
         target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.call("Target.attachToTarget",
-                               {"targetId": target, "flatten": True})["sessionId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Log", "Network"):
             browser.call(f"{domain}.enable", session=session)
         url = report_page.resolve().as_uri()
@@ -172,13 +216,17 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
         browser.drain(1.0)  # late console messages or requests
 
         def evaluate(expression: str) -> Any:
-            answer = browser.call("Runtime.evaluate",
-                                  {"expression": expression, "returnByValue": True},
-                                  session=session)
+            answer = browser.call(
+                "Runtime.evaluate",
+                {"expression": expression, "returnByValue": True},
+                session=session,
+            )
             return answer["result"]["value"]
 
-        images = evaluate("Array.from(document.images).map(i => "
-                          "[i.complete, i.naturalWidth, i.naturalHeight, i.dataset.file])")
+        images = evaluate(
+            "Array.from(document.images).map(i => "
+            "[i.complete, i.naturalWidth, i.naturalHeight, i.dataset.file])"
+        )
         title = evaluate("document.title")
         scripts = evaluate("document.querySelectorAll('script').length")
         dialogs = [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
@@ -186,13 +234,24 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
         metrics = browser.call("Page.getLayoutMetrics", session=session)
         size = metrics.get("cssContentSize") or metrics["contentSize"]
         shots = {
-            "report_top.png": browser.call("Page.captureScreenshot", {"format": "png"},
-                                           session=session),
-            "report_full.png": browser.call("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size["width"],
-                         "height": min(size["height"], 16000), "scale": 1}},
-                session=session),
+            "report_top.png": browser.call(
+                "Page.captureScreenshot", {"format": "png"}, session=session
+            ),
+            "report_full.png": browser.call(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {
+                        "x": 0,
+                        "y": 0,
+                        "width": size["width"],
+                        "height": min(size["height"], 16000),
+                        "scale": 1,
+                    },
+                },
+                session=session,
+            ),
         }
     finally:
         browser.close()
@@ -207,14 +266,22 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
             (Path(keep) / name).write_bytes(data)
 
     events = browser.events
-    console_errors = [e["params"] for e in events if e["method"] == "Runtime.consoleAPICalled"
-                      and e["params"].get("type") in ("error", "assert")]
+    console_errors = [
+        e["params"]
+        for e in events
+        if e["method"] == "Runtime.consoleAPICalled"
+        and e["params"].get("type") in ("error", "assert")
+    ]
     exceptions = [e["params"] for e in events if e["method"] == "Runtime.exceptionThrown"]
-    log_errors = [e["params"]["entry"] for e in events if e["method"] == "Log.entryAdded"
-                  and e["params"]["entry"].get("level") == "error"]
+    log_errors = [
+        e["params"]["entry"]
+        for e in events
+        if e["method"] == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"
+    ]
     failed = [e["params"] for e in events if e["method"] == "Network.loadingFailed"]
-    requests = [e["params"]["request"]["url"] for e in events
-                if e["method"] == "Network.requestWillBeSent"]
+    requests = [
+        e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"
+    ]
     assert not console_errors, console_errors
     assert not exceptions, exceptions
     assert not log_errors, log_errors

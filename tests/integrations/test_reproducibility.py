@@ -38,28 +38,57 @@ def assert_same(first: bytes, second: bytes) -> None:
     """Byte-identical after masking; otherwise fail showing the first lines that differ."""
     a, b = masked(first), masked(second)
     if a != b:
-        diff = difflib.unified_diff(a.decode().splitlines(), b.decode().splitlines(),
-                                    "first run", "second run", lineterm="", n=1)
+        diff = difflib.unified_diff(
+            a.decode().splitlines(),
+            b.decode().splitlines(),
+            "first run",
+            "second run",
+            lineterm="",
+            n=1,
+        )
         pytest.fail("the same seed gave different results:\n" + "\n".join(list(diff)[:40]))
 
 
 def local_env() -> dict[str, str]:
     """The environment of a developer's machine: not CI, so the example database is on."""
-    return {k: v for k, v in os.environ.items()
-            if k not in ("CI", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CI", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")
+    }
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=local_env(),
-                          capture_output=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=local_env(),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_cli_check_with_a_seed_writes_the_same_json_twice(tmp_path):
     outputs = []
     for name in ("first.json", "second.json"):
-        proc = run(["-m", "gradverify", "check", "naive", "--seed", SEED,
-                    "--max-examples", MAX_EXAMPLES, "--dtypes", ",".join(DTYPES),
-                    "--json", name], tmp_path)
+        proc = run(
+            [
+                "-m",
+                "gradverify",
+                "check",
+                "naive",
+                "--seed",
+                SEED,
+                "--max-examples",
+                MAX_EXAMPLES,
+                "--dtypes",
+                ",".join(DTYPES),
+                "--json",
+                name,
+            ],
+            tmp_path,
+        )
         assert proc.returncode == 1, proc.stderr.decode()  # naive is unstable
         outputs.append((tmp_path / name).read_bytes())
     assert b'"verdict": "unstable"' in outputs[0] and b'"database": null' in outputs[0]
@@ -110,8 +139,11 @@ def test_plugin_fixture_with_a_seed_gives_the_same_result_twice(pytester, monkey
     for name in ("first.json", "second.json"):
         monkeypatch.setenv("GRADVERIFY_RESULT_FILE", str(pytester.path / name))
         result = pytester.runpytest_subprocess(
-            f"--gradverify-seed={SEED}", f"--gradverify-max-examples={MAX_EXAMPLES}",
-            "-p", "no:cacheprovider")
+            f"--gradverify-seed={SEED}",
+            f"--gradverify-max-examples={MAX_EXAMPLES}",
+            "-p",
+            "no:cacheprovider",
+        )
         result.assert_outcomes(passed=1)
         outputs.append((pytester.path / name).read_bytes())
     assert b'"verdict": "unstable"' in outputs[0]

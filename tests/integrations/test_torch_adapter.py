@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch",
-                            reason="torch is not installed (pip install gradverify[torch])")
+torch = pytest.importorskip(
+    "torch", reason="torch is not installed (pip install gradverify[torch])"
+)
 nn = torch.nn
 
 from gradverify.edges.adapters.torch import from_function, from_module, mlp_factory  # noqa: E402
@@ -32,10 +33,22 @@ NETWORKS = [
 
 def saturated_problem(label: float, dtype: str, shift: float = 60.0) -> Problem:
     """[3, 4, 1] tanh/sigmoid, batch 4, every output logit near ``+-shift``, one label."""
-    problem = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, dtype=dtype,
-                             output_shift=shift if label == 0.0 else -shift)
-    return Problem.from_arrays(problem.spec, problem.weights, problem.biases, problem.x,
-                               np.full_like(problem.y, label, dtype=np.float64), dtype)
+    problem = random_problem(
+        (3, 4, 1),
+        ("tanh", "sigmoid"),
+        batch=4,
+        seed=1,
+        dtype=dtype,
+        output_shift=shift if label == 0.0 else -shift,
+    )
+    return Problem.from_arrays(
+        problem.spec,
+        problem.weights,
+        problem.biases,
+        problem.x,
+        np.full_like(problem.y, label, dtype=np.float64),
+        dtype,
+    )
 
 
 # --- nn.BCELoss after nn.Sigmoid: unstable at saturation --------------------------------
@@ -98,8 +111,9 @@ def test_bce_with_logits_model_passes_at_saturation(dtype, label):
     assert float(got) == pytest.approx(1.0 if label == 0.0 else -1.0, rel=1e-3)
 
 
-@pytest.mark.parametrize("loss", [nn.BCELoss(), nn.BCEWithLogitsLoss()], ids=lambda m:
-                         type(m).__name__)
+@pytest.mark.parametrize(
+    "loss", [nn.BCELoss(), nn.BCEWithLogitsLoss()], ids=lambda m: type(m).__name__
+)
 def test_float16_works(loss):
     problem = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=2, dtype="float16")
     impl = from_module(loss)
@@ -112,8 +126,9 @@ def test_float16_works(loss):
 def test_bfloat16_when_declared():
     pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
     interior = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=2, dtype="bfloat16")
-    saturated = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=2,
-                               dtype="bfloat16", output_shift=60.0)
+    saturated = random_problem(
+        (3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=2, dtype="bfloat16", output_shift=60.0
+    )
     logits = from_module(nn.BCEWithLogitsLoss(), dtypes=("bfloat16",))
     probabilities = from_module(nn.BCELoss(), dtypes=("bfloat16",))
     assert check_problem(logits, interior).verdict is Verdict.PASS
@@ -142,8 +157,10 @@ def test_gradients_equal_autograd_by_hand():
 
 def test_sum_reduction_is_converted_to_the_mean():
     problem = random_problem((3, 4, 2), ("tanh", "sigmoid"), batch=4, seed=3)
-    assert check_problem(from_module(nn.BCEWithLogitsLoss(reduction="sum")),
-                         problem).verdict is Verdict.PASS
+    assert (
+        check_problem(from_module(nn.BCEWithLogitsLoss(reduction="sum")), problem).verdict
+        is Verdict.PASS
+    )
 
 
 def test_mse_and_cross_entropy_modules():
@@ -239,6 +256,7 @@ def test_function_that_returns_a_vector_is_an_error():
 
 def test_search_drives_the_adapter():
     from gradverify.exploration import search
+
     seen = []
     inner = from_module(nn.BCEWithLogitsLoss(), dtypes=("float32", "float64"))
 
@@ -246,8 +264,12 @@ def test_search_drives_the_adapter():
 
     caps = capabilities_of(inner)
 
-    @supports(activations=caps.activations, losses=caps.losses, dtypes=caps.dtypes,
-              name="torch:BCEWithLogitsLoss")
+    @supports(
+        activations=caps.activations,
+        losses=caps.losses,
+        dtypes=caps.dtypes,
+        name="torch:BCEWithLogitsLoss",
+    )
     def recording(weights, biases, x, y, *, activations, loss):
         seen.append((x.dtype.name, tuple(w.shape for w in weights), x.shape[1], activations))
         return inner(weights, biases, x, y, activations=activations, loss=loss)

@@ -27,9 +27,11 @@ from gradverify.model.network import NetworkSpec, Problem
 SEEDS = [0, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(1, 5))]
 DTYPES = ("float32", "float64")
 # hidden activations: both in one search by default; each on its own under -m slow
-HIDDEN = [pytest.param(("sigmoid", "tanh"), id="sigmoid+tanh"),
-          pytest.param(("sigmoid",), id="sigmoid", marks=pytest.mark.slow),
-          pytest.param(("tanh",), id="tanh", marks=pytest.mark.slow)]
+HIDDEN = [
+    pytest.param(("sigmoid", "tanh"), id="sigmoid+tanh"),
+    pytest.param(("sigmoid",), id="sigmoid", marks=pytest.mark.slow),
+    pytest.param(("tanh",), id="tanh", marks=pytest.mark.slow),
+]
 
 
 def _with_output(hidden, output):
@@ -137,8 +139,14 @@ def test_the_strict_policy_gives_textbook_hidden_derivatives_their_old_verdict()
 def _cancelling_softmax_problem(a: float, c: float) -> Problem:
     """Two samples with logits (t, 0) and (0, t): db2 = 0 exactly, by cancellation."""
     spec = NetworkSpec((2, 2, 2), ("tanh", "identity"), "softmax_ce")
-    return Problem.from_arrays(spec, [np.eye(2) * a, np.eye(2) * c], [np.zeros(2), np.zeros(2)],
-                               np.eye(2), np.eye(2), "float64")
+    return Problem.from_arrays(
+        spec,
+        [np.eye(2) * a, np.eye(2) * c],
+        [np.zeros(2), np.zeros(2)],
+        np.eye(2),
+        np.eye(2),
+        "float64",
+    )
 
 
 def _passes_where_the_exact_gradient_is_zero(impl):
@@ -168,8 +176,10 @@ def _torch_module(loss, **kwargs):
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_torch_bce_with_logits_passes(seed, hidden):
-    impl = _torch_module(lambda: __import__("torch").nn.BCEWithLogitsLoss(),
-                         activations=_with_output(hidden, "sigmoid"))
+    impl = _torch_module(
+        lambda: __import__("torch").nn.BCEWithLogitsLoss(),
+        activations=_with_output(hidden, "sigmoid"),
+    )
     result = _search(impl, seed)
     assert result.verdict is Verdict.PASS, str(result)
 
@@ -177,23 +187,26 @@ def test_torch_bce_with_logits_passes(seed, hidden):
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_torch_mse_passes(seed, hidden):
-    impl = _torch_module(lambda: __import__("torch").nn.MSELoss(),
-                         activations=_with_output(hidden, "sigmoid"))
+    impl = _torch_module(
+        lambda: __import__("torch").nn.MSELoss(), activations=_with_output(hidden, "sigmoid")
+    )
     result = _search(impl, seed)
     assert result.verdict is Verdict.PASS, str(result)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_torch_tanh_cross_entropy_passes(seed):
-    impl = _torch_module(lambda: __import__("torch").nn.CrossEntropyLoss(),
-                         activations=("tanh", "identity"))
+    impl = _torch_module(
+        lambda: __import__("torch").nn.CrossEntropyLoss(), activations=("tanh", "identity")
+    )
     result = _search(impl, seed)
     assert result.verdict is Verdict.PASS, str(result)
 
 
 def test_torch_cross_entropy_passes_where_an_exact_gradient_entry_is_zero():
-    impl = _torch_module(lambda: __import__("torch").nn.CrossEntropyLoss(),
-                         activations=("tanh", "identity"))
+    impl = _torch_module(
+        lambda: __import__("torch").nn.CrossEntropyLoss(), activations=("tanh", "identity")
+    )
     _passes_where_the_exact_gradient_is_zero(impl)
 
 
@@ -214,8 +227,13 @@ def _jax_log_sigmoid_model():
         per_element = -(y * jax.nn.log_sigmoid(logits) + (1 - y) * jax.nn.log_sigmoid(-logits))
         return jnp.mean(per_element)
 
-    return from_function(loss_fn, losses=("bce",), activations=("sigmoid", "tanh"),
-                         dtypes=DTYPES, name="jax:log_sigmoid")
+    return from_function(
+        loss_fn,
+        losses=("bce",),
+        activations=("sigmoid", "tanh"),
+        dtypes=DTYPES,
+        name="jax:log_sigmoid",
+    )
 
 
 @pytest.mark.parametrize("hidden", HIDDEN)
@@ -256,7 +274,6 @@ def test_a_clamped_denominator_is_unstable(seed, hidden):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_torch_bce_loss_after_a_sigmoid_is_unstable(seed):
-    impl = _torch_module(lambda: __import__("torch").nn.BCELoss(),
-                         activations=("sigmoid", "tanh"))
+    impl = _torch_module(lambda: __import__("torch").nn.BCELoss(), activations=("sigmoid", "tanh"))
     result = _search(impl, seed)
     assert result.verdict is Verdict.UNSTABLE, str(result)

@@ -58,8 +58,7 @@ def _backward(weights, hs, zs, delta, derivative):
     return dw, db
 
 
-@supports(activations=("sigmoid", "tanh"), losses=("bce",), dtypes=("float64",),
-          name="times-two")
+@supports(activations=("sigmoid", "tanh"), losses=("bce",), dtypes=("float64",), name="times-two")
 def times_two(weights, biases, x, y, *, activations, loss):
     dw, db = stable_backprop(weights, biases, x, y, activations=activations, loss=loss)
     return [2 * w for w in dw], [2 * b for b in db]
@@ -69,16 +68,21 @@ def times_two(weights, biases, x, y, *, activations, loss):
 def h_one_minus_h(weights, biases, x, y, *, activations, loss):
     """sigmoid'(h) written h(1 - h), with the pre-activation, instead of z(1 - z)."""
     hs, zs = _layers(weights, biases, x, activations)
-    return _backward(weights, hs, zs, (zs[-1] - y) / y.size,
-                     lambda i: hs[i] * (1 - hs[i]))
+    return _backward(weights, hs, zs, (zs[-1] - y) / y.size, lambda i: hs[i] * (1 - hs[i]))
 
 
 @supports(losses=("bce",), dtypes=("float64",), name="float32-inside")
 def float32_inside(weights, biases, x, y, *, activations, loss):
     """Computes in float32 and returns float64."""
     f32 = np.float32
-    dw, db = stable_backprop([w.astype(f32) for w in weights], [b.astype(f32) for b in biases],
-                             x.astype(f32), y.astype(f32), activations=activations, loss=loss)
+    dw, db = stable_backprop(
+        [w.astype(f32) for w in weights],
+        [b.astype(f32) for b in biases],
+        x.astype(f32),
+        y.astype(f32),
+        activations=activations,
+        loss=loss,
+    )
     return [a.astype(x.dtype) for a in dw], [a.astype(x.dtype) for a in db]
 
 
@@ -86,8 +90,13 @@ def float32_inside(weights, biases, x, y, *, activations, loss):
 def bce_only(weights, biases, x, y, *, activations, loss):
     """A sigmoid output and the fused BCE delta, whatever loss was asked for."""
     hs, zs = _layers(weights, biases, x, activations, output="sigmoid")
-    return _backward(weights, hs, zs, (zs[-1] - y) / y.size,
-                     lambda i: activation(activations[i]).derivative(hs[i]))
+    return _backward(
+        weights,
+        hs,
+        zs,
+        (zs[-1] - y) / y.size,
+        lambda i: activation(activations[i]).derivative(hs[i]),
+    )
 
 
 @supports(activations=("sigmoid", "tanh"), dtypes=("float64",), name="negated")
@@ -103,8 +112,11 @@ def not_written(weights, biases, x, y, *, activations, loss):
 
 
 def _factor_hints(diagnosis):
-    return [h for h in diagnosis
-            if "factor" in h or "times the exact gradient" in h or "sign is flipped" in h]
+    return [
+        h
+        for h in diagnosis
+        if "factor" in h or "times the exact gradient" in h or "sign is flipped" in h
+    ]
 
 
 # --- a constant factor --------------------------------------------------------------------
@@ -113,8 +125,10 @@ def _factor_hints(diagnosis):
 def test_a_true_factor_of_two_is_named():
     result = search(times_two, **FAST)
     assert result.verdict is Verdict.INCORRECT, str(result)
-    assert any(h.startswith("off by a constant factor") and re.search(r"equal (2|.*\(2\)) times", h)
-               for h in result.diagnosis), "\n".join(result.diagnosis)
+    assert any(
+        h.startswith("off by a constant factor") and re.search(r"equal (2|.*\(2\)) times", h)
+        for h in result.diagnosis
+    ), "\n".join(result.diagnosis)
 
 
 @pytest.mark.parametrize("seed", [SEED, 1])
@@ -147,23 +161,27 @@ def test_a_bce_only_implementation_is_told_it_fails_only_with_softmax_ce():
     result = search(bce_only, losses=("bce", "softmax_ce"), **FAST)
     assert result.verdict is Verdict.INCORRECT, str(result)
     assert result.counterexample.spec.loss == "softmax_ce"
-    assert ("incorrect only with loss softmax_ce: the same network with loss bce passes"
-            in result.diagnosis), "\n".join(result.diagnosis)
+    assert (
+        "incorrect only with loss softmax_ce: the same network with loss bce passes"
+        in result.diagnosis
+    ), "\n".join(result.diagnosis)
 
 
 def test_a_failure_with_every_loss_names_no_loss():
     result = search(negated, losses=("bce", "softmax_ce"), **FAST)
     assert result.verdict is Verdict.INCORRECT, str(result)
-    assert not any("with loss" in h or "only with" in h for h in result.diagnosis), \
-        "\n".join(result.diagnosis)
+    assert not any("with loss" in h or "only with" in h for h in result.diagnosis), "\n".join(
+        result.diagnosis
+    )
 
 
 # --- each fact once -----------------------------------------------------------------------
 
 
 def test_each_dtype_threshold_is_stated_once():
-    result = search(naive_bce_backprop, dtypes=("float32", "float64"), seed=SEED,
-                    max_examples=40, database=None)
+    result = search(
+        naive_bce_backprop, dtypes=("float32", "float64"), seed=SEED, max_examples=40, database=None
+    )
     text = str(result)
     thresholds = {d: s.threshold_saturation for d, s in result.per_dtype.items()}
     assert all(t is not None for t in thresholds.values()), text
@@ -194,7 +212,8 @@ def test_an_error_verdict_shows_no_bits_of_error_anywhere():
 
 def test_the_pytest_summary_line_shows_no_bits_for_an_error(pytester, monkeypatch):
     monkeypatch.setenv("CI", "true")
-    pytester.makepyfile(test_sample='''
+    pytester.makepyfile(
+        test_sample="""
         import numpy as np
         from gradverify.engine.implementations import stable_backprop, supports
 
@@ -212,12 +231,17 @@ def test_the_pytest_summary_line_shows_no_bits_for_an_error(pytester, monkeypatc
 
         def test_incorrect(gradverify):
             gradverify.check(doubled)
-    ''')
-    result = pytester.runpytest_inprocess("--gradverify-max-examples=5",
-                                          f"--gradverify-seed={SEED}", "-p", "no:cacheprovider")
+    """
+    )
+    result = pytester.runpytest_inprocess(
+        "--gradverify-max-examples=5", f"--gradverify-seed={SEED}", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(failed=2)
-    lines = [line for line in result.outlines
-             if line.startswith(("ERROR ", "INCORRECT ")) and "test_sample.py::" in line]
+    lines = [
+        line
+        for line in result.outlines
+        if line.startswith(("ERROR ", "INCORRECT ")) and "test_sample.py::" in line
+    ]
     by_verdict = {line.split()[0]: line for line in lines}
     assert set(by_verdict) == {"ERROR", "INCORRECT"}, lines
     assert "bits" not in by_verdict["ERROR"]

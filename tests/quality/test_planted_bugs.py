@@ -35,8 +35,20 @@ def _derivative(name, h):
     return activation(name).derivative(h)
 
 
-def _textbook(weights, biases, x, y, activations, *, output_delta=None, back=None,
-              derivative=_derivative, weight_grad=None, bias_grad=None, hidden_delta=None):
+def _textbook(
+    weights,
+    biases,
+    x,
+    y,
+    activations,
+    *,
+    output_delta=None,
+    back=None,
+    derivative=_derivative,
+    weight_grad=None,
+    bias_grad=None,
+    hidden_delta=None,
+):
     """The correct recursion; each keyword replaces one step (that is where a bug goes)."""
     hs, zs = [], [x]
     for W, b, name in zip(weights, biases, activations, strict=True):
@@ -67,8 +79,7 @@ def textbook_backprop(weights, biases, x, y, *, activations, loss):
 @supports(**DECLARED, name="sign")
 def sign_flip_backprop(weights, biases, x, y, *, activations, loss):
     """Output delta written as (y - z)/N: every gradient has the wrong sign."""
-    return _textbook(weights, biases, x, y, activations,
-                     output_delta=lambda z, y: (y - z) / y.size)
+    return _textbook(weights, biases, x, y, activations, output_delta=lambda z, y: (y - z) / y.size)
 
 
 @supports(**DECLARED, name="scale")
@@ -80,6 +91,7 @@ def sum_not_mean_backprop(weights, biases, x, y, *, activations, loss):
 @supports(**DECLARED, name="transpose")
 def square_transpose_backprop(weights, biases, x, y, *, activations, loss):
     """Back-propagates through W_i instead of W_i^T; only square layers get past the shapes."""
+
     def back(W, delta):
         return (W if W.shape[0] == W.shape[1] else W.T) @ delta
 
@@ -89,13 +101,13 @@ def square_transpose_backprop(weights, biases, x, y, *, activations, loss):
 @supports(**DECLARED, name="no-derivative")
 def missing_derivative_backprop(weights, biases, x, y, *, activations, loss):
     """Forgets the act'(h_{i-1}) factor of the hidden deltas."""
-    return _textbook(weights, biases, x, y, activations,
-                     derivative=lambda name, h: np.ones_like(h))
+    return _textbook(weights, biases, x, y, activations, derivative=lambda name, h: np.ones_like(h))
 
 
 @supports(**DECLARED, name="deep")
 def deep_layers_backprop(weights, biases, x, y, *, activations, loss):
     """Below the last hidden layer, evaluates act' at z_{i-1} instead of h_{i-1}."""
+
     def hidden_delta(i, depth, pre, hs, zs, acts):
         at = hs[i - 1] if i == depth - 1 else zs[i]
         return pre * _derivative(acts[i - 1], at)
@@ -106,6 +118,7 @@ def deep_layers_backprop(weights, biases, x, y, *, activations, loss):
 @supports(**DECLARED, name="width-1")
 def single_unit_backprop(weights, biases, x, y, *, activations, loss):
     """A 'scalar' fast path for one-unit hidden layers that skips act'(h)."""
+
     def hidden_delta(i, depth, pre, hs, zs, acts):
         if pre.shape[0] == 1:
             return pre
@@ -117,13 +130,20 @@ def single_unit_backprop(weights, biases, x, y, *, activations, loss):
 @supports(**DECLARED, name="batch")
 def batch_sum_first_backprop(weights, biases, x, y, *, activations, loss):
     """Sums over the batch before the outer product: (sum delta)(sum z)^T, not delta z^T."""
-    return _textbook(weights, biases, x, y, activations,
-                     weight_grad=lambda delta, z: np.outer(delta.sum(axis=1), z.sum(axis=1)))
+    return _textbook(
+        weights,
+        biases,
+        x,
+        y,
+        activations,
+        weight_grad=lambda delta, z: np.outer(delta.sum(axis=1), z.sum(axis=1)),
+    )
 
 
 @supports(**DECLARED, name="tanh")
 def tanh_typo_backprop(weights, biases, x, y, *, activations, loss):
     """tanh'(h) written as 1 - tanh(h) (the square is missing); other activations are right."""
+
     def derivative(name, h):
         return 1 - np.tanh(h) if name == "tanh" else _derivative(name, h)
 
@@ -140,8 +160,13 @@ def bias_before_derivative_backprop(weights, biases, x, y, *, activations, loss)
 def float16_inside_backprop(weights, biases, x, y, *, activations, loss):
     """Computes everything in float16 and returns float64 (a silent precision loss)."""
     half = np.float16
-    dw, db = _textbook([w.astype(half) for w in weights], [b.astype(half) for b in biases],
-                       x.astype(half), y.astype(half), activations)
+    dw, db = _textbook(
+        [w.astype(half) for w in weights],
+        [b.astype(half) for b in biases],
+        x.astype(half),
+        y.astype(half),
+        activations,
+    )
     return [g.astype(x.dtype) for g in dw], [g.astype(x.dtype) for g in db]
 
 
@@ -188,10 +213,16 @@ def test_planted_bug_is_found_shrunk_named_and_reproduced(kind):
     reproduced = namespace["result"]
     assert reproduced.verdict is Verdict.INCORRECT
     assert reproduced.problem.spec == ce.spec
-    for mine, theirs in zip((*reproduced.problem.weights, *reproduced.problem.biases,
-                             reproduced.problem.x, reproduced.problem.y),
-                            (*ce.problem.weights, *ce.problem.biases, ce.problem.x, ce.problem.y),
-                            strict=True):
+    for mine, theirs in zip(
+        (
+            *reproduced.problem.weights,
+            *reproduced.problem.biases,
+            reproduced.problem.x,
+            reproduced.problem.y,
+        ),
+        (*ce.problem.weights, *ce.problem.biases, ce.problem.x, ce.problem.y),
+        strict=True,
+    ):
         assert mine.dtype == theirs.dtype and mine.tobytes() == theirs.tobytes()
 
 
@@ -221,15 +252,17 @@ def _sigmoid_rounds_to_one_from(dtype) -> float:
             lo = mid
     first = np.array(hi, dtype=ints).view(dtype)
     if dtype is np.float32:  # every float32 in the next 10% rounds to 1 as well
-        span = np.arange(hi, int(np.array(first * dtype(1.1), dtype=dtype).view(ints)),
-                         dtype=ints).view(dtype)
+        span = np.arange(
+            hi, int(np.array(first * dtype(1.1), dtype=dtype).view(ints)), dtype=ints
+        ).view(dtype)
         assert np.all(one / (one + np.exp(-span)) == one)
     return float(first)
 
 
 def test_naive_bce_is_unstable_with_the_lattice_threshold(tmp_path):
-    naive_result = search(naive_bce_backprop, dtypes=("float32", "float64"), seed=SEED,
-                          database=None)
+    naive_result = search(
+        naive_bce_backprop, dtypes=("float32", "float64"), seed=SEED, database=None
+    )
     assert naive_result.verdict is Verdict.UNSTABLE, str(naive_result)
     for name, dtype in (("float32", np.float32), ("float64", np.float64)):
         summary = naive_result.per_dtype[name]
@@ -244,7 +277,8 @@ def test_naive_bce_is_unstable_with_the_lattice_threshold(tmp_path):
     # the reproduction snippet runs on its own, in a fresh interpreter
     script = tmp_path / "reproduce.py"
     script.write_text(naive_result.reproduction)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert "-> UNSTABLE" in done.stdout

@@ -33,8 +33,7 @@ def rosenbrock_grad(t):
 
 
 def mp_rosenbrock(ctx, t):
-    return ctx.fsum(100 * (t[i + 1] - t[i] ** 2) ** 2 + (1 - t[i]) ** 2
-                    for i in range(len(t) - 1))
+    return ctx.fsum(100 * (t[i + 1] - t[i] ** 2) ** 2 + (1 - t[i]) ** 2 for i in range(len(t) - 1))
 
 
 def exact_rosenbrock_grad(t):
@@ -118,8 +117,9 @@ def test_the_exact_reference_sees_errors_finite_differences_cannot():
 
 
 def test_a_user_tolerance_is_honoured():
-    result = check_function(rosenbrock, wrong_in_one_entry, THETA, mp_fun=mp_rosenbrock,
-                            tolerance=1e-3)
+    result = check_function(
+        rosenbrock, wrong_in_one_entry, THETA, mp_fun=mp_rosenbrock, tolerance=1e-3
+    )
     assert result.verdict is Verdict.PASS
     assert result.tolerance == 1e-3
 
@@ -152,10 +152,10 @@ def test_a_raising_gradient_is_an_error():
 
 
 def test_wrong_shape_and_dtype_are_errors():
-    assert "returned shape (5,); expected (6,)" in _error_message(
-        lambda t: rosenbrock_grad(t)[:5])
+    assert "returned shape (5,); expected (6,)" in _error_message(lambda t: rosenbrock_grad(t)[:5])
     assert "returned float64; expected float32" in _error_message(
-        lambda t: rosenbrock_grad(t).astype(np.float64), dtype="float32")
+        lambda t: rosenbrock_grad(t).astype(np.float64), dtype="float32"
+    )
 
 
 def test_modifying_theta_in_place_is_an_error():

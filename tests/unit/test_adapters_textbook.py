@@ -33,8 +33,9 @@ class Network:
         self.num_layers = len(sizes)
         self.sizes = sizes
         self.biases = [rng.standard_normal((y, 1)) for y in sizes[1:]]
-        self.weights = [rng.standard_normal((y, x))
-                        for x, y in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.weights = [
+            rng.standard_normal((y, x)) for x, y in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
 
     def output_delta(self, a, y, z):
         return a - y
@@ -157,8 +158,9 @@ def test_quadratic_cost_with_cost_factor_checks_as_mse():
 
 def test_reduction_mean_is_converted_and_a_wrong_declaration_is_caught():
     problem = random_problem((3, 4, 2), ("sigmoid", "sigmoid"), batch=4, seed=5)
-    assert check_problem(from_network(MeanNetwork, reduction="mean"),
-                         problem).verdict is Verdict.PASS
+    assert (
+        check_problem(from_network(MeanNetwork, reduction="mean"), problem).verdict is Verdict.PASS
+    )
     # declared "sum" while it returns means: off by the number of outputs (2)
     result = check_problem(from_network(MeanNetwork, reduction="sum"), problem)
     assert result.verdict is Verdict.INCORRECT
@@ -167,8 +169,9 @@ def test_reduction_mean_is_converted_and_a_wrong_declaration_is_caught():
 
 def test_batched_objects_get_the_whole_batch():
     problem = random_problem((3, 4, 2), ("sigmoid", "sigmoid"), batch=6, seed=6)
-    assert check_problem(from_network(BatchedNetwork, batched=True),
-                         problem).verdict is Verdict.PASS
+    assert (
+        check_problem(from_network(BatchedNetwork, batched=True), problem).verdict is Verdict.PASS
+    )
 
 
 def test_a_malformed_return_is_an_error_with_a_clear_message():

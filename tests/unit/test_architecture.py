@@ -42,7 +42,9 @@ def two_layers(weights, biases, x, y, *, activations, loss):
 
 declared_two_layers = supports(depth=2)(
     lambda weights, biases, x, y, *, activations, loss: two_layers(
-        weights, biases, x, y, activations=activations, loss=loss))
+        weights, biases, x, y, activations=activations, loss=loss
+    )
+)
 
 
 class Recorder:
@@ -77,19 +79,25 @@ def test_a_declaration_is_normalised_to_ranges():
     assert capabilities_of(declared_two_layers).depth == (2, 2)
 
 
-@pytest.mark.parametrize("declared, message", [
-    ({"depth": 0}, "depth must be a positive integer or a (min, max) pair"),
-    ({"depth": (3, 2)}, "depth range (3, 2) is empty"),
-    ({"depth": (1, 2, 3)}, "depth must be a positive integer or a (min, max) pair"),
-    ({"depth": 2.0}, "got 2.0"),
-    ({"depth": True}, "got True"),
-    ({"batch": -1}, "batch must be a positive integer"),
-    ({"widths": (3,)}, "at least 2 entries"),
-    ({"widths": (3, 0, 1)}, "entry 1 is 0"),
-    ({"widths": "3,4,1"}, "widths lists the input width"),
-    ({"widths": (784, 30, 10), "depth": 3}, "a network of depth 2"),
-    ({"widths": (3, 1), "losses": ("bce", "softmax_ce")}, "'softmax_ce' needs at least 2 outputs"),
-])
+@pytest.mark.parametrize(
+    "declared, message",
+    [
+        ({"depth": 0}, "depth must be a positive integer or a (min, max) pair"),
+        ({"depth": (3, 2)}, "depth range (3, 2) is empty"),
+        ({"depth": (1, 2, 3)}, "depth must be a positive integer or a (min, max) pair"),
+        ({"depth": 2.0}, "got 2.0"),
+        ({"depth": True}, "got True"),
+        ({"batch": -1}, "batch must be a positive integer"),
+        ({"widths": (3,)}, "at least 2 entries"),
+        ({"widths": (3, 0, 1)}, "entry 1 is 0"),
+        ({"widths": "3,4,1"}, "widths lists the input width"),
+        ({"widths": (784, 30, 10), "depth": 3}, "a network of depth 2"),
+        (
+            {"widths": (3, 1), "losses": ("bce", "softmax_ce")},
+            "'softmax_ce' needs at least 2 outputs",
+        ),
+    ],
+)
 def test_a_contradictory_declaration_is_a_clear_error(declared, message):
     with pytest.raises(ValueError) as info:
         supports(**declared)
@@ -129,9 +137,11 @@ def test_an_undeclared_two_layer_implementation_is_told_how_to_declare_it():
     assert result.verdict is Verdict.ERROR
     message = result.counterexample.message
     assert "not enough values to unpack" in message
-    assert ("it works with depth 2 but raised ValueError at depth 1: if it handles only some "
-            "architectures, declare them with @gradverify.supports(depth=2) (or --depth 2, or "
-            "depth = 2 in [[tool.gradverify.implementations]])") in message
+    assert (
+        "it works with depth 2 but raised ValueError at depth 1: if it handles only some "
+        "architectures, declare them with @gradverify.supports(depth=2) (or --depth 2, or "
+        "depth = 2 in [[tool.gradverify.implementations]])"
+    ) in message
     assert "@gradverify.supports(depth=2)" in str(result)
 
 
@@ -153,8 +163,10 @@ def test_a_range_of_working_depths_is_suggested_as_a_range():
 
     message = search(at_least_two, **FAST).counterexample.message
     assert "it works with depths 2 to 3 but raised ValueError at depth 1" in message
-    assert ("@gradverify.supports(depth=(2, 3)) (or --depth 2,3, or depth = [2, 3] in "
-            "[[tool.gradverify.implementations]])") in message
+    assert (
+        "@gradverify.supports(depth=(2, 3)) (or --depth 2,3, or depth = [2, 3] in "
+        "[[tool.gradverify.implementations]])"
+    ) in message
 
 
 def test_every_problem_run_has_the_declared_widths_and_batch():
@@ -181,8 +193,9 @@ def test_a_declared_depth_range_is_kept_by_minimiser_and_hints():
 
 def test_condition_variants_outside_the_declaration_are_skipped():
     spec = NetworkSpec((1, 1, 1), ("tanh", "sigmoid"), "bce")
-    problem = Problem.from_arrays(spec, [np.ones((1, 1))] * 2, [np.zeros(1)] * 2,
-                                  np.ones((1, 2)), np.zeros((1, 2)), "float64")
+    problem = Problem.from_arrays(
+        spec, [np.ones((1, 1))] * 2, [np.zeros(1)] * 2, np.ones((1, 2)), np.zeros((1, 2)), "float64"
+    )
     caps = Capabilities(widths=(1, 1, 1), batch=2)
     checked = []
 
@@ -190,8 +203,13 @@ def test_condition_variants_outside_the_declaration_are_skipped():
         checked.append(p)
         return "incorrect"
 
-    condition_hints(problem, verdict_of, "incorrect", ("tanh", "relu"),
-                    admits=lambda p: caps.admits(p.spec.widths, p.batch_size))
+    condition_hints(
+        problem,
+        verdict_of,
+        "incorrect",
+        ("tanh", "relu"),
+        admits=lambda p: caps.admits(p.spec.widths, p.batch_size),
+    )
     assert len(checked) > 1  # the activation variant ran
     assert all(p.spec.widths == (1, 1, 1) and p.batch_size == 2 for p in checked)
 
@@ -208,8 +226,13 @@ def test_large_declared_widths_run_in_reasonable_time():
 # The scanner builds its probe networks inside it
 # ---------------------------------------------------------------------------
 
-SCAN = {"dtypes": ("float16",), "labels": (0.0,), "sweep_points": 0, "check_points": 8,
-        "neighbourhood": 2}
+SCAN = {
+    "dtypes": ("float16",),
+    "labels": (0.0,),
+    "sweep_points": 0,
+    "check_points": 8,
+    "neighbourhood": 2,
+}
 
 
 def test_the_scanner_probes_inside_the_declared_architecture():
@@ -267,11 +290,14 @@ def returns_wrong_shapes(weights, biases, x, y, *, activations, loss):
     return [np.zeros((w.shape[0] + 1, w.shape[1]), w.dtype) for w in dw], db
 
 
-@pytest.mark.parametrize("fn, message", [
-    (returns_a_dict, "expected (dweights, dbiases): two sequences"),
-    (returns_one_too_many, "arrays in dweights (one per layer); got"),
-    (returns_wrong_shapes, "expected dweights[0] to have shape"),
-])
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (returns_a_dict, "expected (dweights, dbiases): two sequences"),
+        (returns_one_too_many, "arrays in dweights (one per layer); got"),
+        (returns_wrong_shapes, "expected dweights[0] to have shape"),
+    ],
+)
 def test_a_protocol_error_stops_the_search_at_once(fn, message):
     counted = Counting(fn)
     result = search(counted, seed=0, max_examples=100, database=None)  # float32 and float64

@@ -31,8 +31,9 @@ def _ordered_sum(terms: np.ndarray, order: tuple[int, ...], dtype: np.dtype) -> 
     return acc
 
 
-def _backprop_in_order(problem: Problem, orders: dict[int, tuple[int, ...]],
-                       formulation: str) -> list[np.ndarray]:
+def _backprop_in_order(
+    problem: Problem, orders: dict[int, tuple[int, ...]], formulation: str
+) -> list[np.ndarray]:
     """dW_1, db_1, ... computed in the problem's dtype with the given sum orders."""
     dt = problem.dtype
     spec = problem.spec
@@ -40,8 +41,12 @@ def _backprop_in_order(problem: Problem, orders: dict[int, tuple[int, ...]],
     zs, hs = [problem.x], []
     for W, b, act in zip(problem.weights, problem.biases, acts, strict=True):
         # terms[j, r, c] = W[r, j] z[j, c], then the bias as the last term
-        terms = np.concatenate([(W.T[:, :, None] * zs[-1][:, None, :]).astype(dt),
-                                np.broadcast_to(b[None, :, None], (1, *b.shape, zs[-1].shape[1]))])
+        terms = np.concatenate(
+            [
+                (W.T[:, :, None] * zs[-1][:, None, :]).astype(dt),
+                np.broadcast_to(b[None, :, None], (1, *b.shape, zs[-1].shape[1])),
+            ]
+        )
         h = _ordered_sum(terms, orders[terms.shape[0]], dt)
         hs.append(h)
         zs.append(act.forward(h))
@@ -49,24 +54,30 @@ def _backprop_in_order(problem: Problem, orders: dict[int, tuple[int, ...]],
     loss = loss_function(spec.loss)
     if spec.loss == "mse":
         act = acts[-1]
-        slope = (act.conventional_derivative(hs[-1], zs[-1]) if formulation == "autograd"
-                 else act.derivative(hs[-1]))
+        slope = (
+            act.conventional_derivative(hs[-1], zs[-1])
+            if formulation == "autograd"
+            else act.derivative(hs[-1])
+        )
         delta = loss.naive_output_gradient(zs[-1], y) * slope / n
     else:
         delta = loss.output_delta(hs[-1], zs[-1], y) / n
     out: list[np.ndarray] = [np.empty(0)] * (2 * spec.depth)
     for i in reversed(range(spec.depth)):
         # dW[r, j] = sum_c delta[r, c] z[j, c]; db[r] = sum_c delta[r, c]
-        out[2 * i] = _ordered_sum((delta.T[:, :, None] * zs[i].T[:, None, :]).astype(dt),
-                                  orders[delta.shape[1]], dt)
+        out[2 * i] = _ordered_sum(
+            (delta.T[:, :, None] * zs[i].T[:, None, :]).astype(dt), orders[delta.shape[1]], dt
+        )
         out[2 * i + 1] = _ordered_sum(delta.T, orders[delta.shape[1]], dt)
         if i > 0:
             W = problem.weights[i]
-            g = _ordered_sum((W[:, :, None] * delta[:, None, :]).astype(dt),
-                             orders[W.shape[0]], dt)
+            g = _ordered_sum((W[:, :, None] * delta[:, None, :]).astype(dt), orders[W.shape[0]], dt)
             act = acts[i - 1]
-            slope = (act.conventional_derivative(hs[i - 1], zs[i]) if formulation == "autograd"
-                     else act.derivative(hs[i - 1]))
+            slope = (
+                act.conventional_derivative(hs[i - 1], zs[i])
+                if formulation == "autograd"
+                else act.derivative(hs[i - 1])
+            )
             delta = g * slope
     return out
 
@@ -107,8 +118,7 @@ def test_no_summation_order_exceeds_the_bound(dtype, formulation):
         exact = [t[1] + t[2] for t in reference_gradients(problem).tensors()]
         bounds = rounding_error_bounds(problem, formulation)
         spec = problem.spec
-        lengths = {spec.widths[0] + 1, spec.widths[1] + 1, problem.batch_size,
-                   *spec.widths[1:]}
+        lengths = {spec.widths[0] + 1, spec.widths[1] + 1, problem.batch_size, *spec.widths[1:]}
         with np.errstate(all="ignore"):
             for orders in _all_orders(lengths):
                 result = _backprop_in_order(problem, orders, formulation)
@@ -127,9 +137,14 @@ def test_no_summation_order_exceeds_the_bound(dtype, formulation):
 def test_autograd_bound_allows_the_saturated_hidden_loss_that_stable_does_not():
     # one saturated sigmoid hidden unit (h = 12): z(1 - z) in float32 loses ~e^12 u
     spec = NetworkSpec((1, 1, 1), ("sigmoid", "sigmoid"), "bce")
-    problem = Problem.from_arrays(spec, [np.array([[12.0]]), np.array([[1.0]])],
-                                  [np.array([0.0]), np.array([0.0])], np.array([[1.0]]),
-                                  np.array([[1.0]]), "float32")
+    problem = Problem.from_arrays(
+        spec,
+        [np.array([[12.0]]), np.array([[1.0]])],
+        [np.array([0.0]), np.array([0.0])],
+        np.array([[1.0]]),
+        np.array([[1.0]]),
+        "float32",
+    )
     exact = reference_gradients(problem).tensors()
     autograd = _backprop_in_order(problem, {1: (0,), 2: (0, 1)}, "autograd")
     error = abs(float(autograd[0][0, 0]) - exact[0][1][0, 0])
@@ -143,23 +158,33 @@ def test_an_exact_zero_accepts_an_error_at_the_scale_of_the_cancelled_terms():
     # sigmoid(t) - 1 and sigmoid(-t) cancel exactly, so db1 is exactly 0, while the fused
     # float form (which rounds sigmoid(t) before subtracting 1) leaves ~1e-17
     spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
-    problem = Problem.from_arrays(spec, [np.array([[2.5]])], [np.array([0.0])],
-                                  np.array([[1.0, -1.0]]), np.array([[1.0, 0.0]]), "float64")
+    problem = Problem.from_arrays(
+        spec,
+        [np.array([[2.5]])],
+        [np.array([0.0])],
+        np.array([[1.0, -1.0]]),
+        np.array([[1.0, 0.0]]),
+        "float64",
+    )
     ref = reference_gradients(problem)
     assert ref.dbiases[0][0] == 0.0
-    _, dbiases = fused_bce_backprop(list(problem.weights), list(problem.biases), problem.x,
-                                    problem.y, activations=spec.activations, loss=spec.loss)
+    _, dbiases = fused_bce_backprop(
+        list(problem.weights),
+        list(problem.biases),
+        problem.x,
+        problem.y,
+        activations=spec.activations,
+        loss=spec.loss,
+    )
     assert dbiases[0][0] != 0.0
     floor = rounding_error_bounds(problem, "stable")[1]
     # without a floor the tensor's relative error is infinite ...
-    assert error_beyond_floor(dbiases[0], ref.dbiases[0], ref.dbiases_low[0], 0 * floor) \
-        == np.inf
+    assert error_beyond_floor(dbiases[0], ref.dbiases[0], ref.dbiases_low[0], 0 * floor) == np.inf
     # ... with it, the rounding at the scale of the cancelled terms is excused
     assert error_beyond_floor(dbiases[0], ref.dbiases[0], ref.dbiases_low[0], floor) == 0.0
     assert floor[0] < 1e-15  # about 2 u (|delta_1| + |delta_2|), not more
     # a real error at that entry is not excused
-    assert error_beyond_floor(np.array([1e-9]), ref.dbiases[0], ref.dbiases_low[0],
-                              floor) == np.inf
+    assert error_beyond_floor(np.array([1e-9]), ref.dbiases[0], ref.dbiases_low[0], floor) == np.inf
     result = check_problem(fused_bce_backprop, problem)
     assert result.verdict is Verdict.PASS, str(result)
 
@@ -168,8 +193,7 @@ def test_error_beyond_floor_is_normwise_over_what_the_floor_leaves():
     ref = np.array([3.0, 4.0])
     value = np.array([3.5, 4.0])
     assert error_beyond_floor(value, ref, np.zeros(2), np.zeros(2)) == pytest.approx(0.1)
-    assert error_beyond_floor(value, ref, np.zeros(2), np.array([0.25, 0.0])) \
-        == pytest.approx(0.05)
+    assert error_beyond_floor(value, ref, np.zeros(2), np.array([0.25, 0.0])) == pytest.approx(0.05)
     assert error_beyond_floor(value, ref, np.zeros(2), np.array([0.5, 0.0])) == 0.0
     assert error_beyond_floor(np.array([np.nan, 4.0]), ref, np.zeros(2), np.ones(2)) == np.inf
 

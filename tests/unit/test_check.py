@@ -115,8 +115,9 @@ def test_naive_passes_on_an_unsaturated_network(dtype):
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_naive_is_unstable_on_a_saturated_network(dtype):
-    problem = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, dtype=dtype,
-                             output_shift=60.0)
+    problem = random_problem(
+        (3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, dtype=dtype, output_shift=60.0
+    )
     result = check_problem(naive_bce_backprop, problem)
     assert result.verdict is Verdict.UNSTABLE, str(result)
     assert result.interior_verdict is Verdict.PASS
@@ -133,8 +134,9 @@ def test_epsilon_biases_float64_gradients_at_ordinary_values():
 
 
 def test_fused_passes_where_naive_breaks():
-    problem = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, dtype="float32",
-                             output_shift=60.0)
+    problem = random_problem(
+        (3, 4, 1), ("tanh", "sigmoid"), batch=4, seed=1, dtype="float32", output_shift=60.0
+    )
     assert check_problem(fused_bce_backprop, problem).verdict is Verdict.PASS
 
 
@@ -198,8 +200,10 @@ def hangs(weights, biases, x, y, *, activations, loss):
         (wrong_shape, "expected dweights[0] to have shape (4, 3); got shape (3, 4)"),
         (wrong_dtype, "expected dweights[0] in float32 (the dtype it was given); got float64"),
         (wrong_count, "expected 2 arrays in dweights (one per layer); got 1"),
-        (not_a_pair, "expected (dweights, dbiases): two sequences of 2 arrays each, in float32; "
-                     "got a dict"),
+        (
+            not_a_pair,
+            "expected (dweights, dbiases): two sequences of 2 arrays each, in float32; got a dict",
+        ),
         (modifies_input, "modified its input x in place"),
         (returns_nan, "inf/NaN entries at ordinary values"),
         (nondeterministic, "is nondeterministic"),
@@ -224,16 +228,22 @@ def test_row_layout_is_honoured():
     @supports(layout="rows", losses=("bce",))
     def rows_backprop(weights, biases, x, y, *, activations, loss):
         assert x.shape[0] == y.shape[0] == 3  # (batch, n)
-        return _fused(weights, biases, np.ascontiguousarray(x.T), np.ascontiguousarray(y.T),
-                      activations, loss)
+        return _fused(
+            weights, biases, np.ascontiguousarray(x.T), np.ascontiguousarray(y.T), activations, loss
+        )
 
     problem = random_problem((2, 4, 1), ("tanh", "sigmoid"), batch=3, seed=3)
     assert check_problem(rows_backprop, problem).verdict is Verdict.PASS
 
 
-@pytest.mark.parametrize("loss, activations", [("mse", ("tanh", "sigmoid")),
-                                               ("softmax_ce", ("tanh", "identity")),
-                                               ("mse", ("relu", "identity"))])
+@pytest.mark.parametrize(
+    "loss, activations",
+    [
+        ("mse", ("tanh", "sigmoid")),
+        ("softmax_ce", ("tanh", "identity")),
+        ("mse", ("relu", "identity")),
+    ],
+)
 def test_stable_baseline_passes_every_loss(loss, activations):
     problem = random_problem((3, 4, 3), activations, loss, batch=3, seed=4)
     result = check_problem(stable_backprop, problem)
@@ -296,8 +306,9 @@ def test_worst_bits_count_only_error_beyond_the_stable_baseline():
     problem = problem.astype("float64")
     from gradverify.model.network import Problem
 
-    ones = Problem.from_arrays(problem.spec, problem.weights, problem.biases, problem.x,
-                               np.ones_like(problem.y))
+    ones = Problem.from_arrays(
+        problem.spec, problem.weights, problem.biases, problem.x, np.ones_like(problem.y)
+    )
     fused = check_problem(fused_bce_backprop, ones)
     assert fused.verdict is Verdict.PASS
     assert max(t.max_bits for t in fused.tensors) > 40  # raw error against the exact value

@@ -20,12 +20,15 @@ def test_ulp_matches_numpy_spacing(dtype):
     rng = np.random.default_rng(0)
     dt = np.dtype(dtype)
     info = np.finfo(dt)
-    values = np.concatenate([
-        np.abs(rng.standard_normal(1000)) * 10.0 ** rng.integers(-30, 30, 1000),
-        [0.0, float(info.tiny), float(info.smallest_subnormal) * 7, 1.0, 2.0],
-    ]).astype(dt)
-    np.testing.assert_array_equal(ulp(values.astype(np.float64), dtype),
-                                  np.spacing(values).astype(np.float64))
+    values = np.concatenate(
+        [
+            np.abs(rng.standard_normal(1000)) * 10.0 ** rng.integers(-30, 30, 1000),
+            [0.0, float(info.tiny), float(info.smallest_subnormal) * 7, 1.0, 2.0],
+        ]
+    ).astype(dt)
+    np.testing.assert_array_equal(
+        ulp(values.astype(np.float64), dtype), np.spacing(values).astype(np.float64)
+    )
 
 
 @pytest.mark.skipif("bfloat16" not in available_dtypes(), reason="ml_dtypes is not installed")

@@ -60,15 +60,22 @@ def test_bias_only_and_first_bad_layer():
     p = random_problem((3, 4, 4, 1), ("tanh", "tanh", "sigmoid"), batch=3, seed=1)
     result = check_problem(bias_bug, p)
     assert "only bias gradients are wrong; every weight gradient agrees" in result.diagnosis
-    assert any("layer 1 is the first whose gradient disagrees; layers 2..3 agree" in h
-               for h in result.diagnosis), result.diagnosis
+    assert any(
+        "layer 1 is the first whose gradient disagrees; layers 2..3 agree" in h
+        for h in result.diagnosis
+    ), result.diagnosis
 
 
 def test_reduced_internal_precision_is_recognised():
     def half_precision(weights, biases, x, y, *, activations, loss):
-        dw, db = _fused([w.astype(np.float16) for w in weights],
-                        [b.astype(np.float16) for b in biases], x.astype(np.float16),
-                        y.astype(np.float16), activations=activations, loss=loss)
+        dw, db = _fused(
+            [w.astype(np.float16) for w in weights],
+            [b.astype(np.float16) for b in biases],
+            x.astype(np.float16),
+            y.astype(np.float16),
+            activations=activations,
+            loss=loss,
+        )
         return [a.astype(np.float64) for a in dw], [a.astype(np.float64) for a in db]
 
     p = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=3, seed=1)
@@ -85,14 +92,20 @@ def test_no_factor_claim_from_a_single_entry_or_a_factor_near_one():
         return [dw[0] * 0.9999, dw[1]], [db[0] * 0.9999, db[1]]
 
     spec = NetworkSpec((1, 1, 1), ("sigmoid", "sigmoid"), "bce")
-    p = Problem.from_arrays(spec, [np.array([[0.5]]), np.array([[1.0]])],
-                            [np.array([0.25]), np.array([0.5])], np.ones((1, 1)),
-                            np.zeros((1, 1)))
+    p = Problem.from_arrays(
+        spec,
+        [np.array([[0.5]]), np.array([[1.0]])],
+        [np.array([0.25]), np.array([0.5])],
+        np.ones((1, 1)),
+        np.zeros((1, 1)),
+    )
     result = check_problem(slightly_off, p)
     assert result.verdict.value == "incorrect"
     assert not any("factor" in h for h in result.diagnosis), result.diagnosis
-    assert any("layer 1 is the first whose gradient disagrees; layer 2 agrees" in h
-               for h in result.diagnosis), result.diagnosis
+    assert any(
+        "layer 1 is the first whose gradient disagrees; layer 2 agrees" in h
+        for h in result.diagnosis
+    ), result.diagnosis
 
 
 # ---------------------------------------------------------------------------
@@ -126,14 +139,22 @@ def hidden_h_one_minus_h(weights, biases, x, y, *, activations, loss):
 def _one_unit_problem(dtype="float64"):
     """1 -> 1 -> 1, batch 1: every gradient of a layer is a multiple of one number."""
     spec = NetworkSpec((1, 1, 1), ("sigmoid", "sigmoid"), "bce")
-    return Problem.from_arrays(spec, [np.array([[1.5]]), np.array([[-0.75]])],
-                               [np.array([0.5]), np.array([0.25])], np.array([[1.0]]),
-                               np.array([[0.0]]), dtype)
+    return Problem.from_arrays(
+        spec,
+        [np.array([[1.5]]), np.array([[-0.75]])],
+        [np.array([0.5]), np.array([0.25])],
+        np.array([[1.0]]),
+        np.array([[0.0]]),
+        dtype,
+    )
 
 
 def _factor_hints(diagnosis):
-    return [h for h in diagnosis if "factor" in h or "times the exact gradient" in h
-            or "sign is flipped" in h]
+    return [
+        h
+        for h in diagnosis
+        if "factor" in h or "times the exact gradient" in h or "sign is flipped" in h
+    ]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -141,8 +162,10 @@ def test_a_true_factor_of_two_is_named(dtype):
     p = random_problem((3, 4, 3), ("tanh", "sigmoid"), batch=3, seed=2, dtype=dtype)
     result = check_problem(_scaled(2.0), p)
     assert result.verdict is Verdict.INCORRECT
-    assert any(h.startswith("off by a constant factor: dW1, db1, dW2, db2 equal 2 times")
-               for h in result.diagnosis), result.diagnosis
+    assert any(
+        h.startswith("off by a constant factor: dW1, db1, dW2, db2 equal 2 times")
+        for h in result.diagnosis
+    ), result.diagnosis
 
 
 def test_a_wrong_hidden_derivative_claims_no_factor():
@@ -166,14 +189,17 @@ def test_a_wrong_hidden_derivative_claims_no_factor():
 def test_a_named_factor_needs_one_entry_a_fitted_one_needs_two():
     p = _one_unit_problem()
     flipped = check_problem(_scaled(-1.0), p)
-    assert any(h.startswith("the sign is flipped: dW1, db1, dW2, db2") for h in
-               flipped.diagnosis), flipped.diagnosis
+    assert any(
+        h.startswith("the sign is flipped: dW1, db1, dW2, db2") for h in flipped.diagnosis
+    ), flipped.diagnosis
     arbitrary = check_problem(_scaled(-0.85), p)  # one number off: no factor to speak of
     assert arbitrary.verdict is Verdict.INCORRECT
     assert _factor_hints(arbitrary.diagnosis) == [], arbitrary.diagnosis
     wide = random_problem((3, 4, 2), ("tanh", "sigmoid"), batch=3, seed=2)
-    assert any("equal 0.85 times" in h or "equal -0.85 times" in h
-               for h in check_problem(_scaled(-0.85), wide).diagnosis)
+    assert any(
+        "equal 0.85 times" in h or "equal -0.85 times" in h
+        for h in check_problem(_scaled(-0.85), wide).diagnosis
+    )
 
 
 def test_constant_factor_needs_agreeing_ratios_in_the_small_entries_too():
@@ -186,16 +212,24 @@ def test_constant_factor_needs_agreeing_ratios_in_the_small_entries_too():
 
 def _computed_in_float32(weights, biases, x, y, *, activations, loss):
     f32 = np.float32
-    dw, db = stable_backprop([w.astype(f32) for w in weights], [b.astype(f32) for b in biases],
-                             x.astype(f32), y.astype(f32), activations=activations, loss=loss)
+    dw, db = stable_backprop(
+        [w.astype(f32) for w in weights],
+        [b.astype(f32) for b in biases],
+        x.astype(f32),
+        y.astype(f32),
+        activations=activations,
+        loss=loss,
+    )
     return [a.astype(np.float64) for a in dw], [a.astype(np.float64) for a in db]
 
 
 def _rounded_to_float32_then_scaled(weights, biases, x, y, *, activations, loss):
     dw, db = stable_backprop(weights, biases, x, y, activations=activations, loss=loss)
-    nudge = 1 + 2.0 ** -40  # no longer float32 numbers, still within a float32 ulp
-    return ([a.astype(np.float32).astype(np.float64) * nudge for a in dw],
-            [a.astype(np.float32).astype(np.float64) * nudge for a in db])
+    nudge = 1 + 2.0**-40  # no longer float32 numbers, still within a float32 ulp
+    return (
+        [a.astype(np.float32).astype(np.float64) * nudge for a in dw],
+        [a.astype(np.float32).astype(np.float64) * nudge for a in db],
+    )
 
 
 def _precision_hints(diagnosis):
@@ -206,12 +240,16 @@ def test_computing_in_float32_is_recognised():
     p = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=3, seed=1)
     result = check_problem(_computed_in_float32, p)
     assert result.verdict is Verdict.INCORRECT
-    assert any("look like float32 precision (24 bits), and every entry is a float32 number" in h
-               for h in result.diagnosis), result.diagnosis
+    assert any(
+        "look like float32 precision (24 bits), and every entry is a float32 number" in h
+        for h in result.diagnosis
+    ), result.diagnosis
     result = check_problem(_rounded_to_float32_then_scaled, p)
-    assert any("look like float32 precision (24 bits), and every entry is within one float32 "
-               "ulp of the exact gradient rounded to float32" in h
-               for h in result.diagnosis), result.diagnosis
+    assert any(
+        "look like float32 precision (24 bits), and every entry is within one float32 "
+        "ulp of the exact gradient rounded to float32" in h
+        for h in result.diagnosis
+    ), result.diagnosis
 
 
 def test_a_bias_at_float32_level_is_not_called_float32_precision():
@@ -259,19 +297,23 @@ def test_loss_variant_keeps_the_network_and_fits_the_labels():
 
 def test_the_loss_a_failure_needs_is_named():
     p = random_problem((2, 3, 2), ("tanh", "identity"), "softmax_ce", batch=2, seed=4)
-    hints = condition_hints(p, _verdict_of(bce_only), "incorrect", ("tanh",),
-                            losses=("bce", "softmax_ce"))
+    hints = condition_hints(
+        p, _verdict_of(bce_only), "incorrect", ("tanh",), losses=("bce", "softmax_ce")
+    )
     assert "incorrect only with loss softmax_ce: the same network with loss bce passes" in hints
-    hints = condition_hints(p, _verdict_of(bce_only), "incorrect", ("tanh",),
-                            losses=("bce", "mse", "softmax_ce"))
-    assert ("incorrect with loss softmax_ce and with mse, but the same network with loss bce "
-            "passes") in hints
+    hints = condition_hints(
+        p, _verdict_of(bce_only), "incorrect", ("tanh",), losses=("bce", "mse", "softmax_ce")
+    )
+    assert (
+        "incorrect with loss softmax_ce and with mse, but the same network with loss bce passes"
+    ) in hints
 
 
 def test_a_failure_with_every_loss_names_no_loss():
     p = random_problem((2, 3, 2), ("tanh", "identity"), "softmax_ce", batch=2, seed=4)
-    hints = condition_hints(p, _verdict_of(_scaled(-1.0)), "incorrect", ("tanh",),
-                            losses=("bce", "mse", "softmax_ce"))
+    hints = condition_hints(
+        p, _verdict_of(_scaled(-1.0)), "incorrect", ("tanh",), losses=("bce", "mse", "softmax_ce")
+    )
     assert not any("loss" in h for h in hints), hints
 
 

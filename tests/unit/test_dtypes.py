@@ -31,8 +31,13 @@ from gradverify.report import load_schema, write_report
 pytest_plugins = ["pytester"]
 
 SKIPPED = "skipped bfloat16: ml_dtypes is not installed"
-QUICK_SCAN = {"sweep_points": 0, "check_points": 8, "neighbourhood": 2,
-              "hidden_activations": (), "labels": (0.0,)}
+QUICK_SCAN = {
+    "sweep_points": 0,
+    "check_points": 8,
+    "neighbourhood": 2,
+    "hidden_activations": (),
+    "labels": (0.0,),
+}
 
 
 @pytest.fixture
@@ -42,8 +47,14 @@ def without_ml_dtypes(monkeypatch):
 
 
 def quick_report(out):
-    return write_report(out, implementations={"fused": fused_bce_backprop}, max_examples=2,
-                        seed=0, progress=False, scan_options=QUICK_SCAN)
+    return write_report(
+        out,
+        implementations={"fused": fused_bce_backprop},
+        max_examples=2,
+        seed=0,
+        progress=False,
+        scan_options=QUICK_SCAN,
+    )
 
 
 def test_bfloat16_is_available_with_the_core_dependencies():
@@ -79,7 +90,8 @@ def test_search_names_the_skipped_dtype(without_ml_dtypes):
 
 def test_scan_names_the_skipped_dtype(without_ml_dtypes):
     impl = supports(losses=("bce",), dtypes=("float16", "bfloat16"), name="f16-bf16")(
-        lambda *args, **kwargs: fused_bce_backprop(*args, **kwargs))
+        lambda *args, **kwargs: fused_bce_backprop(*args, **kwargs)
+    )
     result = scan(impl, **QUICK_SCAN)
     assert result.dtypes == ("float16",)
     assert f"{SKIPPED} (it provides" in str(result)
@@ -99,14 +111,17 @@ def test_cli_check_names_the_skipped_dtype(without_ml_dtypes, tmp_path, monkeypa
 
 
 def test_the_pytest_summary_names_the_skipped_dtype(without_ml_dtypes, pytester):
-    pytester.makepyfile(test_sample="""
+    pytester.makepyfile(
+        test_sample="""
         from gradverify.engine.implementations import fused_bce_backprop
 
         def test_fused(gradverify):
             gradverify.check(fused_bce_backprop, dtypes=("bfloat16", "float32"))
-    """)
-    result = pytester.runpytest("--gradverify-max-examples=2", "--gradverify-seed=0",
-                                "-p", "no:cacheprovider")
+    """
+    )
+    result = pytester.runpytest(
+        "--gradverify-max-examples=2", "--gradverify-seed=0", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"PASS*float32 pass*{SKIPPED}*"])
 
@@ -116,7 +131,10 @@ def test_the_report_names_the_skipped_dtype(without_ml_dtypes, tmp_path):
     doc = json.loads((out / "report.json").read_text("utf-8"))
     jsonschema.validate(doc, load_schema(), cls=jsonschema.Draft202012Validator)
     assert [d["dtype"] for d in doc["implementations"][0]["dtypes"]] == [
-        "float16", "float32", "float64"]
+        "float16",
+        "float32",
+        "float64",
+    ]
     assert any(n.startswith(SKIPPED) for n in doc["notes"])
     markdown = SKIPPED.replace("_", "\\_")  # escaped for Markdown
     assert f"- {markdown}" in (out / "summary.md").read_text("utf-8")

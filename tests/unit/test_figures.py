@@ -23,40 +23,85 @@ def sweep_data() -> tuple[list[dict], list[dict]]:
                 threshold = p * np.log(2)
                 nonfinite = (impl == "naive") & (h > threshold)
                 bits = np.minimum(slope * np.abs(h) / np.log(2), {11: 16, 24: 32}[p])
-                series.append({"implementation": impl, "dtype": dtype, "label": label,
-                               "h": h.tolist(), "bits": bits.tolist(),
-                               "nonfinite": nonfinite.tolist(), "error": [False] * len(h)})
-            marks.append({"implementation": "naive", "dtype": dtype, "label": 0.0,
-                          "kind": "inf/NaN", "value": p * np.log(2)})
+                series.append(
+                    {
+                        "implementation": impl,
+                        "dtype": dtype,
+                        "label": label,
+                        "h": h.tolist(),
+                        "bits": bits.tolist(),
+                        "nonfinite": nonfinite.tolist(),
+                        "error": [False] * len(h),
+                    }
+                )
+            marks.append(
+                {
+                    "implementation": "naive",
+                    "dtype": dtype,
+                    "label": 0.0,
+                    "kind": "inf/NaN",
+                    "value": p * np.log(2),
+                }
+            )
     return series, marks
 
 
 LAYERS = {
-    "network": "4 -> 8(sigmoid) -> 1(sigmoid), loss bce", "depth": 2,
-    "panels": [{"dtype": d, "lines": [
-        {"implementation": "naive", "kind": "implementation", "errors": ["inf", "inf"]},
-        {"implementation": "epsilon", "kind": "implementation", "errors": [0.02, 0.019]},
-        {"implementation": "fused", "kind": "implementation", "errors": [1e-7, 3e-7]},
-        {"implementation": "stable baseline", "kind": "baseline", "errors": [1e-7, 3e-7]},
-        {"implementation": "tolerance", "kind": "tolerance", "errors": [3e-6, 1e-5]},
-    ]} for d in ("float16", "float32", "float64")],
+    "network": "4 -> 8(sigmoid) -> 1(sigmoid), loss bce",
+    "depth": 2,
+    "panels": [
+        {
+            "dtype": d,
+            "lines": [
+                {"implementation": "naive", "kind": "implementation", "errors": ["inf", "inf"]},
+                {"implementation": "epsilon", "kind": "implementation", "errors": [0.02, 0.019]},
+                {"implementation": "fused", "kind": "implementation", "errors": [1e-7, 3e-7]},
+                {"implementation": "stable baseline", "kind": "baseline", "errors": [1e-7, 3e-7]},
+                {"implementation": "tolerance", "kind": "tolerance", "errors": [3e-6, 1e-5]},
+            ],
+        }
+        for d in ("float16", "float32", "float64")
+    ],
 }
 
 HIDDEN = {
-    "network": "demo", "saturation": [1.0, 10.0, 100.0, 1000.0],
-    "series": [{"dtype": "float16", "implementations": ["naive", "fused"],
-                "fraction": [0.0, 0.2, 0.9, 1.0]},
-               {"dtype": "float32", "implementations": ["naive", "fused"],
-                "fraction": [0.0, 0.0, 0.1, 0.8]},
-               {"dtype": "bfloat16", "implementations": ["naive", "fused"],
-                "fraction": [None, None, None, None]}],
+    "network": "demo",
+    "saturation": [1.0, 10.0, 100.0, 1000.0],
+    "series": [
+        {
+            "dtype": "float16",
+            "implementations": ["naive", "fused"],
+            "fraction": [0.0, 0.2, 0.9, 1.0],
+        },
+        {
+            "dtype": "float32",
+            "implementations": ["naive", "fused"],
+            "fraction": [0.0, 0.0, 0.1, 0.8],
+        },
+        {
+            "dtype": "bfloat16",
+            "implementations": ["naive", "fused"],
+            "fraction": [None, None, None, None],
+        },
+    ],
 }
 
-SEARCHES = [{"implementation": name, "thresholds": {"float32": 16.6},
-             "samples": [{"dtype": "float32", "saturation": float(10 ** (k / 10 - 1)),
-                          "bits": float(k % 30),
-                          "verdict": "unstable" if k > 25 else "pass"} for k in range(40)]}
-            for name in ("naive", "<script>alert(1)</script>")]
+SEARCHES = [
+    {
+        "implementation": name,
+        "thresholds": {"float32": 16.6},
+        "samples": [
+            {
+                "dtype": "float32",
+                "saturation": float(10 ** (k / 10 - 1)),
+                "bits": float(k % 30),
+                "verdict": "unstable" if k > 25 else "pass",
+            }
+            for k in range(40)
+        ],
+    }
+    for name in ("naive", "<script>alert(1)</script>")
+]
 
 
 def all_figures():
@@ -83,21 +128,27 @@ def test_figures_ignore_the_users_matplotlib_style():
 
     draw = all_figures()["layer_errors"]
     plain = figures.figure_png(draw())
-    with matplotlib.rc_context({"lines.linewidth": 7.0, "axes.facecolor": "black",
-                                "font.size": 20}):
+    with matplotlib.rc_context(
+        {"lines.linewidth": 7.0, "axes.facecolor": "black", "font.size": 20}
+    ):
         styled = figures.figure_png(draw())
     assert plain == styled
 
 
 def test_different_data_gives_a_different_picture():
     other = dict(HIDDEN, series=[dict(s, fraction=[0.0, 0.0, 0.0, 0.0]) for s in HIDDEN["series"]])
-    assert (figures.figure_png(figures.vanishing_gradient_figure(HIDDEN))
-            != figures.figure_png(figures.vanishing_gradient_figure(other)))
+    assert figures.figure_png(figures.vanishing_gradient_figure(HIDDEN)) != figures.figure_png(
+        figures.vanishing_gradient_figure(other)
+    )
 
 
 def test_empty_data_still_draws_a_figure_with_a_message():
-    for fig in (figures.error_vs_saturation_figure([]), figures.layer_error_figure({}),
-                figures.vanishing_gradient_figure({}), figures.search_samples_figure([])):
+    for fig in (
+        figures.error_vs_saturation_figure([]),
+        figures.layer_error_figure({}),
+        figures.vanishing_gradient_figure({}),
+        figures.search_samples_figure([]),
+    ):
         width, height = png_size(figures.figure_png(fig))
         assert width > 100 and height > 100
 
@@ -114,8 +165,7 @@ def test_figures_never_import_pyplot():
         assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
         print("OK")
     """).format(root=str(Path(__file__).parents[2]))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("OK")
 
@@ -128,8 +178,10 @@ def test_implementation_colours_are_fixed_for_builtins_and_distinct_for_others()
 
 
 def test_names_with_mathtext_and_markup_are_drawn_as_plain_text():
-    searches = [dict(SEARCHES[0], implementation=r"cost $\nosuchcommand{x$ and $_$"),
-                dict(SEARCHES[1], implementation="a" * 300)]
+    searches = [
+        dict(SEARCHES[0], implementation=r"cost $\nosuchcommand{x$ and $_$"),
+        dict(SEARCHES[1], implementation="a" * 300),
+    ]
     assert_nontrivial_png(figures.figure_png(figures.search_samples_figure(searches)))
     hidden = dict(HIDDEN, series=[dict(s, implementations=["$", "_{x}"]) for s in HIDDEN["series"]])
     assert_nontrivial_png(figures.figure_png(figures.vanishing_gradient_figure(hidden)))

@@ -88,8 +88,10 @@ def exact_gradient(problem: Problem) -> tuple[tuple[np.ndarray, ...], tuple[np.n
 def random_problem(widths, activations, loss, *, seed=0, batch=3, dtype="float64") -> Problem:
     rng = np.random.default_rng(seed)
     spec = NetworkSpec(tuple(widths), tuple(activations), loss)
-    weights = [rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i])
-               for i in range(len(widths) - 1)]
+    weights = [
+        rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i])
+        for i in range(len(widths) - 1)
+    ]
     biases = [0.5 * rng.standard_normal(widths[i + 1]) for i in range(len(widths) - 1)]
     x = rng.standard_normal((widths[0], batch))
     if loss == "bce":
@@ -124,8 +126,9 @@ def _entries(result, exact):
     fd = flatten_parameters(result.dweights, result.dbiases)
     err = flatten_parameters(result.dweights_error, result.dbiases_error)
     ref = flatten_parameters(*exact)
-    bad = np.concatenate([m.ravel() for m in
-                          (*result.dweights_unreliable, *result.dbiases_unreliable)])
+    bad = np.concatenate(
+        [m.ravel() for m in (*result.dweights_unreliable, *result.dbiases_unreliable)]
+    )
     return fd, err, ref, bad
 
 
@@ -134,8 +137,9 @@ def _entries(result, exact):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", range(len(SMOOTH_CASES)),
-                         ids=[f"{'-'.join(a)}-{loss}" for _, a, loss in SMOOTH_CASES])
+@pytest.mark.parametrize(
+    "case", range(len(SMOOTH_CASES)), ids=[f"{'-'.join(a)}-{loss}" for _, a, loss in SMOOTH_CASES]
+)
 def test_agrees_with_mpmath_oracle(smooth_results, case):
     problem, result, exact = smooth_results[case]
     fd, err, ref, bad = _entries(result, exact)
@@ -185,12 +189,16 @@ def test_steps_are_per_parameter_and_representable():
     assert big / small > 100  # the step follows |theta| above the typical scale 1
     assert 0.5 < big / (STEP_FACTOR * 1e3) < 2  # within rounding to a power of two
     assert 0.5 < small / STEP_FACTOR < 2  # |theta| < 1 uses the typical scale
-    for theta, h in zip((*problem.weights, *problem.biases),
-                        (*result.dweights_step, *result.dbiases_step), strict=True):
+    for theta, h in zip(
+        (*problem.weights, *problem.biases),
+        (*result.dweights_step, *result.dbiases_step),
+        strict=True,
+    ):
         theta = theta.astype(np.float64)
         np.testing.assert_array_equal((theta + h) - theta, h)
-    np.testing.assert_array_equal(step_sizes(np.array([1e3, 1e-3, 0.0])),
-                                  [big, small, step_sizes(np.array([0.0]))[0]])
+    np.testing.assert_array_equal(
+        step_sizes(np.array([1e3, 1e-3, 0.0])), [big, small, step_sizes(np.array([0.0]))[0]]
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -200,8 +208,7 @@ def test_steps_are_per_parameter_and_representable():
 
 def _relu_problem_with_preactivation_near_zero(layer: int, offset: float) -> Problem:
     """relu hidden layers; pre-activation h_{layer+1}[1, 0] is set to ``offset`` via the bias."""
-    problem = random_problem((3, 4, 3, 2), ("relu", "relu", "identity"), "mse", seed=11,
-                             batch=4)
+    problem = random_problem((3, 4, 3, 2), ("relu", "relu", "identity"), "mse", seed=11, batch=4)
     biases = [b.astype(np.float64).copy() for b in problem.biases]
     fp = problem.forward64()
     biases[layer][1] += offset - fp.h[layer][1, 0]
@@ -225,10 +232,11 @@ def test_kink_straddle_marks_the_right_parameters(layer):
     assert ub[layer][1]
     # Flagged entries were retried down to the smallest step; the others kept the first.
     first = step_sizes(problem.weights[layer].astype(np.float64))
-    np.testing.assert_array_equal(result.dweights_step[layer][1, moves_it] / first[1, moves_it],
-                                  KINK_STEP_SHRINK**KINK_RETRIES)
-    np.testing.assert_array_equal(result.dweights_step[layer][1, ~moves_it],
-                                  first[1, ~moves_it])
+    np.testing.assert_array_equal(
+        result.dweights_step[layer][1, moves_it] / first[1, moves_it],
+        KINK_STEP_SHRINK**KINK_RETRIES,
+    )
+    np.testing.assert_array_equal(result.dweights_step[layer][1, ~moves_it], first[1, ~moves_it])
     # The other rows of that layer, and every later layer, do not touch it.
     rows = np.arange(uw[layer].shape[0]) != 1
     assert not uw[layer][rows].any() and not ub[layer][rows].any()
@@ -305,8 +313,9 @@ def test_directional_check_accepts_exact_and_rejects_wrong_gradient(smooth_resul
     assert check.directions == 5 and check.projected_fd.shape == (5,)
     assert not check.unreliable.any()
     assert check.max_relative_discrepancy() < 1e-8
-    assert np.all(np.abs(check.projected_gradient - check.projected_fd)
-                  <= 10 * check.projected_fd_error)
+    assert np.all(
+        np.abs(check.projected_gradient - check.projected_fd) <= 10 * check.projected_fd_error
+    )
 
     wrong = [w.copy() for w in dW]
     wrong[1][0, 2] += 0.5
@@ -353,8 +362,9 @@ def test_low_precision_problems_use_their_exact_values_in_float64(dtype):
     assert all(d.dtype == np.float64 for d in (*result.dweights, *result.dbiases))
     # Exactly what FD gives on the same values stored as float64 ...
     same = finite_difference_gradients(problem.astype("float64"))
-    for a, b in zip((*result.dweights, *result.dbiases), (*same.dweights, *same.dbiases),
-                    strict=True):
+    for a, b in zip(
+        (*result.dweights, *result.dbiases), (*same.dweights, *same.dbiases), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     # ... and float64-accurate against the oracle on those values.
     for index in [(0, 0), (1, 2)]:

@@ -18,8 +18,10 @@ def test_float_forms_match_mpmath_forms_in_float64(name):
     act = ACTIVATIONS[name]
     got_f, got_d = act.forward(POINTS), act.derivative(POINTS)
     for h, f, d in zip(POINTS, got_f, got_d, strict=True):
-        for value, exact in ((f, act.mp_forward(CTX, CTX.mpf(h))),
-                             (d, act.mp_derivative(CTX, CTX.mpf(h)))):
+        for value, exact in (
+            (f, act.mp_forward(CTX, CTX.mpf(h))),
+            (d, act.mp_derivative(CTX, CTX.mpf(h))),
+        ):
             exact_f = float(exact)
             if exact_f == 0.0 or abs(exact_f) < 1e-300:
                 assert abs(value) <= 1e-300
@@ -78,12 +80,19 @@ def test_bce_fused_delta_matches_the_chain_rule_exactly():
     # d/dh [softplus(h) - y h] = sigmoid(h) - y, checked by mpmath.diff of the mp loss
     loss = loss_function("bce")
     for h, y in ((-7.0, 1.0), (0.3, 0.0), (12.0, 1.0), (25.0, 0.25)):
+
         def value(v, y=y):
-            return loss.mp_value(CTX, np.array([[v]], dtype=object), None,
-                                 np.array([[CTX.mpf(y)]], dtype=object))[0, 0]
+            return loss.mp_value(
+                CTX, np.array([[v]], dtype=object), None, np.array([[CTX.mpf(y)]], dtype=object)
+            )[0, 0]
+
         numeric = CTX.diff(value, CTX.mpf(h))
-        exact = loss.mp_output_delta(CTX, np.array([[CTX.mpf(h)]], dtype=object), None,
-                                     np.array([[CTX.mpf(y)]], dtype=object))[0, 0]
+        exact = loss.mp_output_delta(
+            CTX,
+            np.array([[CTX.mpf(h)]], dtype=object),
+            None,
+            np.array([[CTX.mpf(y)]], dtype=object),
+        )[0, 0]
         assert abs(numeric - exact) <= CTX.mpf(10) ** -40 * abs(exact)
 
 

@@ -70,8 +70,10 @@ def test_float16_lattice_is_every_finite_float_in_order():
     assert sorted(np.concatenate([positive, negative]).tolist()) == sorted(finite.tolist())
     # moving outward one index is moving to the next float: strictly increasing |h|
     assert np.all(np.diff(positive) > 0) and np.all(np.diff(-negative) > 0)
-    assert np.array_equal(np.nextafter(positive[:-1].astype(np.float16), np.float16(np.inf)),
-                          positive[1:].astype(np.float16))
+    assert np.array_equal(
+        np.nextafter(positive[:-1].astype(np.float16), np.float16(np.inf)),
+        positive[1:].astype(np.float16),
+    )
 
 
 @pytest.mark.parametrize("name", ["float32", "float64"])
@@ -79,14 +81,18 @@ def test_lattice_index_counts_ulps_outward_on_each_side(name):
     fmt = float_format(name)
     rng = np.random.default_rng(7)
     raw = rng.integers(0, 1 << (fmt.width - 1), size=2000, dtype=np.uint64)
-    bits = raw.astype(fmt.uint) | (rng.integers(0, 2, size=2000).astype(fmt.uint)
-                                   << fmt.uint.type(fmt.width - 1))
+    bits = raw.astype(fmt.uint) | (
+        rng.integers(0, 2, size=2000).astype(fmt.uint) << fmt.uint.type(fmt.width - 1)
+    )
     values = bits.view(fmt.dtype)
     values = values[np.isfinite(values)]
     located = [lattice_index(v, fmt) for v in values]
     for negative in (False, True):
-        side = [(abs(float(v)), index) for v, (index, neg) in zip(values, located, strict=True)
-                if neg == negative and v != 0]
+        side = [
+            (abs(float(v)), index)
+            for v, (index, neg) in zip(values, located, strict=True)
+            if neg == negative and v != 0
+        ]
         side.sort()
         assert all(a[1] < b[1] for a, b in zip(side, side[1:], strict=False))
     for v, (index, negative) in zip(values[:300], located[:300], strict=True):
@@ -147,8 +153,7 @@ def _nearest_by_enumeration(x, floats16: np.ndarray) -> float:
 
 def test_round_mpf_float16_matches_enumeration_including_ties_and_subnormals():
     fmt = float_format("float16")
-    floats16 = np.sort(lattice_values(np.arange(fmt.max_index + 1), False, fmt)
-                       .astype(np.float64))
+    floats16 = np.sort(lattice_values(np.arange(fmt.max_index + 1), False, fmt).astype(np.float64))
     rng = np.random.default_rng(11)
     samples = []
     for e in rng.uniform(-27, 16, size=400):  # subnormal range and beyond, up to 65504
@@ -181,17 +186,20 @@ def test_round_mpf_overflow_and_underflow_edges():
     assert math.copysign(1.0, round_mpf(-(CTX.mpf(2) ** -5000), f64)) == -1.0
 
 
-@pytest.mark.parametrize("name", ["float16", "float32", pytest.param("bfloat16",
-                                                                      marks=needs_bfloat16)])
+@pytest.mark.parametrize(
+    "name", ["float16", "float32", pytest.param("bfloat16", marks=needs_bfloat16)]
+)
 def test_round_mpf_agrees_with_the_dtype_conversion_of_exact_float64_values(name):
     # numpy and ml_dtypes round a float64 to these dtypes correctly (one rounding), so
     # for values that are exact float64s the two must agree everywhere, subnormals included.
     fmt = float_format(name)
     rng = np.random.default_rng(5)
-    values = np.concatenate([
-        rng.standard_normal(500) * np.exp2(rng.uniform(-160, 130, 500)),
-        rng.standard_normal(200) * fmt.min_subnormal * 4,
-    ])
+    values = np.concatenate(
+        [
+            rng.standard_normal(500) * np.exp2(rng.uniform(-160, 130, 500)),
+            rng.standard_normal(200) * fmt.min_subnormal * 4,
+        ]
+    )
     with np.errstate(over="ignore"):
         expected = values.astype(fmt.dtype).astype(np.float64)
     for v, e in zip(values.tolist(), expected.tolist(), strict=True):

@@ -55,8 +55,9 @@ def import_graph() -> dict[str, set[str]]:
     paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in paths.items():
-        graph[name] = {m for m in imports_of(path)
-                       if m in paths and m != name and not name.startswith(m + ".")}
+        graph[name] = {
+            m for m in imports_of(path) if m in paths and m != name and not name.startswith(m + ".")
+        }
     return graph
 
 
@@ -68,8 +69,12 @@ def layer_of(module: str) -> int:
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps
-                  if layer_of(b) > layer_of(a) and not b == "gradverify")
+    return sorted(
+        f"{a} -> {b}"
+        for a, deps in graph.items()
+        for b in deps
+        if layer_of(b) > layer_of(a) and not b == "gradverify"
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -85,7 +90,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             if dep == "gradverify":  # the façade's lazy names are not an import edge
                 continue
             if state.get(dep) == 1:
-                found.append(stack[stack.index(dep):] + [dep])
+                found.append(stack[stack.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep)
         stack.pop()
@@ -118,10 +123,13 @@ def forbidden_third_party(path: Path) -> list[str]:
 def facade_imports(path: Path) -> list[str]:
     """Names a package module takes from the façade ``gradverify`` (it should name the module)."""
     subpackages = {*LAYERS, "_aliases"}
-    return sorted(f"from gradverify import {alias.name}"
-                  for node in ast.walk(ast.parse(path.read_text()))
-                  if isinstance(node, ast.ImportFrom) and node.module == "gradverify"
-                  and not node.level for alias in node.names if alias.name not in subpackages)
+    return sorted(
+        f"from gradverify import {alias.name}"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == "gradverify" and not node.level
+        for alias in node.names
+        if alias.name not in subpackages
+    )
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=module_name)
@@ -152,13 +160,21 @@ def test_lower_layers_import_no_edge_library(path):
 def test_the_checks_catch_what_they_are_for(tmp_path):
     # the same analysis, run on a graph with an edge import planted in the engine
     graph = import_graph()
-    planted = {**graph, "gradverify.engine.check": {*graph["gradverify.engine.check"],
-                                                    "gradverify.edges.cli"}}
+    planted = {
+        **graph,
+        "gradverify.engine.check": {*graph["gradverify.engine.check"], "gradverify.edges.cli"},
+    }
     assert upward_imports(planted) == ["gradverify.engine.check -> gradverify.edges.cli"]
-    looped = {**graph, "gradverify.model.dtypes": {"gradverify.model.network"},
-              "gradverify.model.network": {"gradverify.model.dtypes"}}
-    assert ["gradverify.model.dtypes", "gradverify.model.network",
-            "gradverify.model.dtypes"] in cycles(looped)
+    looped = {
+        **graph,
+        "gradverify.model.dtypes": {"gradverify.model.network"},
+        "gradverify.model.network": {"gradverify.model.dtypes"},
+    }
+    assert [
+        "gradverify.model.dtypes",
+        "gradverify.model.network",
+        "gradverify.model.dtypes",
+    ] in cycles(looped)
     # and a lazy matplotlib import inside a function of a lower layer
     module = PACKAGE / "engine" / "planted_for_the_test.py"
     module.write_text("def f():\n    import matplotlib.pyplot\n")

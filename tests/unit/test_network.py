@@ -46,15 +46,17 @@ def test_round_trip_through_dict_is_exact():
     p = random_problem((2, 3, 1), ("tanh", "sigmoid"), dtype="float32", seed=3)
     q = Problem.from_dict(p.to_dict())
     assert q.dtype == p.dtype
-    for a, b in zip((*p.weights, *p.biases, p.x, p.y), (*q.weights, *q.biases, q.x, q.y),
-                    strict=True):
+    for a, b in zip(
+        (*p.weights, *p.biases, p.x, p.y), (*q.weights, *q.biases, q.x, q.y), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("scale, shift", [(50.0, 0.0), (1.0, 300.0), (0.5, 0.0)])
 def test_desaturated_problem_stays_in_the_interior(scale, shift):
-    p = random_problem((3, 4, 4, 1), ("sigmoid", "tanh", "sigmoid"), seed=2, scale=scale,
-                       output_shift=shift)
+    p = random_problem(
+        (3, 4, 4, 1), ("sigmoid", "tanh", "sigmoid"), seed=2, scale=scale, output_shift=shift
+    )
     q = p.desaturated(1.0)
     assert q.max_abs_logit() <= 1.0 + 1e-12
     assert q.spec == p.spec and q.batch_size == p.batch_size

@@ -45,10 +45,12 @@ def test_every_cli_option_reaches_its_subcommands_with_the_table_help():
 
 def test_the_required_flags_exist_on_every_surface():
     by_dest = {o.dest: o for o in OPTIONS}
-    for dest, pytest_flag in [("dtypes", "--gradverify-dtypes"),
-                              ("max_examples", "--gradverify-max-examples"),
-                              ("report_dir", "--gradverify-report"),
-                              ("seed", "--gradverify-seed")]:
+    for dest, pytest_flag in [
+        ("dtypes", "--gradverify-dtypes"),
+        ("max_examples", "--gradverify-max-examples"),
+        ("report_dir", "--gradverify-report"),
+        ("seed", "--gradverify-seed"),
+    ]:
         option = by_dest[dest]
         assert option.pytest_flag == pytest_flag
         assert option.ini_name == pytest_flag[2:].replace("-", "_")
@@ -66,23 +68,41 @@ def test_the_plugin_registered_every_pytest_option_and_ini_key(pytestconfig):
 
 
 def test_every_config_key_is_accepted_by_the_config_loader():
-    values = {"dtypes": ["float64"], "max-examples": 3, "seed": 4, "tolerance-factor": 8.0,
-              "timeout": 2.5, "isolate": False,
-              "fail-on": "incorrect", "report-dir": "r", "policy": "strict"}
+    values = {
+        "dtypes": ["float64"],
+        "max-examples": 3,
+        "seed": 4,
+        "tolerance-factor": 8.0,
+        "timeout": 2.5,
+        "isolate": False,
+        "fail-on": "incorrect",
+        "report-dir": "r",
+        "policy": "strict",
+    }
     assert set(values) == set(option_by_config_key())
     parsed = parse_section(values, "pyproject.toml").values
-    assert parsed == {"dtypes": ("float64",), "max_examples": 3, "seed": 4,
-                      "timeout": 2.5, "isolate": False,
-                      "tolerance_factor": 8.0, "fail_on": "incorrect", "report_dir": "r",
-                      "policy": "strict"}
+    assert parsed == {
+        "dtypes": ("float64",),
+        "max_examples": 3,
+        "seed": 4,
+        "timeout": 2.5,
+        "isolate": False,
+        "tolerance_factor": 8.0,
+        "fail_on": "incorrect",
+        "report_dir": "r",
+        "policy": "strict",
+    }
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("float32,float64", ("float32", "float64")),
-    (" float32 , float64 ", ("float32", "float64")),
-    ("float32 float64", ("float32", "float64")),
-    ("sigmoid", ("sigmoid",)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("float32,float64", ("float32", "float64")),
+        (" float32 , float64 ", ("float32", "float64")),
+        ("float32 float64", ("float32", "float64")),
+        ("sigmoid", ("sigmoid",)),
+    ],
+)
 def test_name_lists(text, expected):
     assert parse_name_list(text) == expected
 
@@ -118,20 +138,32 @@ def test_resolution_order_first_layer_wins_then_defaults():
 
 
 def test_search_arguments_pass_only_what_was_set():
-    assert search_arguments(resolve_settings()) == {"tolerance_factor": 32.0,
-                                                    "policy": "autograd"}
-    settings = resolve_settings({"dtypes": ["float32"], "max_examples": 9, "seed": 0,
-                                 "policy": "strict"})
-    assert search_arguments(settings) == {"tolerance_factor": 32.0, "policy": "strict",
-                                          "dtypes": ("float32",), "max_examples": 9, "seed": 0}
+    assert search_arguments(resolve_settings()) == {"tolerance_factor": 32.0, "policy": "autograd"}
+    settings = resolve_settings(
+        {"dtypes": ["float32"], "max_examples": 9, "seed": 0, "policy": "strict"}
+    )
+    assert search_arguments(settings) == {
+        "tolerance_factor": 32.0,
+        "policy": "strict",
+        "dtypes": ("float32",),
+        "max_examples": 9,
+        "seed": 0,
+    }
 
 
-@pytest.mark.parametrize(("verdict", "fail_on", "fails"), [
-    ("pass", "unstable", False), ("pass", "incorrect", False),
-    ("unstable", "unstable", True), ("unstable", "incorrect", False),
-    ("incorrect", "unstable", True), ("incorrect", "incorrect", True),
-    ("error", "unstable", True), ("error", "incorrect", True),
-])
+@pytest.mark.parametrize(
+    ("verdict", "fail_on", "fails"),
+    [
+        ("pass", "unstable", False),
+        ("pass", "incorrect", False),
+        ("unstable", "unstable", True),
+        ("unstable", "incorrect", False),
+        ("incorrect", "unstable", True),
+        ("incorrect", "incorrect", True),
+        ("error", "unstable", True),
+        ("error", "incorrect", True),
+    ],
+)
 def test_fail_on_policy(verdict, fail_on, fails):
     from gradverify.engine.results import Verdict
 
@@ -146,17 +178,19 @@ def test_option_is_declarative():
         option.check(1)
 
 
-@pytest.mark.parametrize(("flag", "value", "reason"), [
-    ("--tolerance-factor", "nan", "expected a finite number; got nan"),
-    ("--tolerance-factor", "inf", "expected a finite number; got inf"),
-    ("--tolerance-factor", "-inf", "expected a finite number; got -inf"),
-    ("--tolerance-factor", "0", "expected a value >= 1; got 0.0"),
-    ("--tolerance-factor", "-1", "expected a value >= 1; got -1.0"),
-    ("--max-examples", str(10**22), f"expected a value <= 1,000,000; got {10**22}"),
-    ("--max-examples", "0", "expected a value >= 1; got 0"),
-])
-def test_absurd_values_exit_2_naming_the_option_before_anything_runs(capsys, flag, value,
-                                                                     reason):
+@pytest.mark.parametrize(
+    ("flag", "value", "reason"),
+    [
+        ("--tolerance-factor", "nan", "expected a finite number; got nan"),
+        ("--tolerance-factor", "inf", "expected a finite number; got inf"),
+        ("--tolerance-factor", "-inf", "expected a finite number; got -inf"),
+        ("--tolerance-factor", "0", "expected a value >= 1; got 0.0"),
+        ("--tolerance-factor", "-1", "expected a value >= 1; got -1.0"),
+        ("--max-examples", str(10**22), f"expected a value <= 1,000,000; got {10**22}"),
+        ("--max-examples", "0", "expected a value >= 1; got 0"),
+    ],
+)
+def test_absurd_values_exit_2_naming_the_option_before_anything_runs(capsys, flag, value, reason):
     from gradverify.edges.cli import main
 
     assert main(["check", "no_such_module:fn", f"{flag}={value}"]) == 2
@@ -184,19 +218,23 @@ class _PytestConfig:
         return self.ini.get(name, "")
 
 
-@pytest.mark.parametrize(("ini", "where", "reason"), [
-    (False, "--gradverify-tolerance-factor", "expected a finite number; got nan"),
-    (True, "gradverify_tolerance_factor", "expected a finite number; got nan"),
-    (False, "--gradverify-max-examples", "expected a value <= 1,000,000"),
-    (True, "gradverify_max_examples", "expected a value <= 1,000,000"),
-])
+@pytest.mark.parametrize(
+    ("ini", "where", "reason"),
+    [
+        (False, "--gradverify-tolerance-factor", "expected a finite number; got nan"),
+        (True, "gradverify_tolerance_factor", "expected a finite number; got nan"),
+        (False, "--gradverify-max-examples", "expected a value <= 1,000,000"),
+        (True, "gradverify_max_examples", "expected a value <= 1,000,000"),
+    ],
+)
 def test_pytest_flags_and_ini_keys_go_through_the_same_checks(ini, where, reason):
     from gradverify.edges.options import values_from_pytest
 
     value = "nan" if "tolerance" in where else str(10**22)
     (option,) = [o for o in OPTIONS if where in (o.pytest_flag, o.ini_name)]
-    config = _PytestConfig({} if ini else {option.pytest_dest: value},
-                           {where: value} if ini else {})
+    config = _PytestConfig(
+        {} if ini else {option.pytest_dest: value}, {where: value} if ini else {}
+    )
     with pytest.raises(ValueError) as info:
         values_from_pytest(config, ini=ini)
     assert str(info.value).startswith(f"{where}: {reason}")
@@ -206,9 +244,12 @@ def test_isolate_is_one_switch_on_every_surface():
     by_dest = {o.dest: o for o in OPTIONS}
     isolate = by_dest["isolate"]
     assert (isolate.cli_flag, isolate.pytest_flag, isolate.ini_name, isolate.config_key) == (
-        "--isolate", "--gradverify-isolate", "gradverify_isolate", "isolate")
-    assert [isolate.parse(t) for t in ("true", "off", " Yes ", "0")] == [True, False, True,
-                                                                       False]
+        "--isolate",
+        "--gradverify-isolate",
+        "gradverify_isolate",
+        "isolate",
+    )
+    assert [isolate.parse(t) for t in ("true", "off", " Yes ", "0")] == [True, False, True, False]
     with pytest.raises(ValueError, match="expected true or false, got 'sometimes'"):
         isolate.parse("sometimes")
     subcommands = _subparsers(build_parser())

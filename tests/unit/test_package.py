@@ -92,4 +92,3 @@ def test_check_search_and_scan_stay_the_functions_after_their_old_modules_are_im
         "assert gradverify.SearchResult is SearchResult\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-

@@ -23,9 +23,14 @@ pytest_plugins = ["pytester"]
 def _saturated_hidden_problem(dtype: str = "float32") -> Problem:
     """One sigmoid hidden unit at h = 12: z(1 - z) from the output loses ~e^12 u there."""
     spec = NetworkSpec((1, 1, 1), ("sigmoid", "sigmoid"), "bce")
-    return Problem.from_arrays(spec, [np.array([[12.0]]), np.array([[1.0]])],
-                               [np.array([0.0]), np.array([0.0])], np.array([[1.0]]),
-                               np.array([[1.0]]), dtype)
+    return Problem.from_arrays(
+        spec,
+        [np.array([[12.0]]), np.array([[1.0]])],
+        [np.array([0.0]), np.array([0.0])],
+        np.array([[1.0]]),
+        np.array([[1.0]]),
+        dtype,
+    )
 
 
 def test_the_option_table_and_the_engine_know_the_same_policies():
@@ -60,8 +65,22 @@ def test_an_unknown_policy_is_refused_by_name():
 def test_cli_policy_flag_reaches_the_check(tmp_path):
     out = tmp_path / "out.json"
     target = "gradverify.engine.implementations:conventional_backprop"
-    status = main(["check", target, "--policy", "strict", "--max-examples", "10",
-                   "--seed", "0", "--dtypes", "float32", "--json", str(out)])
+    status = main(
+        [
+            "check",
+            target,
+            "--policy",
+            "strict",
+            "--max-examples",
+            "10",
+            "--seed",
+            "0",
+            "--dtypes",
+            "float32",
+            "--json",
+            str(out),
+        ]
+    )
     doc = json.loads(out.read_text())
     assert doc["settings"]["policy"] == "strict"
     assert doc["results"][0]["policy"] == "strict"
@@ -79,10 +98,12 @@ def test_cli_rejects_an_unknown_policy(capsys):
 
 def test_config_key_policy(tmp_path):
     path = tmp_path / "pyproject.toml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         [tool.gradverify]
         policy = "strict"
-    """))
+    """)
+    )
     assert load_config(path).values["policy"] == "strict"
     path.write_text('[tool.gradverify]\npolicy = "lenient"\n')
     with pytest.raises(Exception, match="policy"):
@@ -90,7 +111,8 @@ def test_config_key_policy(tmp_path):
 
 
 def test_fixture_policy(pytester):
-    pytester.makepyfile(test_policy_fixture='''
+    pytester.makepyfile(
+        test_policy_fixture="""
         import numpy as np
         from gradverify.engine.implementations import conventional_backprop
         from gradverify.model.network import NetworkSpec, Problem
@@ -106,12 +128,14 @@ def test_fixture_policy(pytester):
 
         def test_strict(gradverify):
             gradverify.check(conventional_backprop, _problem(), policy="strict")
-    ''')
+    """
+    )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_strict*", "*UNSTABLE*"])
-    strict_flag = pytester.runpytest("-p", "no:cacheprovider", "--gradverify-policy", "strict",
-                                     "-k", "default")
+    strict_flag = pytester.runpytest(
+        "-p", "no:cacheprovider", "--gradverify-policy", "strict", "-k", "default"
+    )
     strict_flag.assert_outcomes(failed=1)
 
 

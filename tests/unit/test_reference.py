@@ -43,19 +43,24 @@ def _independent_loss(ctx, problem: Problem, coordinate, value):
     for j in range(batch):
         z = [ctx.mpf(float(v)) for v in problem.x[:, j]]
         for i, name in enumerate(spec.activations):
-            h = [ctx.fsum(W[i][r][c] * z[c] for c in range(len(z))) + b[i][r]
-                 for r in range(len(W[i]))]
+            h = [
+                ctx.fsum(W[i][r][c] * z[c] for c in range(len(z))) + b[i][r]
+                for r in range(len(W[i]))
+            ]
             z = [_ACT[name](ctx, v) for v in h]
         y = [ctx.mpf(float(v)) for v in problem.y[:, j]]
         if spec.loss == "bce":
-            total += ctx.fsum(-(yk * ctx.log(zk) + (1 - yk) * ctx.log(1 - zk))
-                              for zk, yk in zip(z, y, strict=True))
+            total += ctx.fsum(
+                -(yk * ctx.log(zk) + (1 - yk) * ctx.log(1 - zk))
+                for zk, yk in zip(z, y, strict=True)
+            )
         elif spec.loss == "mse":
             total += ctx.fsum((zk - yk) ** 2 for zk, yk in zip(z, y, strict=True))
         else:  # softmax_ce over the column
             norm = ctx.fsum(ctx.exp(v) for v in z)
-            total += ctx.fsum(-yk * ctx.log(ctx.exp(zk) / norm)
-                              for zk, yk in zip(z, y, strict=True))
+            total += ctx.fsum(
+                -yk * ctx.log(ctx.exp(zk) / norm) for zk, yk in zip(z, y, strict=True)
+            )
     return total / problem.y.size
 
 
@@ -111,13 +116,15 @@ def test_reference_exact_at_logits_of_1000(output_shift, loss):
     # output logits near +-1000 with labels on the same side: every gradient is ~e^-1000, and
     # 1 - sigmoid(h) must not cancel to 0. Then mixed labels.
     for seed in (3, 4):
-        problem = random_problem((2, 3, 1), ("tanh", "sigmoid"), loss, batch=3, seed=seed,
-                                 output_shift=output_shift)
+        problem = random_problem(
+            (2, 3, 1), ("tanh", "sigmoid"), loss, batch=3, seed=seed, output_shift=output_shift
+        )
         assert problem.max_abs_logit() > 990
         _assert_matches_mpmath_diff(problem, count=6)
         same_side = np.full(problem.y.shape, 1.0 if output_shift > 0 else 0.0)
-        problem = Problem.from_arrays(problem.spec, problem.weights, problem.biases,
-                                      problem.x, same_side)
+        problem = Problem.from_arrays(
+            problem.spec, problem.weights, problem.biases, problem.x, same_side
+        )
         _assert_matches_mpmath_diff(problem, count=6)
 
 
@@ -128,8 +135,7 @@ def test_reference_exact_for_saturated_softmax():
 
 
 def test_reference_exact_with_saturated_hidden_layer():
-    problem = random_problem((2, 3, 1), ("sigmoid", "sigmoid"), "bce", batch=2, seed=4,
-                             scale=700.0)
+    problem = random_problem((2, 3, 1), ("sigmoid", "sigmoid"), "bce", batch=2, seed=4, scale=700.0)
     assert problem.max_abs_logit() > 300
     _assert_matches_mpmath_diff(problem, count=6)
 
@@ -138,8 +144,9 @@ def test_output_gradient_stays_exact_at_logit_ten_thousand():
     # one-layer network, h = b exactly: dJ/db = (sigmoid(h) - y) / N, closed form e^-h/(1+e^-h) - 0
     spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
     for h, y in ((1e4, 1.0), (-1e4, 0.0), (700.0, 1.0)):
-        problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([h])],
-                                      np.ones((1, 1)), np.array([[y]]))
+        problem = Problem.from_arrays(
+            spec, [np.zeros((1, 1))], [np.array([h])], np.ones((1, 1)), np.array([[y]])
+        )
         ref = reference_gradients(problem)
         ctx = mpmath.MPContext()
         ctx.prec = 200
@@ -232,8 +239,9 @@ def test_split_to_float64_is_a_double_double(value):
 
 def test_exact_loss_keeps_its_tiny_value_at_extreme_saturation():
     spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
-    problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([700.0])],
-                                  np.ones((1, 1)), np.array([[1.0]]))
+    problem = Problem.from_arrays(
+        spec, [np.zeros((1, 1))], [np.array([700.0])], np.ones((1, 1)), np.array([[1.0]])
+    )
     ref = reference_gradients(problem)
     ctx = mpmath.MPContext()
     ctx.prec = 200

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-flint = pytest.importorskip("flint", reason="python-flint is not installed "
-                                            "(pip install gradverify[fast])")
+flint = pytest.importorskip(
+    "flint", reason="python-flint is not installed (pip install gradverify[fast])"
+)
 
 from gradverify.engine.check import check_problem  # noqa: E402
 from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop  # noqa: E402
@@ -28,13 +29,19 @@ PROBLEMS = [
 @pytest.mark.parametrize("kwargs", PROBLEMS)
 def test_flint_reference_equals_the_mpmath_reference(kwargs):
     kwargs = dict(kwargs)
-    problem = random_problem(kwargs.pop("widths"), kwargs.pop("activations"),
-                             kwargs.pop("loss", "bce"), batch=5, **kwargs)
+    problem = random_problem(
+        kwargs.pop("widths"),
+        kwargs.pop("activations"),
+        kwargs.pop("loss", "bce"),
+        batch=5,
+        **kwargs,
+    )
     expected = reference_gradients(problem)
     got = flint_reference_gradients(problem)
     assert got.backend == "flint"
     for name, (_, hi, lo, exact), (_, hi_f, lo_f, exact_f) in zip(
-            [t[0] for t in expected.tensors()], expected.tensors(), got.tensors(), strict=True):
+        [t[0] for t in expected.tensors()], expected.tensors(), got.tensors(), strict=True
+    ):
         # both are correctly rounded: the float64 values are identical
         np.testing.assert_array_equal(hi_f, hi, err_msg=name)
         # the residuals and exact values agree to the 80 bits both certify

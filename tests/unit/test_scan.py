@@ -87,8 +87,14 @@ def brute_bad(impl, h, y: float, dtype: np.dtype) -> set[str]:
     """The criteria that ``impl`` fails at logit ``h`` (a float of ``dtype``)."""
     W = [np.zeros((1, 1), dtype)]
     b = [np.array([h], dtype)]
-    dW, db = impl(W, b, np.ones((1, 1), dtype), np.full((1, 1), y, dtype),
-                  activations=("sigmoid",), loss="bce")
+    dW, db = impl(
+        W,
+        b,
+        np.ones((1, 1), dtype),
+        np.full((1, 1), y, dtype),
+        activations=("sigmoid",),
+        loss="bce",
+    )
     g = brute_exact(float(h), y)
     correct = nearest_float(g, dtype)
     bad = set()
@@ -130,8 +136,11 @@ def brute_first_bad(impl, dtype, y, negative, criterion, lo, hi):
 
 @cache
 def output_scan(impl_name: str, dtype: str) -> ScanResult:
-    impl = {"naive": naive_bce_backprop, "epsilon": epsilon_bce_backprop,
-            "fused": fused_bce_backprop}[impl_name]
+    impl = {
+        "naive": naive_bce_backprop,
+        "epsilon": epsilon_bce_backprop,
+        "fused": fused_bce_backprop,
+    }[impl_name]
     return scan(impl, dtypes=[dtype], hidden_activations=(), sweep_points=0)
 
 
@@ -157,8 +166,9 @@ def test_float16_thresholds_are_the_first_bad_floats_in_a_window_of_512():
     checked = 0
     for y, side, criterion, t in found_thresholds(result):
         lo = max(0, t.index - 512)
-        first = brute_first_bad(naive_bce_backprop, dtype, y, side == "negative", criterion,
-                                lo, t.index)
+        first = brute_first_bad(
+            naive_bce_backprop, dtype, y, side == "negative", criterion, lo, t.index
+        )
         assert first == t.index, (y, side, criterion, t.value, first)
         assert t.bits == f"0x{t.index | (0x8000 if side == 'negative' else 0):04x}"
         assert float(lattice_float(t.index, side == "negative", dtype)) == t.value
@@ -171,13 +181,20 @@ def test_float16_all_65536_values_match_the_exhaustive_scan():
     dtype = np.dtype(np.float16)
     everything = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
     assert np.count_nonzero(np.isfinite(everything)) == 63488  # 2048 inf/NaN patterns
-    result = scan(naive_bce_backprop, dtypes=["float16"], hidden_activations=(),
-                  sweep_points=0, exhaustive=True)
+    result = scan(
+        naive_bce_backprop,
+        dtypes=["float16"],
+        hidden_activations=(),
+        sweep_points=0,
+        exhaustive=True,
+    )
     for row in result.rows:
         for side in row.sides:
             negative = side.side == "negative"
-            states = [brute_bad(naive_bce_backprop, lattice_float(i, negative, dtype),
-                                row.label, dtype) for i in range(0x7C00)]
+            states = [
+                brute_bad(naive_bce_backprop, lattice_float(i, negative, dtype), row.label, dtype)
+                for i in range(0x7C00)
+            ]
             assert side.verification == "exhaustive"
             assert side.checked_points == 0x7C00
             for criterion in OUTPUT_CRITERIA:
@@ -199,8 +216,9 @@ def test_float16_all_65536_values_match_the_exhaustive_scan():
                 assert t.recovery_count == len(runs)
                 assert t.monotone == (not runs)
                 assert t.checked_below == first
-                for (start, end, refined), (b_start, b_end) in zip(t.recoveries, runs,
-                                                                   strict=False):
+                for (start, end, refined), (b_start, b_end) in zip(
+                    t.recoveries, runs, strict=False
+                ):
                     if refined:
                         assert start == float(lattice_float(b_start, negative, dtype))
                         assert end == float(lattice_float(b_end, negative, dtype))
@@ -262,15 +280,15 @@ def test_bfloat16_scan_works_and_differs_from_float16():
     import ml_dtypes
 
     dtype = np.dtype(ml_dtypes.bfloat16)
-    result = scan(naive_bce_backprop, dtypes=["bfloat16"], hidden_activations=(),
-                  sweep_points=0)
+    result = scan(naive_bce_backprop, dtypes=["bfloat16"], hidden_activations=(), sweep_points=0)
     assert result.dtypes == ("bfloat16",)
     row = result.row("bfloat16", 0.0)
     t = row.threshold("positive", "nonfinite")
     assert t.found and len(t.bits) == 6
     assert float(lattice_float(t.index, False, dtype)) == t.value
-    first = brute_first_bad(naive_bce_backprop, dtype, 0.0, False, "nonfinite",
-                            max(0, t.index - 300), t.index)
+    first = brute_first_bad(
+        naive_bce_backprop, dtype, 0.0, False, "nonfinite", max(0, t.index - 300), t.index
+    )
     assert first == t.index
     # bfloat16 has float32's exponent range: exp(-h) overflows where float32's does
     neg = row.threshold("negative", "nonfinite").value
@@ -284,13 +302,13 @@ def test_bfloat16_scan_works_and_differs_from_float16():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("h", [-1e4, -745.5, -700.25, -50.0, -1.5, 0.0, 0.75, 36.75, 709.5,
-                               1e4])
+@pytest.mark.parametrize("h", [-1e4, -745.5, -700.25, -50.0, -1.5, 0.0, 0.75, 36.75, 709.5, 1e4])
 @pytest.mark.parametrize("y", [0.0, 1.0, 0.25])
 def test_exact_output_gradient_agrees_with_reference_gradients(h, y):
     spec = NetworkSpec((1, 1), ("sigmoid",), "bce")
-    problem = Problem.from_arrays(spec, [np.zeros((1, 1))], [np.array([h])], np.ones((1, 1)),
-                                  np.array([[y]]), "float64")
+    problem = Problem.from_arrays(
+        spec, [np.zeros((1, 1))], [np.array([h])], np.ones((1, 1)), np.array([[y]]), "float64"
+    )
     ref = reference_gradients(problem)  # verified to 80 bits at two precisions
     g = exact_output_gradient(h, y)
     assert g != 0
@@ -316,9 +334,14 @@ def test_exact_output_gradient_matches_exp_asymptotics_far_into_saturation(h):
 @pytest.mark.parametrize("h", [-300.0, -20.0, 0.5, 17.25, 104.0, 745.0])
 def test_exact_hidden_gradient_agrees_with_reference_gradients(act, h):
     spec = NetworkSpec((1, 1, 1), (act, "sigmoid"), "bce")
-    problem = Problem.from_arrays(spec, [np.zeros((1, 1)), np.ones((1, 1))],
-                                  [np.array([h]), np.zeros(1)], np.ones((1, 1)),
-                                  np.zeros((1, 1)), "float64")
+    problem = Problem.from_arrays(
+        spec,
+        [np.zeros((1, 1)), np.ones((1, 1))],
+        [np.array([h]), np.zeros(1)],
+        np.ones((1, 1)),
+        np.zeros((1, 1)),
+        "float64",
+    )
     ref = reference_gradients(problem)
     g = exact_hidden_gradient(act, h)
     assert g != 0
@@ -391,8 +414,7 @@ def test_non_monotone_regions_are_reported_not_assumed_away():
             return [np.full_like(w, np.nan) for w in dW], [np.full_like(b, np.nan) for b in db]
         return dW, db
 
-    result = scan(patchy, dtypes=["float32"], labels=(0.0,), hidden_activations=(),
-                  sweep_points=0)
+    result = scan(patchy, dtypes=["float32"], labels=(0.0,), hidden_activations=(), sweep_points=0)
     t = result.row("float32", 0.0).threshold("positive", "nonfinite")
     assert t.value == 3.0 and t.previous_value == float(np.nextafter(np.float32(3), 0))
     assert not t.monotone and t.recovery_count == 1
@@ -418,8 +440,12 @@ def test_hidden_underflow_thresholds_against_brute_force():
             h = lattice_float(i, negative, dtype)
             dW, _ = fused_bce_backprop(
                 [np.zeros((1, 1), dtype), np.ones((1, 1), dtype)],
-                [np.array([h], dtype), np.zeros(1, dtype)], np.ones((1, 1), dtype),
-                np.zeros((1, 1), dtype), activations=(act, "sigmoid"), loss="bce")
+                [np.array([h], dtype), np.zeros(1, dtype)],
+                np.ones((1, 1), dtype),
+                np.zeros((1, 1), dtype),
+                activations=(act, "sigmoid"),
+                loss="bce",
+            )
             return float(dW[0][0, 0]) == 0.0
 
         zeros = [i for i in range(max(0, t.index - 256), t.index + 1) if returns_zero(i)]
@@ -452,8 +478,13 @@ def _mp_act_derivative(act: str, h: float):
 
 
 def test_sweep_covers_the_thresholds_with_exact_errors_in_bits():
-    result = scan(naive_bce_backprop, dtypes=["float32"], labels=(1.0,),
-                  hidden_activations=(), sweep_points=40)
+    result = scan(
+        naive_bce_backprop,
+        dtypes=["float32"],
+        labels=(1.0,),
+        hidden_activations=(),
+        sweep_points=40,
+    )
     row = result.rows[0]
     assert {(s.label, s.side) for s in result.sweeps} == {(1.0, "positive"), (1.0, "negative")}
     for series in result.sweeps:
@@ -466,13 +497,15 @@ def test_sweep_covers_the_thresholds_with_exact_errors_in_bits():
                 assert max(sat) > abs(t.value)
                 assert t.value in series.h  # the threshold float itself is a sweep point
         # bits recomputed here from an independent exact value
-        for h, a, bits, nonfinite in zip(series.h, series.gradient, series.bits,
-                                         series.nonfinite, strict=True):
+        for h, a, bits, nonfinite in zip(
+            series.h, series.gradient, series.bits, series.nonfinite, strict=True
+        ):
             g = brute_exact(h, 1.0)
             hi = float(g)
             lo = float(g - CTX.mpf(hi))
-            expected = elementwise_errors(np.array([a]), np.array([hi]), np.array([lo]),
-                                          "float32").bits[0]
+            expected = elementwise_errors(
+                np.array([a]), np.array([hi]), np.array([lo]), "float32"
+            ).bits[0]
             assert bits == pytest.approx(expected, abs=1e-9)
             assert nonfinite == (not math.isfinite(a))
         # naive goes NaN on the positive side: the sweep shows it at full width
@@ -481,8 +514,9 @@ def test_sweep_covers_the_thresholds_with_exact_errors_in_bits():
 
 
 def test_json_document_is_versioned_serialisable_and_valid():
-    result = scan(naive_bce_backprop, dtypes=["float16"], hidden_activations=("tanh",),
-                  sweep_points=10)
+    result = scan(
+        naive_bce_backprop, dtypes=["float16"], hidden_activations=("tanh",), sweep_points=10
+    )
     doc = scan_document([result])
     text = json.dumps(doc, allow_nan=False)  # inf/NaN are encoded as strings
     back = json.loads(text)

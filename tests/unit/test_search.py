@@ -87,11 +87,13 @@ def test_a_seed_is_chosen_reported_and_replays_the_same_examples():
     first = search(fused_bce_backprop, dtypes=("float64",), max_examples=12, database=None)
     assert isinstance(first.seed, int) and not first.derandomize
     assert f"seed: {first.seed}" in str(first)
-    again = search(fused_bce_backprop, dtypes=("float64",), max_examples=12, database=None,
-                   seed=first.seed)
+    again = search(
+        fused_bce_backprop, dtypes=("float64",), max_examples=12, database=None, seed=first.seed
+    )
     assert _trace(again) == _trace(first)
-    other = search(fused_bce_backprop, dtypes=("float64",), max_examples=12, database=None,
-                   seed=first.seed + 1)
+    other = search(
+        fused_bce_backprop, dtypes=("float64",), max_examples=12, database=None, seed=first.seed + 1
+    )
     assert _trace(other) != _trace(first)
 
 
@@ -123,8 +125,12 @@ def test_the_example_database_is_configurable(tmp_path):
     path = tmp_path / "examples"
     on_disk = search(sign_flipped, seed=1, max_examples=5, database=path)
     assert on_disk.database == str(path) and any(path.rglob("*"))
-    assert search(fused_bce_backprop, dtypes=("float64",), max_examples=5,
-                  database=None, seed=1).database is None
+    assert (
+        search(
+            fused_bce_backprop, dtypes=("float64",), max_examples=5, database=None, seed=1
+        ).database
+        is None
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -208,7 +214,8 @@ def test_the_failure_text_has_everything_the_plugin_prints(sign_result):
     assert "reproduce with:" in text and "gradverify.check_problem(impl, problem)" in text
     assert "seed: 3" in text
     assert sign_result.reproduction in text.replace("\n    ", "\n") or all(
-        line.strip() in text for line in sign_result.reproduction.splitlines())
+        line.strip() in text for line in sign_result.reproduction.splitlines()
+    )
 
 
 def test_results_are_json_and_samples_are_finite(sign_result):
@@ -228,21 +235,30 @@ def test_results_are_json_and_samples_are_finite(sign_result):
 
 def test_check_without_a_problem_runs_the_search_and_progress_is_reported():
     updates = []
-    result = check(fused_bce_backprop, dtypes=("float64",), max_examples=8, seed=0,
-                   database=None, progress=lambda *a: updates.append(a))
+    result = check(
+        fused_bce_backprop,
+        dtypes=("float64",),
+        max_examples=8,
+        seed=0,
+        database=None,
+        progress=lambda *a: updates.append(a),
+    )
     assert isinstance(result, SearchResult) and result.verdict is Verdict.PASS
     assert len(updates) == result.examples == 8
     description, done, total = updates[-1]
     assert "float64" in description and done == 8 and total >= done
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"max_examples": 0}, ValueError, "max_examples must be a positive integer"),
-    ({"dtypes": ["float8"]}, ValueError, "unknown dtype 'float8'"),
-    ({"activations": ["swish"]}, ValueError, "unknown activation 'swish'"),
-    ({"timeout": -1}, ValueError, "timeout must be positive"),
-    ({"database": 42}, TypeError, "database must be None, a path"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"max_examples": 0}, ValueError, "max_examples must be a positive integer"),
+        ({"dtypes": ["float8"]}, ValueError, "unknown dtype 'float8'"),
+        ({"activations": ["swish"]}, ValueError, "unknown activation 'swish'"),
+        ({"timeout": -1}, ValueError, "timeout must be positive"),
+        ({"database": 42}, TypeError, "database must be None, a path"),
+    ],
+)
 def test_bad_arguments_get_a_one_line_message(kwargs, error, message):
     with pytest.raises(error) as info:
         search(fused_bce_backprop, **kwargs)
@@ -254,8 +270,10 @@ def test_reproduction_snippet_says_when_the_implementation_cannot_be_imported():
         return _fused(weights, biases, x, y, activations)
 
     assert import_path(local) is None
-    assert import_path(naive_bce_backprop) == ("gradverify.engine.implementations",
-                                              "naive_bce_backprop")
+    assert import_path(naive_bce_backprop) == (
+        "gradverify.engine.implementations",
+        "naive_bce_backprop",
+    )
     problem = _problem((1, 1), ("sigmoid",))
     text = reproduction_snippet(local, problem)
     assert "cannot be imported by name" in text and "raise SystemExit" in text
@@ -313,6 +331,7 @@ def test_other_variants():
 
 def test_condition_hints_report_only_what_the_variants_show():
     problem = _problem((1, 1, 2, 1), ("tanh", "sigmoid", "sigmoid"), batch=2)
+
     # an implementation that is wrong exactly when the batch has 2 samples and tanh is used
     def verdict_of(p):
         return "incorrect" if p.batch_size > 1 and "tanh" in p.spec.activations else "pass"

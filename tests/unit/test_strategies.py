@@ -25,10 +25,12 @@ from gradverify.exploration.strategies import (
 from gradverify.model.dtypes import available_dtypes
 from gradverify.model.network import Problem, forward
 
-FAST = settings(max_examples=60, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
-FIND = settings(max_examples=400, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
+FAST = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+FIND = settings(
+    max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @FAST
@@ -88,8 +90,9 @@ def test_problems_reach_saturation_and_the_interior():
     saturations: list[float] = []
 
     @seed(0)
-    @settings(max_examples=200, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(problems())
     def collect(problem):
         saturations.append(problem.max_abs_logit())
@@ -104,14 +107,14 @@ def test_problems_reach_saturation_and_the_interior():
 def test_a_plain_normal_draw_rarely_saturates():
     # why the strategies scale on purpose: N(0, 1) weights on [-1, 1] inputs stay small
     rng = np.random.default_rng(0)
-    peaks = [np.max(np.abs(rng.normal(size=(4, 4)) @ rng.uniform(-1, 1, (4, 4))))
-             for _ in range(200)]
+    peaks = [
+        np.max(np.abs(rng.normal(size=(4, 4)) @ rng.uniform(-1, 1, (4, 4)))) for _ in range(200)
+    ]
     assert max(peaks) < 30
 
 
 def test_shrinks_a_saturated_problem_to_one_unit_near_the_threshold():
-    minimal = find(problems(), lambda p: p.max_abs_logit() > 30, settings=FIND,
-                   random=Random(0))
+    minimal = find(problems(), lambda p: p.max_abs_logit() > 30, settings=FIND, random=Random(0))
     # one layer, one input, the fewest outputs the loss allows (softmax needs 2)
     assert minimal.spec.depth == 1 and minimal.spec.widths[0] == 1
     assert minimal.spec.widths[1] == (2 if minimal.spec.loss == "softmax_ce" else 1)
@@ -121,16 +124,22 @@ def test_shrinks_a_saturated_problem_to_one_unit_near_the_threshold():
 
 
 def test_shrinks_toward_fewer_layers_and_narrower_widths():
-    deep = find(problems(max_depth=4, max_width=2, max_batch=2, losses=["bce"]),
-                lambda p: p.spec.depth >= 3,
-                settings=FIND, random=Random(0))
+    deep = find(
+        problems(max_depth=4, max_width=2, max_batch=2, losses=["bce"]),
+        lambda p: p.spec.depth >= 3,
+        settings=FIND,
+        random=Random(0),
+    )
     assert deep.spec.depth == 3 and deep.spec.widths == (1, 1, 1, 1)
     assert deep.batch_size == 1
     # simpler weights: every entry shrinks to 1.0 (the scale to 2**0)
     assert all(np.all(w == 1.0) for w in deep.weights)
-    wide = find(problems(losses=["bce"], max_width=3, max_batch=2),
-                lambda p: max(p.spec.widths[1:-1], default=0) >= 3, settings=FIND,
-                random=Random(1))
+    wide = find(
+        problems(losses=["bce"], max_width=3, max_batch=2),
+        lambda p: max(p.spec.widths[1:-1], default=0) >= 3,
+        settings=FIND,
+        random=Random(1),
+    )
     assert wide.spec.depth == 2 and wide.spec.widths == (1, 3, 1)
 
 
@@ -150,8 +159,9 @@ def test_parameters_put_output_logits_in_the_band(data):
     spec = data.draw(network_specs(losses=["bce"], max_depth=2))
     x = data.draw(inputs(spec.widths[0], 3))
     weights, biases = data.draw(parameters(spec, x, max_saturation=64.0))
-    assert [w.shape for w in weights] == [(spec.widths[i + 1], spec.widths[i])
-                                          for i in range(spec.depth)]
+    assert [w.shape for w in weights] == [
+        (spec.widths[i + 1], spec.widths[i]) for i in range(spec.depth)
+    ]
     h = forward(spec, weights, biases, x).h
     assert max(float(np.max(np.abs(layer))) for layer in h) <= 64.0 * (1 + 1e-12)
 
@@ -163,14 +173,17 @@ def test_scales_and_bands_shrink_to_none():
     assert 100 < find(logit_bands(), lambda t: t is not None and t > 100, settings=FIND) <= 128
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: network_specs(activations=["swish"]), "unknown activation 'swish'"),
-    (lambda: network_specs(losses=["hinge"]), "unknown loss 'hinge'"),
-    (lambda: network_specs(max_depth=0), "min_depth <= max_depth"),
-    (lambda: problems(max_saturation=1e6), "max_saturation must be in [1, 6e4]"),
-    (lambda: problems(max_batch=0), "max_batch must be at least 1"),
-    (lambda: dtypes(names=["float8"]), "unknown dtype 'float8'"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: network_specs(activations=["swish"]), "unknown activation 'swish'"),
+        (lambda: network_specs(losses=["hinge"]), "unknown loss 'hinge'"),
+        (lambda: network_specs(max_depth=0), "min_depth <= max_depth"),
+        (lambda: problems(max_saturation=1e6), "max_saturation must be in [1, 6e4]"),
+        (lambda: problems(max_batch=0), "max_batch must be at least 1"),
+        (lambda: dtypes(names=["float8"]), "unknown dtype 'float8'"),
+    ],
+)
 def test_bad_arguments_get_a_one_line_message(call, message):
     with pytest.raises(ValueError) as info:
         call()
@@ -214,33 +227,39 @@ def test_shrunk_problems_keep_the_declared_widths_and_batch():
 
 def test_a_declared_depth_range_shrinks_to_its_minimum():
     seen: list[int] = []
-    minimal = find(problems(depth=(2, 3), losses=["bce"]),
-                   lambda p: seen.append(p.spec.depth) or p.max_abs_logit() > 30,
-                   settings=FIND, random=Random(0))
+    minimal = find(
+        problems(depth=(2, 3), losses=["bce"]),
+        lambda p: seen.append(p.spec.depth) or p.max_abs_logit() > 30,
+        settings=FIND,
+        random=Random(0),
+    )
     assert set(seen) == {2, 3}
     assert minimal.spec.depth == 2 and minimal.spec.widths == (1, 1, 1)
 
 
 def test_large_declared_widths_are_drawn_whole_and_stay_in_range():
-    @settings(max_examples=5, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(problems(widths=(784, 30, 10), losses=["bce"], dtypes=["float32"]))
     def check(problem):
         w = problem.weights[0].astype(np.float64) / max(1.0, np.abs(problem.weights[0]).max())
         assert problem.spec.widths == (784, 30, 10)
         assert np.all(np.abs(w) <= 1) and np.unique(w).size > 100  # not one repeated value
-        assert set(np.unique(problem.y)) <= {0.0, 1.0} or np.all((0 <= problem.y)
-                                                                 & (problem.y <= 1))
+        assert set(np.unique(problem.y)) <= {0.0, 1.0} or np.all(
+            (0 <= problem.y) & (problem.y <= 1)
+        )
 
     check()
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: problems(widths=(3, 1), losses=["softmax_ce"]), "needs at least 2 outputs"),
-    (lambda: problems(depth=0), "depth must be a positive integer"),
-    (lambda: problems(widths=(3, 4, 1), depth=3), "a network of depth 2"),
-    (lambda: batch_sizes(4, min_batch=5), "min_batch <= max_batch"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: problems(widths=(3, 1), losses=["softmax_ce"]), "needs at least 2 outputs"),
+        (lambda: problems(depth=0), "depth must be a positive integer"),
+        (lambda: problems(widths=(3, 4, 1), depth=3), "a network of depth 2"),
+        (lambda: batch_sizes(4, min_batch=5), "min_batch <= max_batch"),
+    ],
+)
 def test_bad_architectures_get_a_one_line_message(call, message):
     with pytest.raises(ValueError) as info:
         call()

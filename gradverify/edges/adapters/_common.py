@@ -33,4 +33,3 @@ def dtype_names(dtypes: Iterable[str]) -> tuple[str, ...]:
     for d in names:
         resolve_dtype(d)
     return names
-

@@ -91,8 +91,9 @@ class FlatFiniteDifferences:
     evaluations: int
 
 
-def flat_finite_differences(fun: Callable[[np.ndarray], Any],
-                            theta: np.ndarray) -> FlatFiniteDifferences:
+def flat_finite_differences(
+    fun: Callable[[np.ndarray], Any], theta: np.ndarray
+) -> FlatFiniteDifferences:
     """d fun / d theta_k for every k, by central differences at h, h/2, h/4 and Richardson.
 
     ``theta`` is used in float64 (exactly); each coordinate gets its own power-of-two step
@@ -114,8 +115,9 @@ def flat_finite_differences(fun: Callable[[np.ndarray], Any],
     differences = _central_differences(losses.ravel(), steps)
     values, errors = _richardson(differences, steps, eps_f)
     shape = np.shape(theta)
-    return FlatFiniteDifferences(values.reshape(shape), errors.reshape(shape),
-                                 steps.reshape(shape), 1 + losses.size)
+    return FlatFiniteDifferences(
+        values.reshape(shape), errors.reshape(shape), steps.reshape(shape), 1 + losses.size
+    )
 
 
 def _mp_gradient(mp_fun: Callable, theta: np.ndarray, prec: int) -> tuple[Any, list]:
@@ -126,15 +128,19 @@ def _mp_gradient(mp_fun: Callable, theta: np.ndarray, prec: int) -> tuple[Any, l
     value = ctx.convert(mp_fun(ctx, list(xs)))
     partials = []
     for k in range(len(xs)):
+
         def along(t: Any, k: int = k) -> Any:
-            return mp_fun(ctx, [*xs[:k], t, *xs[k + 1:]])
+            return mp_fun(ctx, [*xs[:k], t, *xs[k + 1 :]])
 
         partials.append(ctx.convert(ctx.diff(along, xs[k])))
     return value, partials
 
 
 def mp_reference_gradient(
-    mp_fun: Callable, theta: np.ndarray, *, bits: int = DEFAULT_BITS,
+    mp_fun: Callable,
+    theta: np.ndarray,
+    *,
+    bits: int = DEFAULT_BITS,
     max_precision: int = MAX_PRECISION,
 ) -> tuple[np.ndarray, np.ndarray, Any, int]:
     """The exact gradient of ``mp_fun`` at the float64 values ``theta``, verified.
@@ -152,21 +158,29 @@ def mp_reference_gradient(
         low = _mp_gradient(mp_fun, flat, prec)
         while True:
             high = _mp_gradient(mp_fun, flat, 2 * prec)
-            if all(agree_to_bits(a, b, bits) for a, b in zip((low[0], *low[1]), (high[0], *high[1]),
-                                                       strict=True)):
+            if all(
+                agree_to_bits(a, b, bits)
+                for a, b in zip((low[0], *low[1]), (high[0], *high[1]), strict=True)
+            ):
                 break
             prec *= 2
             if 2 * prec > max_precision:
                 raise ExactReferenceError(
                     f"mp_fun's derivatives did not agree to {bits} bits below "
-                    f"{max_precision} bits of working precision")
+                    f"{max_precision} bits of working precision"
+                )
             low = high
     except (ValueError, ZeroDivisionError, OverflowError) as exc:
         raise ExactReferenceError(f"the mpmath reference is outside its domain: {exc}") from exc
     # float64 arrays whatever scalar type round_to_float64 returns
     hi = np.array([round_to_float64(v) for v in high[1]], dtype=np.float64)
-    lo = np.array([round_to_float64(v - h) if np.isfinite(h) else 0.0
-                   for v, h in zip(high[1], hi, strict=True)], dtype=np.float64)
+    lo = np.array(
+        [
+            round_to_float64(v - h) if np.isfinite(h) else 0.0
+            for v, h in zip(high[1], hi, strict=True)
+        ],
+        dtype=np.float64,
+    )
     shape = np.shape(theta)
     return hi.reshape(shape), lo.reshape(shape), high[0], 2 * prec
 
@@ -212,40 +226,56 @@ class FunctionCheckResult:
 
     def to_dict(self) -> dict:
         return {
-            "implementation": self.implementation, "verdict": self.verdict.value,
-            "dtype": self.dtype, "parameter_count": self.parameter_count,
-            "reference": self.reference, "normwise_error": json_number(self.normwise_error),
-            "tolerance": json_number(self.tolerance), "allowed": json_number(self.allowed),
+            "implementation": self.implementation,
+            "verdict": self.verdict.value,
+            "dtype": self.dtype,
+            "parameter_count": self.parameter_count,
+            "reference": self.reference,
+            "normwise_error": json_number(self.normwise_error),
+            "tolerance": json_number(self.tolerance),
+            "allowed": json_number(self.allowed),
             "fd_normwise_error": json_number(self.fd_normwise_error),
-            "worst": [w.to_dict() for w in self.worst], "message": self.message,
+            "worst": [w.to_dict() for w in self.worst],
+            "message": self.message,
             "reference_precision": self.reference_precision,
-            "mpmath_backend": self.reference_backend, "elapsed_seconds": self.elapsed,
+            "mpmath_backend": self.reference_backend,
+            "elapsed_seconds": self.elapsed,
         }
 
     def __str__(self) -> str:
-        lines = [f"gradverify: {self.implementation} -> {self.verdict.value.upper()} "
-                 f"({self.dtype}, a function of {self.parameter_count} parameters)"]
+        lines = [
+            f"gradverify: {self.implementation} -> {self.verdict.value.upper()} "
+            f"({self.dtype}, a function of {self.parameter_count} parameters)"
+        ]
         if self.message:
             lines.append(f"  {self.message}")
         if self.reference:
-            lines.append(f"  normwise error {_fmt(self.normwise_error)} against {self.reference}"
-                         f" (allowed {_fmt(self.allowed)}; tolerance {_fmt(self.tolerance)})")
+            lines.append(
+                f"  normwise error {_fmt(self.normwise_error)} against {self.reference}"
+                f" (allowed {_fmt(self.allowed)}; tolerance {_fmt(self.tolerance)})"
+            )
         if self.fd_normwise_error is not None:
-            lines.append(f"  finite differences agree with the exact gradient to "
-                         f"{_fmt(self.fd_normwise_error)} (normwise)")
+            lines.append(
+                f"  finite differences agree with the exact gradient to "
+                f"{_fmt(self.fd_normwise_error)} (normwise)"
+            )
         if self.worst and self.verdict is not Verdict.PASS:
             lines.append("  worst elements:")
             for w in self.worst:
                 if self.reference == "mpmath":
                     lines.append(f"    {w.describe()}")
                 else:
-                    lines.append(f"    {w.tensor}[{', '.join(map(str, w.index))}]: got "
-                                 f"{w.value:.9g}, FD {w.reference:.9g} "
-                                 f"(+-{_fmt(w.fd_error, '.1g')}); rel. error "
-                                 f"{_fmt(w.relative_error)}")
+                    lines.append(
+                        f"    {w.tensor}[{', '.join(map(str, w.index))}]: got "
+                        f"{w.value:.9g}, FD {w.reference:.9g} "
+                        f"(+-{_fmt(w.fd_error, '.1g')}); rel. error "
+                        f"{_fmt(w.relative_error)}"
+                    )
         if self.reference_precision:
-            lines.append(f"  reference: mpmath.diff at {self.reference_precision} bits "
-                         f"(backend {self.reference_backend})")
+            lines.append(
+                f"  reference: mpmath.diff at {self.reference_precision} bits "
+                f"(backend {self.reference_backend})"
+            )
         return "\n".join(lines)
 
 
@@ -272,13 +302,18 @@ def _call_grad(grad: Callable, theta: np.ndarray, timeout: float | None) -> np.n
     if g.shape != theta.shape:
         return f"returned shape {g.shape}; expected {theta.shape} (the shape of theta)"
     if g.dtype != theta.dtype:
-        return (f"returned {g.dtype}; expected {dtype_name(theta.dtype)} "
-                f"(the dtype it was given)")
+        return f"returned {g.dtype}; expected {dtype_name(theta.dtype)} (the dtype it was given)"
     return g
 
 
-def _worst_elements(g: np.ndarray, hi: np.ndarray, lo: np.ndarray, dtype: Any,
-                    fd: FlatFiniteDifferences | None, count: int) -> list[ElementError]:
+def _worst_elements(
+    g: np.ndarray,
+    hi: np.ndarray,
+    lo: np.ndarray,
+    dtype: Any,
+    fd: FlatFiniteDifferences | None,
+    count: int,
+) -> list[ElementError]:
     errs = elementwise_errors(g, hi, lo, dtype)
     order = np.argsort(-errs.bits.ravel(), kind="stable")[:count]
     out = []
@@ -286,14 +321,19 @@ def _worst_elements(g: np.ndarray, hi: np.ndarray, lo: np.ndarray, dtype: Any,
         if errs.bits.ravel()[j] <= 0:
             break
         index = np.unravel_index(j, hi.shape)
-        out.append(ElementError(
-            tensor="theta", index=tuple(int(i) for i in index),
-            value=float(np.asarray(g, dtype=np.float64)[index]), reference=float(hi[index]),
-            relative_error=float(errs.relative[index]), ulps=float(errs.ulps[index]),
-            bits=float(errs.bits[index]),
-            fd=None if fd is None else float(fd.values[index]),
-            fd_error=None if fd is None else float(fd.errors[index]),
-        ))
+        out.append(
+            ElementError(
+                tensor="theta",
+                index=tuple(int(i) for i in index),
+                value=float(np.asarray(g, dtype=np.float64)[index]),
+                reference=float(hi[index]),
+                relative_error=float(errs.relative[index]),
+                ulps=float(errs.ulps[index]),
+                bits=float(errs.bits[index]),
+                fd=None if fd is None else float(fd.values[index]),
+                fd_error=None if fd is None else float(fd.errors[index]),
+            )
+        )
     return out
 
 
@@ -335,8 +375,9 @@ def check_function(
     theta64 = theta_d.astype(np.float64)
     label = name or implementation_name(grad)
     tol = float(tolerance) if tolerance is not None else tolerance_factor * unit_roundoff(dt)
-    result = FunctionCheckResult(label, Verdict.ERROR, dtype_name(dt), int(theta_d.size),
-                                 tolerance=tol)
+    result = FunctionCheckResult(
+        label, Verdict.ERROR, dtype_name(dt), int(theta_d.size), tolerance=tol
+    )
 
     def finish(verdict: Verdict, message: str) -> FunctionCheckResult:
         result.verdict, result.message = verdict, message
@@ -358,20 +399,27 @@ def check_function(
         except ExactReferenceError as exc:
             return finish(Verdict.ERROR, str(exc))
         except Exception as exc:  # noqa: BLE001
-            return finish(Verdict.ERROR, f"mp_fun raised {type(exc).__name__}: {exc}"
-                          f"{_last_frame(exc)}")
+            return finish(
+                Verdict.ERROR, f"mp_fun raised {type(exc).__name__}: {exc}{_last_frame(exc)}"
+            )
         f0 = float(fun(theta64.copy()))
         if not agree_to_bits(mpmath.mpf(f0), value, CONSISTENCY_BITS):
-            return finish(Verdict.ERROR, f"fun and mp_fun disagree at theta ({f0!r} against "
-                          f"{mpmath.nstr(value, 17)}): they are not the same function")
+            return finish(
+                Verdict.ERROR,
+                f"fun and mp_fun disagree at theta ({f0!r} against "
+                f"{mpmath.nstr(value, 17)}): they are not the same function",
+            )
         result.reference, result.allowed = "mpmath", tol
         result.reference_precision, result.reference_backend = precision, mpmath_backend()
         result.fd_normwise_error = normwise_error(fd.values, hi, lo)
         fd_for_elements: FlatFiniteDifferences | None = fd
     else:
         if not np.all(np.isfinite(fd.values)):
-            return finish(Verdict.ERROR, "the finite differences of fun are not finite at theta; "
-                          "give mp_fun for an exact reference")
+            return finish(
+                Verdict.ERROR,
+                "the finite differences of fun are not finite at theta; "
+                "give mp_fun for an exact reference",
+            )
         hi, lo = fd.values, np.zeros_like(fd.values)
         scale = float(np.linalg.norm(hi))
         fd_slack = FD_ERROR_MULTIPLE * float(np.linalg.norm(fd.errors))
@@ -381,18 +429,34 @@ def check_function(
     result.normwise_error = normwise_error(g, hi, lo)
     result.worst = _worst_elements(g, hi, lo, dt, fd_for_elements, worst)
     if fd_for_elements is None:  # FD is the reference: carry its error estimate per element
-        result.worst = [ElementError(w.tensor, w.index, w.value, w.reference, w.relative_error,
-                                     w.ulps, w.bits, None, float(fd.errors[w.index]))
-                        for w in result.worst]
+        result.worst = [
+            ElementError(
+                w.tensor,
+                w.index,
+                w.value,
+                w.reference,
+                w.relative_error,
+                w.ulps,
+                w.bits,
+                None,
+                float(fd.errors[w.index]),
+            )
+            for w in result.worst
+        ]
     nonfinite = int(np.count_nonzero(~np.isfinite(g.astype(np.float64)) & np.isfinite(hi)))
     if nonfinite:
-        return finish(Verdict.ERROR, f"{label} returned {nonfinite} inf/NaN entries where the "
-                      f"gradient is finite")
+        return finish(
+            Verdict.ERROR,
+            f"{label} returned {nonfinite} inf/NaN entries where the gradient is finite",
+        )
     if mp_fun is None and scale == 0.0:
         ok = float(np.linalg.norm(g.astype(np.float64))) <= fd_slack
     else:
         ok = result.normwise_error <= result.allowed
     if ok:
         return finish(Verdict.PASS, "")
-    return finish(Verdict.INCORRECT, f"normwise error {_fmt(result.normwise_error)} exceeds the "
-                  f"allowed {_fmt(result.allowed)} against {result.reference}")
+    return finish(
+        Verdict.INCORRECT,
+        f"normwise error {_fmt(result.normwise_error)} exceeds the "
+        f"allowed {_fmt(result.allowed)} against {result.reference}",
+    )

@@ -37,8 +37,10 @@ def _instance(network: Any, widths: tuple[int, ...]) -> Any:
     """The object to use: ``network`` itself, or ``network(list(widths))`` for a class."""
     if isinstance(network, type) or not hasattr(network, "backprop"):
         if not callable(network):
-            raise TypeError(f"expected an object with backprop(x, y), or a class/factory taking "
-                            f"layer sizes; got {type(network).__name__}")
+            raise TypeError(
+                f"expected an object with backprop(x, y), or a class/factory taking "
+                f"layer sizes; got {type(network).__name__}"
+            )
         return network(list(widths))
     return network
 
@@ -55,21 +57,27 @@ def _set_parameters(obj: Any, weights: list, biases: list, widths: tuple[int, ..
 def _gradients(result: Any, weights: list, biases: list) -> tuple[list, list]:
     """Check the shapes of ``(nabla_b, nabla_w)`` and return them as float64 arrays."""
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise ValueError(f"backprop(x, y) must return (nabla_b, nabla_w); got "
-                         f"{type(result).__name__}")
+        raise ValueError(
+            f"backprop(x, y) must return (nabla_b, nabla_w); got {type(result).__name__}"
+        )
     nabla_b, nabla_w = result
     out_b, out_w = [], []
-    for kind, arrays, params, column in (("nabla_b", nabla_b, biases, True),
-                                         ("nabla_w", nabla_w, weights, False)):
+    for kind, arrays, params, column in (
+        ("nabla_b", nabla_b, biases, True),
+        ("nabla_w", nabla_w, weights, False),
+    ):
         if len(arrays) != len(params):
-            raise ValueError(f"backprop returned {len(arrays)} arrays in {kind}; expected "
-                             f"{len(params)} (one per layer)")
+            raise ValueError(
+                f"backprop returned {len(arrays)} arrays in {kind}; expected "
+                f"{len(params)} (one per layer)"
+            )
         for i, (a, p) in enumerate(zip(arrays, params, strict=True)):
             a = np.asarray(a)
             expected = (p.shape[0], 1) if column else p.shape
             if a.shape != expected:
-                raise ValueError(f"backprop returned {kind}[{i}] of shape {a.shape}; "
-                                 f"expected {expected}")
+                raise ValueError(
+                    f"backprop returned {kind}[{i}] of shape {a.shape}; expected {expected}"
+                )
             (out_b if column else out_w).append(a.astype(np.float64).reshape(p.shape))
     return out_w, out_b
 
@@ -114,8 +122,11 @@ def from_network(
         widths = (x.shape[0], *(w.shape[0] for w in weights))
         obj = _instance(network, widths)
         _set_parameters(obj, weights, biases, widths)
-        batches = [(x, y)] if batched else [
-            (x[:, j:j + 1].copy(), y[:, j:j + 1].copy()) for j in range(x.shape[1])]
+        batches = (
+            [(x, y)]
+            if batched
+            else [(x[:, j : j + 1].copy(), y[:, j : j + 1].copy()) for j in range(x.shape[1])]
+        )
         total_w = [np.zeros(W.shape) for W in weights]
         total_b = [np.zeros(b.shape) for b in biases]
         for xs, ys in batches:
@@ -123,7 +134,9 @@ def from_network(
             for acc, g in zip((*total_w, *total_b), (*gw, *gb), strict=True):
                 acc += g
         divisor = (y.size if reduction == "sum" else len(batches)) * cost_factor
-        return ([(t / divisor).astype(x.dtype) for t in total_w],
-                [(t / divisor).astype(x.dtype) for t in total_b])
+        return (
+            [(t / divisor).astype(x.dtype) for t in total_w],
+            [(t / divisor).astype(x.dtype) for t in total_b],
+        )
 
     return textbook_backprop

@@ -64,8 +64,12 @@ _KNOWN_LOSSES = {
 def _torch_dtype(name: str) -> Any:
     import torch
 
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
-            "float64": torch.float64}[name]
+    return {
+        "float16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "float32": torch.float32,
+        "float64": torch.float64,
+    }[name]
 
 
 def _to_tensor(a: np.ndarray, *, requires_grad: bool = False) -> Any:
@@ -122,8 +126,9 @@ def mlp_factory(*, final_activation: bool = True) -> Callable[[Sequence[int], Se
     return build
 
 
-def _describe_loss(loss_module: Any, losses: Iterable[str] | None) -> tuple[tuple[str, ...],
-                                                                             bool, bool]:
+def _describe_loss(
+    loss_module: Any, losses: Iterable[str] | None
+) -> tuple[tuple[str, ...], bool, bool]:
     """(gradverify losses, takes logits, mean over batch only) for a torch loss module."""
     known = _KNOWN_LOSSES.get(type(loss_module).__name__)
     if known is not None:
@@ -153,13 +158,17 @@ def _linear_layers(module: Any, depth: int, widths: Sequence[int]) -> list[Any]:
 
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if len(linears) != depth:
-        raise ValueError(f"the module from the factory has {len(linears)} nn.Linear layers; "
-                         f"the network has {depth} layers (widths {tuple(widths)})")
+        raise ValueError(
+            f"the module from the factory has {len(linears)} nn.Linear layers; "
+            f"the network has {depth} layers (widths {tuple(widths)})"
+        )
     for i, lin in enumerate(linears):
         expected = (widths[i + 1], widths[i])
         if tuple(lin.weight.shape) != expected:
-            raise ValueError(f"nn.Linear layer {i + 1} has weight shape "
-                             f"{tuple(lin.weight.shape)}; expected {expected}")
+            raise ValueError(
+                f"nn.Linear layer {i + 1} has weight shape "
+                f"{tuple(lin.weight.shape)}; expected {expected}"
+            )
         if lin.bias is None:
             raise ValueError(f"nn.Linear layer {i + 1} has no bias (build it with bias=True)")
     return linears
@@ -209,8 +218,10 @@ def from_module(
         xt, yt = _to_tensor(x.T), _to_tensor(y.T)
         out = module(xt)
         if tuple(out.shape) != tuple(yt.shape):
-            raise ValueError(f"the module returned shape {tuple(out.shape)} for a batch of "
-                             f"{x.shape[1]}; expected {tuple(yt.shape)} (samples as rows)")
+            raise ValueError(
+                f"the module returned shape {tuple(out.shape)} for a batch of "
+                f"{x.shape[1]}; expected {tuple(yt.shape)} (samples as rows)"
+            )
         value = loss_module(out, yt)
         if getattr(loss_module, "reduction", "mean") == "none":
             value = value.sum()
@@ -218,8 +229,7 @@ def from_module(
         if scale is not None:
             value = value * scale
         value.backward()
-        dweights = [_to_numpy(lin.weight.grad, W)
-                    for lin, W in zip(linears, weights, strict=True)]
+        dweights = [_to_numpy(lin.weight.grad, W) for lin, W in zip(linears, weights, strict=True)]
         dbiases = [_to_numpy(lin.bias.grad, b) for lin, b in zip(linears, biases, strict=True)]
         return dweights, dbiases
 
@@ -271,9 +281,10 @@ def from_function(
         extra = {"activations": tuple(activations), "loss": loss} if pass_spec else {}
         value = loss_fn(ws, bs, xt, yt, **extra)
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
-            raise ValueError(f"loss_fn must return a scalar tensor; got {type(value).__name__}"
-                             + (f" of shape {tuple(value.shape)}"
-                                if isinstance(value, torch.Tensor) else ""))
+            raise ValueError(
+                f"loss_fn must return a scalar tensor; got {type(value).__name__}"
+                + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else "")
+            )
         if reduction == "sum":
             value = value / y.size
         grads = torch.autograd.grad(value.reshape(()), [*ws, *bs], allow_unused=True)
