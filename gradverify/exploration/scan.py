@@ -136,6 +136,7 @@ from gradverify.engine.harness import DEFAULT_TIMEOUT, CallFailure, call_backpro
 from gradverify.engine.implementations import Capabilities, capabilities_of, implementation_name
 from gradverify.engine.isolation import isolate_option
 from gradverify.engine.results import json_number
+from gradverify.engine.stopping import CallGuard
 from gradverify.exact.reference import ExactReferenceError, agree_to_bits, mpmath_backend
 from gradverify.model.dtypes import (
     available_dtypes,
@@ -407,30 +408,26 @@ MAX_TIMEOUTS = 3
 
 
 class _Caller:
-    """call_backprop with a count of time-outs and crashes, shared by the probes of one scan."""
+    """call_backprop for the probes of one scan; stops it after MAX_TIMEOUTS hangs or crashes."""
 
     def __init__(self, impl: Callable, timeout: float | None, name: str) -> None:
         self.impl, self.timeout, self.name = impl, timeout, name
-        self.timeouts = 0
-        self.crashes = 0
+        self.guard = CallGuard(limit=MAX_TIMEOUTS)
 
     def call(self, problem: Problem) -> Any:
         outcome = call_backprop(self.impl, problem, timeout=self.timeout)
-        if outcome.timed_out:
-            self.timeouts += 1
-            if self.timeouts >= MAX_TIMEOUTS:
+        if self.guard.record(outcome.failure):
+            count = self.guard.counts[self.guard.stopped_by]
+            if self.guard.stopped_by is CallFailure.TIMED_OUT:
                 raise ScanAborted(
-                    f"{self.name} did not return within {self.timeout:g} s on {self.timeouts} "
+                    f"{self.name} did not return within {self.timeout:g} s on {count} "
                     f"calls; the scan makes thousands, so it stopped (raise timeout= or fix "
                     f"the implementation)"
                 )
-        elif outcome.failure is CallFailure.CRASHED:
-            self.crashes += 1
-            if self.crashes >= MAX_TIMEOUTS:
-                raise ScanAborted(
-                    f"{self.name} crashed its worker process on {self.crashes} calls (last: "
-                    f"{outcome.error}); the scan makes thousands, so it stopped"
-                )
+            raise ScanAborted(
+                f"{self.name} crashed its worker process on {count} calls (last: "
+                f"{outcome.error}); the scan makes thousands, so it stopped"
+            )
         return outcome
 
 

@@ -84,6 +84,7 @@ from gradverify.engine.results import (
     warning_lines,
     worst_verdict,
 )
+from gradverify.engine.stopping import CallGuard, stops_calling
 from gradverify.exact.reference import ExactReferenceError
 from gradverify.exploration.hypothesis_compat import (
     add_database_digest,
@@ -105,14 +106,6 @@ DEFAULT_MAX_EXAMPLES = 150
 DEFAULT_DATABASE: Any = object()
 """Sentinel: Hypothesis's default example database, except in CI, when derandomized or when
 a seed is given."""
-
-
-def _ends_search(result: CheckResult) -> bool:
-    """A call that timed out or crashed its worker: nothing more is asked of ``impl``.
-
-    Each further call would wait out the time limit again, or start a new worker process.
-    """
-    return result.call_failure in (CallFailure.TIMED_OUT, CallFailure.CRASHED)
 
 
 BISECTION_STEPS = 24
@@ -557,7 +550,7 @@ def _run_round(
         target(math.log2(1.0 + result.saturation), label="log2(1 + max |h|)")
         if result.verdict is Verdict.PASS:
             return
-        if _ends_search(result):
+        if stops_calling(result.call_failure):
             run.stopped = result
             raise _Stop(result)
         if result.call_failure == CallFailure.MALFORMED and all(
@@ -723,7 +716,7 @@ class _Checker:
     def __init__(
         self, impl: Callable, options: dict[str, Any], caps: Capabilities | None = None
     ) -> None:
-        self.impl, self.options, self.hung = impl, options, False
+        self.impl, self.options, self.guard = impl, options, CallGuard()
         self.caps = caps
 
     def admits(self, problem: Problem) -> bool:
@@ -731,15 +724,14 @@ class _Checker:
         return self.caps is None or self.caps.admits(problem.spec.widths, problem.batch_size)
 
     def __call__(self, problem: Problem, **kwargs: Any) -> CheckResult | None:
-        if self.hung or not self.admits(problem):
+        if self.guard.stopped or not self.admits(problem):
             return None
         kwargs.setdefault("finite_differences", False)
         try:
             result = check_problem(self.impl, problem, **kwargs, **self.options)
         except ExactReferenceError:  # pragma: no cover - variants stay in range
             return None
-        if _ends_search(result):
-            self.hung = True
+        self.guard.record(result.call_failure)
         return result
 
     def verdict_of(self, problem: Problem) -> str:
@@ -756,7 +748,7 @@ def _minimize_structure(checker: _Checker, result: CheckResult, budget: int = 80
     current = result
     checks = 0
     improved = True
-    while improved and checks < budget and not checker.hung:
+    while improved and checks < budget and not checker.guard.stopped:
         improved = False
         for candidate in _simpler_problems(current.problem):
             if not checker.admits(candidate):
@@ -811,7 +803,7 @@ def _architecture_hint(
     shapes and dtype there. None when the depth is declared or no other depth works.
     """
     problem = failure.problem
-    if problem is None or _ends_search(failure):
+    if problem is None or stops_calling(failure.call_failure):
         return None
     depth = problem.spec.depth
     lo, hi = caps.depth_range or (1, max(max_depth, depth))
@@ -919,7 +911,8 @@ def _summarize(
     )
 
     checker = _Checker(impl, options, caps)
-    checker.hung = run.stopped is not None
+    if run.stopped is not None:
+        checker.guard.record(run.stopped.call_failure)
     for kind in (Verdict.ERROR, Verdict.INCORRECT, Verdict.UNSTABLE):
         shrunk = found.get(kind)
         if shrunk is None:
@@ -963,7 +956,7 @@ def _summarize(
         if (
             primary.verdict is not Verdict.UNSTABLE
             and primary.problem is not None
-            and not checker.hung
+            and not checker.guard.stopped
         ):
             hints.extend(
                 condition_hints(
@@ -992,7 +985,7 @@ def _summarize(
                 name=None if name == implementation_name(impl) else name,
                 tolerance_factor=options["tolerance_factor"],
                 policy=options["policy"],
-                isolate=primary.call_failure in ("crashed", "timed_out"),
+                isolate=stops_calling(primary.call_failure),
                 comment=(
                     f"Reproduces gradverify's {primary.verdict.value} verdict for {name} "
                     f"({primary.dtype}, network {primary.spec.describe()}, "

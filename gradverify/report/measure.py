@@ -26,6 +26,7 @@ from gradverify.engine.check import check_problem
 from gradverify.engine.harness import CallFailure, call_backprop
 from gradverify.engine.implementations import capabilities_of
 from gradverify.engine.results import Verdict
+from gradverify.engine.stopping import CallGuard
 from gradverify.exact.reference import ExactReferenceError, reference_gradients
 from gradverify.model.network import NetworkSpec, Problem
 
@@ -39,7 +40,6 @@ __all__ = [
     "supports_network",
 ]
 
-STOPPING_FAILURES = (CallFailure.TIMED_OUT, CallFailure.CRASHED)
 """Calls after which an implementation is not called again by these measurements (each call
 would wait out the time limit again, or start a new worker process)."""
 
@@ -141,7 +141,7 @@ def layer_errors(
     spec = base.spec
     depth = spec.depth
     panels, skipped = [], []
-    hung: set[str] = set()
+    guards = {name: CallGuard() for name in implementations}
     for dtype in dtypes:
         problem = base.astype(dtype)
         try:
@@ -155,7 +155,7 @@ def layer_errors(
             if not supports_network(impl, spec, dtype):
                 skipped.append(f"{name} at {dtype}: does not declare sigmoid/bce/{dtype}")
                 continue
-            if name in hung:
+            if guards[name].stopped:
                 skipped.append(f"{name} at {dtype}: not called (it hung before)")
                 continue
             result = check_problem(
@@ -170,8 +170,7 @@ def layer_errors(
             )
             if result.verdict is Verdict.ERROR and not result.tensors:
                 skipped.append(f"{name} at {dtype}: {result.message}")
-                if result.call_failure in STOPPING_FAILURES:
-                    hung.add(name)
+                guards[name].record(result.call_failure)
                 continue
             weights = [t for t in result.tensors if t.kind == "weight"][::-1]
             bias = [t for t in result.tensors if t.kind == "bias"][::-1]
@@ -249,7 +248,7 @@ def hidden_underflow(
     hidden = spec.depth - 1
     fractions: dict[tuple[str, str], list[float | None]] = {}
     skipped: list[str] = []
-    hung: set[str] = set()
+    guards = {name: CallGuard() for name in implementations}
     usable = {
         (n, d)
         for n, impl in implementations.items()
@@ -275,12 +274,11 @@ def hidden_underflow(
                 if (name, dtype) not in usable:
                     continue
                 value: float | None = None
-                if name in hung:
+                if guards[name].stopped:
                     fractions.setdefault((name, dtype), []).append(None)
                     continue
                 outcome = call_backprop(impl, problem, timeout=timeout)
-                if outcome.failure in STOPPING_FAILURES:
-                    hung.add(name)
+                if guards[name].record(outcome.failure):
                     skipped.append(
                         f"{name}: stopped after a call that "
                         + (
