@@ -8,7 +8,6 @@ The results are duck-typed SearchResults (``implementation``, ``verdict``, ``dty
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -16,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gradverify.common.formatting import format_bits, format_logit
 from gradverify.edges.options import counts_as_failure
+from gradverify.report.atomic import append_file_atomic
 
 __all__ = [
     "GITHUB_MAX_ERRORS",
@@ -76,7 +77,7 @@ def _case(result: Any, dtype: str, fail_on: str) -> CheckCase:
         line = f"{result.implementation} passes at {dtype}" + (f"; {beyond}" if beyond else "")
     else:
         reason = _first_line(getattr(example, "message", "") or "") if example else ""
-        where = f" first at max |h| = {threshold:.4g}" if threshold is not None else ""
+        where = f" first at max |h| = {format_logit(threshold)}" if threshold is not None else ""
         line = f"{result.implementation} is {verdict.upper()} at {dtype}{where}"
         line += f": {reason}" if reason else ""
     return CheckCase(
@@ -125,10 +126,6 @@ def _xml_text(text: str) -> str:
     return _XML_ILLEGAL.sub("?", text)
 
 
-def _bits(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.1f}"
-
-
 def junit_xml(results: Sequence[Any], *, fail_on: str, name: str = "gradverify") -> str:
     """A JUnit XML document: one ``<testcase>`` per implementation x dtype.
 
@@ -168,7 +165,7 @@ def junit_xml(results: Sequence[Any], *, fail_on: str, name: str = "gradverify")
         )
         info = f"verdict {case.verdict}; examples {case.examples}"
         if case.worst_bits is not None:  # none for an error verdict
-            info += f"; worst error {_bits(case.worst_bits)} bits"
+            info += f"; worst error {format_bits(case.worst_bits)} bits"
         if case.failed:
             failure = ET.SubElement(
                 element, "failure", type=case.verdict, message=_xml_text(case.summary)
@@ -289,10 +286,10 @@ def step_summary(results: Sequence[Any], *, fail_on: str) -> str:
     ]
     for c in cases:
         mark = ("**" + c.verdict.upper() + "**") if c.failed else c.verdict
-        threshold = "-" if c.threshold_saturation is None else f"{c.threshold_saturation:.4g}"
+        threshold = format_logit(c.threshold_saturation)
         head.append(
             f"| {_md_cell(c.implementation)} | {c.dtype} | {mark} | "
-            f"{'-' if c.examples is None else c.examples} | {_bits(c.worst_bits)} | "
+            f"{'-' if c.examples is None else c.examples} | {format_bits(c.worst_bits)} | "
             f"{threshold} | {_md_cell(c.beyond_stable or '-')} |"
         )
     text = "\n".join(head) + "\n"
@@ -312,10 +309,18 @@ def step_summary(results: Sequence[Any], *, fail_on: str) -> str:
 
 
 def append_step_summary(markdown: str, path: str | os.PathLike | None = None) -> bool:
-    """Append ``markdown`` to ``path`` (default ``$GITHUB_STEP_SUMMARY``); False if unset."""
+    """Append ``markdown`` to ``path`` (default ``$GITHUB_STEP_SUMMARY``); False if unset.
+
+    The append is atomic (:func:`gradverify.report.atomic.append_file_atomic`): the file
+    holds what earlier steps wrote, then either nothing or the whole of ``markdown``.
+
+    Raises:
+        gradverify.report.atomic.OutputPathError: the file cannot be appended to
+            (``"$GITHUB_STEP_SUMMARY PATH: cannot append: REASON"``).
+    """
     path = path or os.environ.get("GITHUB_STEP_SUMMARY")
     if not path:
         return False
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    text = markdown if markdown.endswith("\n") else markdown + "\n"
+    append_file_atomic(path, text, what="$GITHUB_STEP_SUMMARY")
     return True

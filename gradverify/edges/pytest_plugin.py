@@ -24,7 +24,6 @@ Hypothesis are imported on the first check. ``-p no:gradverify`` disables it.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from gradverify.common.formatting import as_float, format_bits, format_logit
 from gradverify.edges.options import (
     OPTIONS,
     Settings,
@@ -159,15 +159,6 @@ def _marker_value(name: str, value: Any) -> Any:
         raise ValueError(f"gradverify marker argument {name}={value!r}: {exc}") from None
 
 
-def _number(x: Any) -> float | None:
-    if x is None:
-        return None
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
 def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) -> dict:
     """The summary of one check as plain data (it may travel from an xdist worker)."""
     per_dtype = getattr(result, "per_dtype", None)
@@ -175,9 +166,9 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
         dtypes = {
             name: {
                 "verdict": str(s.verdict),
-                "worst_bits": _number(s.worst_bits),
-                "threshold_saturation": _number(s.threshold_saturation),
-                "beyond_stable_bits": _number(s.beyond_stable.bits)
+                "worst_bits": as_float(s.worst_bits),
+                "threshold_saturation": as_float(s.threshold_saturation),
+                "beyond_stable_bits": as_float(s.beyond_stable.bits)
                 if s.beyond_stable is not None
                 else None,
             }
@@ -187,9 +178,9 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
         dtypes = {
             result.dtype: {
                 "verdict": str(result.verdict),
-                "worst_bits": _number(result.worst_bits),
+                "worst_bits": as_float(result.worst_bits),
                 "threshold_saturation": None,
-                "beyond_stable_bits": _number(result.precision_beyond_stable()[0])
+                "beyond_stable_bits": as_float(result.precision_beyond_stable()[0])
                 if result.tensors
                 else None,
             }
@@ -199,7 +190,7 @@ def _check_record(nodeid: str, result: Any, settings: Settings, failed: bool) ->
         "implementation": result.implementation,
         "verdict": str(result.verdict),
         "failed": failed,
-        "worst_bits": _number(result.worst_bits),
+        "worst_bits": as_float(result.worst_bits),
         "examples": getattr(result, "examples", 1),
         "tolerance_factor": settings.tolerance_factor,
         "policy": settings.policy,
@@ -383,10 +374,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _fmt_bits(x: float | None) -> str:
-    return "-" if x is None or math.isnan(x) else f"{x:.1f}"
-
-
 def _summary_line(check: dict) -> str:
     parts = []
     for dtype, info in check["dtypes"].items():
@@ -396,10 +383,10 @@ def _summary_line(check: dict) -> str:
             parts.append(
                 f"{dtype} pass"
                 if beyond is None
-                else f"{dtype} pass, {_fmt_bits(beyond)} bits beyond stable"
+                else f"{dtype} pass, {format_bits(beyond)} bits beyond stable"
             )
         elif threshold is not None:
-            parts.append(f"{dtype} {info['verdict']} from max|h| {threshold:.4g}")
+            parts.append(f"{dtype} {info['verdict']} from max|h| {format_logit(threshold)}")
         else:
             parts.append(f"{dtype} {info['verdict']}")
     for dtype, why in ((check.get("result") or {}).get("skipped_dtypes") or {}).items():
@@ -408,7 +395,7 @@ def _summary_line(check: dict) -> str:
     bits = (
         ""
         if check["verdict"] == "error" or check.get("worst_bits") is None
-        else f"worst {_fmt_bits(check['worst_bits'])} bits  "
+        else f"worst {format_bits(check['worst_bits'])} bits  "
     )
     return (
         f"{check['verdict'].upper():<9} {check['nodeid']}  {check['implementation']}  "

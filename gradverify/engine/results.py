@@ -5,10 +5,19 @@ Everything here is JSON-serialisable through ``to_dict()`` and readable through 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from gradverify.common.formatting import (
+    format_bits,
+    format_fd_error,
+    format_gradient,
+    format_logit,
+    format_relative_error,
+    format_ulps,
+    json_number,
+)
 
 __all__ = [
     "CheckResult",
@@ -44,34 +53,15 @@ def worst_verdict(verdicts: Any) -> Verdict:
     return max((Verdict(v) for v in verdicts), key=_SEVERITY.__getitem__, default=Verdict.PASS)
 
 
-def json_number(x: float | None) -> float | None | str:
-    """A float for JSON, which has no inf/NaN: those become the strings "inf", "-inf", "nan"."""
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
-
-
 def precision_note(bits: float, tensor: str | None, saturation: float | None) -> str:
     """``"loses up to 12.0 bits beyond the stable formulation (dW1, at max |h| = 8.2)"``."""
     if not bits >= 0.05:
         return "loses no bits beyond the stable formulation"
-    where = [
-        w for w in (tensor, None if saturation is None else f"at max |h| = {saturation:.4g}") if w
-    ]
-    return f"loses up to {bits:.1f} bits beyond the stable formulation" + (
+    at = None if saturation is None else f"at max |h| = {format_logit(saturation)}"
+    where = [w for w in (tensor, at) if w]
+    return f"loses up to {format_bits(bits)} bits beyond the stable formulation" + (
         f" ({', '.join(where)})" if where else ""
     )
-
-
-def _fmt(x: float | None, spec: str = ".3g") -> str:
-    if x is None:
-        return "-"
-    return format(float(x), spec)
 
 
 @dataclass(frozen=True)
@@ -154,11 +144,15 @@ class ElementError:
     def describe(self, bits: bool = True) -> str:
         """One line: where, value, exact value, FD, errors (``bits=False``: no bits of error)."""
         where = f"{self.tensor}[{', '.join(map(str, self.index))}]"
-        fd = "" if self.fd is None else f", FD {self.fd:.6g} (+-{_fmt(self.fd_error, '.1g')})"
+        fd = (
+            ""
+            if self.fd is None
+            else f", FD {format_gradient(self.fd)} (+-{format_fd_error(self.fd_error)})"
+        )
         return (
-            f"{where}: got {self.value:.9g}, exact {self.reference:.9g}{fd}; "
-            f"rel. error {_fmt(self.relative_error)}, {_fmt(self.ulps, '.3g')} ulp"
-            + (f", {_fmt(self.bits, '.1f')} bits" if bits else "")
+            f"{where}: got {format_gradient(self.value)}, exact {format_gradient(self.reference)}"
+            f"{fd}; rel. error {format_relative_error(self.relative_error)}, "
+            f"{format_ulps(self.ulps)} ulp" + (f", {format_bits(self.bits)} bits" if bits else "")
         )
 
 
@@ -214,6 +208,31 @@ def warning_lines(warnings: Any, indent: str = "  ") -> list[str]:
         f"{indent}warnings raised by the implementation (each location once):",
         *(f"{indent}  {w.describe()}" for w in warnings),
     ]
+
+
+def _tensor_table(tensors: list[TensorComparison], bits: bool) -> list[str]:
+    """The fixed-width table of ``str(CheckResult)``: one line per gradient tensor
+    (``bits=False``: without the bits-of-error columns, for an error verdict)."""
+    if not tensors:
+        return []
+    lines = [
+        "  tensor  normwise err  beyond floor  tolerance  max ulp    "
+        + ("max bits  beyond stable  " if bits else "")
+        + "non-finite  ok"
+    ]
+    for t in tensors:
+        lines.append(
+            f"  {t.name:<7} {format_relative_error(t.normwise_error):<12}  "
+            f"{format_relative_error(t.error_beyond_floor):<12}  "
+            f"{format_relative_error(t.tolerance):<9}  {format_ulps(t.max_ulps):<9}  "
+            + (
+                f"{format_bits(t.max_bits):<8}  {format_bits(t.max_excess_bits):<13}  "
+                if bits
+                else ""
+            )
+            + f"{t.nonfinite:<10d}  {'yes' if t.passed else 'NO'}"
+        )
+    return lines
 
 
 @dataclass
@@ -322,7 +341,7 @@ class CheckResult:
         batch = f", batch {self.problem.batch_size}" if self.problem is not None else ""
         lines = [
             f"gradverify: {self.implementation} -> {self.verdict.value.upper()} "
-            f"({self.dtype}, network {spec}{batch}, max |h| = {self.saturation:.4g})"
+            f"({self.dtype}, network {spec}{batch}, max |h| = {format_logit(self.saturation)})"
         ]
         if self.message:
             lines.append(f"  {self.message}")
@@ -335,27 +354,14 @@ class CheckResult:
         for hint in self.diagnosis:
             lines.append(f"  hint: {hint}")
         bits = self.verdict is not Verdict.ERROR  # an error verdict shows no bits of error
-        if self.tensors:
-            lines.append(
-                "  tensor  normwise err  beyond floor  tolerance  max ulp    "
-                + ("max bits  beyond stable  " if bits else "")
-                + "non-finite  ok"
-            )
-            for t in self.tensors:
-                lines.append(
-                    f"  {t.name:<7} {_fmt(t.normwise_error, '<12.3g')}  "
-                    f"{_fmt(t.error_beyond_floor, '<12.3g')}  "
-                    f"{_fmt(t.tolerance, '<9.3g')}  {_fmt(t.max_ulps, '<9.3g')}  "
-                    + (f"{t.max_bits:<8.1f}  {t.max_excess_bits:<13.1f}  " if bits else "")
-                    + f"{t.nonfinite:<10d}  {'yes' if t.passed else 'NO'}"
-                )
+        lines.extend(_tensor_table(self.tensors, bits))
         if self.worst and self.verdict is not Verdict.PASS:
             lines.append("  worst elements:")
             lines.extend(f"    {w.describe(bits)}" for w in self.worst)
         if self.fd_directional_discrepancy is not None:
             lines.append(
                 f"  finite differences (random directions) agree with the reference to "
-                f"{_fmt(self.fd_directional_discrepancy)} relative"
+                f"{format_relative_error(self.fd_directional_discrepancy)} relative"
             )
         lines.extend(warning_lines(self.warnings))
         if self.reference_precision:

@@ -6,11 +6,14 @@ directory at start-up, so an implementation that changes directory while it runs
 redirect an output; messages name that resolved path. :func:`check_output_file` and
 :func:`check_output_directory` say *before* any work whether an output can be written
 there (a directory given for a file, a regular file in the middle of the path, a place
-where no file can be created such as ``/sys``).
+where no file can be created such as ``/sys``). The path checks live in
+:mod:`gradverify.report.output_paths` and are re-exported here.
 
 **Files** (:func:`write_file_atomic`) are written to a temporary sibling and renamed into
 place, with the permissions a plain ``open()`` would give (``0o666`` minus the umask). An
 existing target that is not a regular file (a directory, ``/dev/null``) is never replaced.
+:func:`append_file_atomic` appends the same way (old content plus the new text, renamed
+into place), for files other steps also write to, such as ``$GITHUB_STEP_SUMMARY``.
 
 **Directories** (:func:`replace_directory`). A report directory may be replaced only when
 it is provably a previous gradverify report: it holds a manifest (:data:`MANIFEST`, naming
@@ -48,13 +51,24 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from gradverify.report.output_paths import (
+    OutputPathError,
+    check_creatable,
+    check_output_file,
+    process_umask,
+    refuse_non_regular,
+    resolve_output_path,
+)
+
 __all__ = [
     "MANIFEST",
     "MANIFEST_FORMAT",
     "OutputDirectoryError",
     "OutputPathError",
+    "append_file_atomic",
     "check_output_directory",
     "check_output_file",
+    "exchange_directories",
     "replace_directory",
     "resolve_output_path",
     "write_file_atomic",
@@ -69,113 +83,8 @@ _RENAME_EXCHANGE = 2  # linux/fs.h
 _SHOWN_NAMES = 6  # names listed in a refusal before "and N more"
 
 
-class OutputPathError(Exception):
-    """An output file or directory cannot be written; the one-line message names it and why."""
-
-
 class OutputDirectoryError(OutputPathError):
     """The output directory cannot be (re)placed; the message says why, in one line."""
-
-
-def _umask() -> int:
-    """The process umask; read from /proc where possible, since setting it to read it back
-    briefly changes it for every thread."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# ---------------------------------------------------------------------------
-# Resolving and checking paths before a run
-# ---------------------------------------------------------------------------
-
-
-def resolve_output_path(
-    path: str | os.PathLike[str],
-    *,
-    what: str = "output",
-    base: str | os.PathLike[str] | None = None,
-) -> Path:
-    """``path`` made absolute against ``base`` (default: the current directory, now).
-
-    The directories on the way are resolved (symbolic links followed, ``..`` applied); the
-    last component is kept as named. ``what`` names the option in messages.
-
-    Raises:
-        OutputPathError: an empty path, or one containing a NUL character.
-    """
-    text = os.fspath(path)
-    if not text:
-        raise OutputPathError(f"{what}: expected a path, got an empty string")
-    if "\0" in text:
-        raise OutputPathError(f"{what}: the path {text!r} contains a NUL character")
-    full = Path(base if base is not None else os.getcwd(), text)
-    if full.name in ("", ".."):
-        return full.resolve()
-    return full.parent.resolve() / full.name
-
-
-def _nearest_existing(path: Path) -> Path:
-    ancestor = path
-    while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
-        ancestor = ancestor.parent
-    return ancestor
-
-
-def _check_creatable(target: Path, what: str) -> None:
-    """Raise unless files can be created where ``target``'s parent is (or will be made).
-
-    A temporary file is created and removed in the nearest existing directory: permission
-    bits alone do not tell (root may "write" to /sys, yet nothing can be created there).
-    """
-    ancestor = _nearest_existing(target.parent)
-    if not ancestor.is_dir():
-        raise OutputPathError(f"{what} {target}: {ancestor} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".gradverify-probe-", dir=ancestor)
-    except OSError as exc:
-        raise OutputPathError(
-            f"{what} {target}: cannot create files in {ancestor}: {exc.strerror or exc}"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _refuse_non_regular(target: Path, what: str) -> None:
-    if target.is_dir():
-        raise OutputPathError(f"{what} {target}: is a directory; give a file path")
-    if os.path.lexists(target) and not target.is_file() and not target.is_symlink():
-        raise OutputPathError(
-            f"{what} {target}: exists and is not a regular file; "
-            "gradverify replaces only regular files"
-        )
-
-
-def check_output_file(
-    path: str | os.PathLike[str],
-    *,
-    what: str = "output file",
-    base: str | os.PathLike[str] | None = None,
-) -> Path:
-    """Resolve ``path`` and raise now if a file could not be written there later.
-
-    Returns:
-        The resolved absolute path, to write to later whatever the working directory.
-
-    Raises:
-        OutputPathError: a one-line message naming ``what`` and the resolved path.
-    """
-    target = resolve_output_path(path, what=what, base=base)
-    _refuse_non_regular(target, what)
-    _check_creatable(target, what)
-    return target
 
 
 def check_output_directory(
@@ -198,7 +107,7 @@ def check_output_directory(
         raise OutputDirectoryError(f"cannot write a report over the root directory {out}")
     _check_replaceable(out)
     try:
-        _check_creatable(out, what)
+        check_creatable(out, what)
     except OutputPathError as exc:
         raise OutputDirectoryError(str(exc)) from None
     return out
@@ -223,26 +132,63 @@ def write_file_atomic(
         OutputPathError: the file cannot be written (message names ``what`` and the path).
     """
     target = resolve_output_path(path, what=what)
-    _refuse_non_regular(target, what)
+    refuse_non_regular(target, what)
+    _replace_file(target, text, 0o666 & ~process_umask(), f"{what} {target}: cannot write")
+    return target
+
+
+def append_file_atomic(
+    path: str | os.PathLike[str], text: str, *, what: str = "output file"
+) -> Path:
+    """Append ``text`` (UTF-8) to ``path``, atomically: the file's old bytes and ``text`` are
+    written to a temporary sibling that then replaces it (see :func:`write_file_atomic`).
+
+    A reader sees the old content or the whole new one, never a partial append. A missing
+    file is created (``0o666 & ~umask``); an existing one keeps its permission bits.
+
+    Raises:
+        OutputPathError: the file cannot be read or written (message names ``what``, the
+            path and "cannot append").
+    """
+    target = resolve_output_path(path, what=what)
+    failure = f"{what} {target}: cannot append"
+    if target.is_symlink():  # append to the file it points to, as open(path, "a") would
+        target = target.resolve()
+    refuse_non_regular(target, what)
+    try:
+        old = target.read_bytes()
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        old, mode = b"", 0o666 & ~process_umask()
+    except OSError as exc:
+        raise OutputPathError(f"{failure}: {exc.strerror or exc}") from None
+    _replace_file(target, text, mode, failure, prefix=old)
+    return target
+
+
+def _replace_file(target: Path, text: str, mode: int, failure: str, *, prefix: bytes = b"") -> None:
+    """Write ``prefix`` (bytes, as they are) and ``text`` (UTF-8, in text mode like
+    ``open()``) to a temporary sibling of ``target`` with ``mode``, then rename it over
+    ``target``; on an error, remove the sibling and raise ``failure: reason``."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise OutputPathError(f"{what} {target}: cannot write: {exc.strerror or exc}") from None
+        raise OutputPathError(f"{failure}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.buffer.write(prefix)  # before any text, so it comes first
             f.write(text)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise OutputPathError(f"{what} {target}: cannot write: {exc.strerror or exc}") from None
+        raise OutputPathError(f"{failure}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
 
 
 # ---------------------------------------------------------------------------
@@ -388,8 +334,10 @@ def _recover_and_clean(out: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories (Linux renameat2); False when unsupported here."""
+def exchange_directories(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux ``renameat2(RENAME_EXCHANGE)``); False when
+    this platform or file system cannot, and :func:`replace_directory` then falls back to
+    two renames."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -460,9 +408,9 @@ def replace_directory(out_dir: str | os.PathLike[str], *, schema: str) -> Iterat
         _write_manifest(tmp, schema, None)
         yield tmp
         _write_manifest(tmp, schema, _written_files(tmp))
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~process_umask())
         _check_replaceable(out)  # it may have changed while we worked
-        if out.exists() and _exchange(tmp, out):
+        if out.exists() and exchange_directories(tmp, out):
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old report
             return
         if not out.exists():

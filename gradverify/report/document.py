@@ -38,13 +38,12 @@ Non-finite numbers are the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (JSON has
 from __future__ import annotations
 
 import json
-import math
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradverify.engine.results import json_number
+from gradverify.common.formatting import as_float, format_bits, json_number
 
 __all__ = [
     "SCHEMA",
@@ -75,35 +74,10 @@ def as_dict(result: Any) -> dict:
     return to_dict()
 
 
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def format_number(value: Any, spec: str = ".4g") -> str:
-    """A number for a table cell: '-' for None, 'NaN'/'inf'/'-inf', else ``format(x, spec)``.
-
-    A value that is not a number is returned as its ``str`` (callers escape it).
-    """
-    if value is None:
-        return "-"
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return format(x, spec)
-
-
 def _json_number(value: Any) -> float | str | None:
-    return json_number(_float(value))
+    """A number from a result dict (None, a float or "inf"/"nan") as stored in the document;
+    anything else is None."""
+    return json_number(as_float(value))
 
 
 def generator_info() -> dict[str, str]:
@@ -176,13 +150,13 @@ def beyond_stable_cell(dtype_entry: Mapping[str, Any]) -> str:
     beyond = dtype_entry.get("beyond_stable")
     if dtype_entry.get("verdict") != "pass" or not beyond:
         return ""
-    bits = _float(beyond.get("bits"))
+    bits = as_float(beyond.get("bits"))
     if bits is None:
         return ""
     if bits < 0.05:
         return ", as accurate as stable"
     tensor = beyond.get("tensor")
-    return f", +{bits:.1f} bits beyond stable" + (f" ({tensor})" if tensor else "")
+    return f", +{format_bits(bits)} bits beyond stable" + (f" ({tensor})" if tensor else "")
 
 
 def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,7 +201,9 @@ def _from_search(search: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _from_check(check: Mapping[str, Any]) -> dict[str, Any]:
-    bits = [_float(t.get("max_excess_bits", t.get("max_bits"))) for t in check.get("tensors") or []]
+    bits = [
+        as_float(t.get("max_excess_bits", t.get("max_bits"))) for t in check.get("tensors") or []
+    ]
     worst_bits = (
         None
         if check.get("verdict") == "error"  # an error has no bits of error

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gradverify.report.document import beyond_stable_cell, format_number
+from gradverify.common.formatting import (
+    format_bits,
+    format_gradient,
+    format_logit,
+    format_relative_error,
+)
+from gradverify.report.document import beyond_stable_cell
 
 __all__ = ["MAX_BYTES", "render_markdown"]
 
@@ -26,10 +32,6 @@ def _text(value: Any) -> str:
     s = s.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
     s = s.replace("*", "\\*").replace("_", "\\_").replace("[", "\\[").replace("]", "\\]")
     return " ".join(s.split())
-
-
-def _num(value: Any, spec: str = ".4g") -> str:
-    return _text(format_number(value, spec))
 
 
 def _fence(code: str) -> str:
@@ -60,7 +62,7 @@ def _verdicts(doc: Mapping[str, Any]) -> str:
             _text(impl["name"]),
             f"**{_text(str(impl.get('verdict', '-')).upper())}**",
             "-" if impl.get("examples") is None else str(impl["examples"]),
-            _num(impl.get("worst_bits"), ".1f"),
+            _text(format_bits(impl.get("worst_bits"))),
         ]
         for d in dtypes:
             item = per.get(d)
@@ -70,7 +72,7 @@ def _verdicts(doc: Mapping[str, Any]) -> str:
             threshold = item.get("threshold_saturation")
             row.append(
                 _text(item.get("verdict", "-"))
-                + ("" if threshold is None else f", \\|h\\| >= {_num(threshold)}")
+                + ("" if threshold is None else f", \\|h\\| >= {_text(format_logit(threshold))}")
                 + beyond_stable_cell(item)
             )
         rows.append(row)
@@ -114,7 +116,7 @@ def _counterexamples(doc: Mapping[str, Any]) -> list[str]:
                 f"### {_text(impl['name'])}: {_text(str(cx.get('verdict')).upper())} at "
                 f"{_text(cx.get('dtype'))}",
                 f"Network {_text(cx.get('network'))}; batch {_text(cx.get('batch'))}; "
-                f"max \\|h\\| = {_num(cx.get('saturation'))}.",
+                f"max \\|h\\| = {_text(format_logit(cx.get('saturation')))}.",
             ]
             if cx.get("message"):
                 lines.append(_text(cx["message"]))
@@ -129,10 +131,10 @@ def _counterexamples(doc: Mapping[str, Any]) -> list[str]:
                                 _text(
                                     f"{w.get('tensor')}[{', '.join(map(str, w.get('index', [])))}]"
                                 ),
-                                _num(w.get("value"), ".9g"),
-                                _num(w.get("reference"), ".9g"),
-                                _num(w.get("relative_error"), ".3g"),
-                                _num(w.get("bits"), ".1f"),
+                                _text(format_gradient(w.get("value"))),
+                                _text(format_gradient(w.get("reference"))),
+                                _text(format_relative_error(w.get("relative_error"))),
+                                _text(format_bits(w.get("bits"))),
                             ]
                             for w in worst
                         ],

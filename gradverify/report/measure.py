@@ -16,16 +16,16 @@ The results are plain dicts (inf as the string "inf") ready for report.json and 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from gradverify.common.formatting import format_logit, format_time_limit, json_number
 from gradverify.engine.check import check_problem
 from gradverify.engine.harness import CallFailure, call_backprop
 from gradverify.engine.implementations import capabilities_of
-from gradverify.engine.results import Verdict
+from gradverify.engine.results import CheckResult, Verdict
 from gradverify.engine.stopping import CallGuard
 from gradverify.exact.reference import ExactReferenceError, reference_gradients
 from gradverify.model.network import NetworkSpec, Problem
@@ -40,22 +40,11 @@ __all__ = [
     "supports_network",
 ]
 
-"""Calls after which an implementation is not called again by these measurements (each call
-would wait out the time limit again, or start a new worker process)."""
-
 LAYER_WIDTHS = (4, 8, 8, 8, 1)
 """The network of the per-layer figure: three sigmoid hidden layers, a sigmoid output, BCE."""
 
 HIDDEN_LEVELS = tuple(float(v) for v in np.round(np.logspace(0, 3.5, 22), 3))
 """Hidden saturation levels max |h_i| of the underflow figure: 1 to about 3000, log-spaced."""
-
-
-def _number(x: float) -> float | str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return float(x)
 
 
 def supports_network(impl: Callable, spec: NetworkSpec, dtype: str) -> bool:
@@ -139,38 +128,54 @@ def layer_errors(
     """
     base = layer_problem(output_logit, seed=seed)
     spec = base.spec
-    depth = spec.depth
-    panels, skipped = [], []
-    guards = {name: CallGuard() for name in implementations}
+    calls = _Calls(implementations, timeout)
+    panels = []
     for dtype in dtypes:
-        problem = base.astype(dtype)
+        lines = calls.layer_lines(base.astype(dtype), dtype)
+        if lines:
+            panels.append({"dtype": dtype, "lines": lines})
+    logits = base.forward64().h[-1]
+    return {
+        "network": f"{spec.describe()}; batch {base.batch_size}, output logits h_L "
+        f"from {format_logit(float(np.min(logits)))} to {format_logit(float(np.max(logits)))}, "
+        "labels 0,1,0,1,...",
+        "widths": list(spec.widths),
+        "activations": list(spec.activations),
+        "loss": spec.loss,
+        "batch": base.batch_size,
+        "seed": seed,
+        "output_logit": float(output_logit),
+        "depth": spec.depth,
+        "panels": panels,
+        "skipped": calls.skipped,
+    }
+
+
+class _Calls:
+    """The implementations a measurement calls, each stopped after it hangs or crashes
+    (:class:`~gradverify.engine.stopping.CallGuard`), and the notes on what was skipped."""
+
+    def __init__(self, implementations: Mapping[str, Callable], timeout: float | None) -> None:
+        self.implementations = implementations
+        self.timeout = timeout
+        self.guards = {name: CallGuard() for name in implementations}
+        self.skipped: list[str] = []
+
+    # -- the per-layer figure ------------------------------------------------
+
+    def layer_lines(self, problem: Problem, dtype: str) -> list[dict[str, Any]]:
+        """The lines of one dtype's panel: each implementation, then the stable baseline
+        and the tolerance (from the last implementation checked)."""
         try:
             reference = reference_gradients(problem)
         except ExactReferenceError as exc:
-            skipped.append(f"{dtype}: no exact reference ({exc})")
-            continue
+            self.skipped.append(f"{dtype}: no exact reference ({exc})")
+            return []
         lines: list[dict[str, Any]] = []
-        baseline = tolerance = None
-        for name, impl in implementations.items():
-            if not supports_network(impl, spec, dtype):
-                skipped.append(f"{name} at {dtype}: does not declare sigmoid/bce/{dtype}")
-                continue
-            if guards[name].stopped:
-                skipped.append(f"{name} at {dtype}: not called (it hung before)")
-                continue
-            result = check_problem(
-                impl,
-                problem,
-                name=name,
-                reference=reference,
-                finite_differences=False,
-                classify=False,
-                repeat=1,
-                timeout=timeout,
-            )
-            if result.verdict is Verdict.ERROR and not result.tensors:
-                skipped.append(f"{name} at {dtype}: {result.message}")
-                guards[name].record(result.call_failure)
+        weights = None
+        for name, impl in self.implementations.items():
+            result = self._check(name, impl, problem, reference, dtype)
+            if result is None:
                 continue
             weights = [t for t in result.tensors if t.kind == "weight"][::-1]
             bias = [t for t in result.tensors if t.kind == "bias"][::-1]
@@ -179,35 +184,69 @@ def layer_errors(
                     "implementation": name,
                     "kind": "implementation",
                     "verdict": result.verdict.value,
-                    "errors": [_number(t.normwise_error) for t in weights],
-                    "bias_errors": [_number(t.normwise_error) for t in bias],
+                    "errors": [json_number(t.normwise_error) for t in weights],
+                    "bias_errors": [json_number(t.normwise_error) for t in bias],
                     "nonfinite": [t.nonfinite for t in weights],
                 }
             )
-            baseline = [_number(t.baseline_error) for t in weights]
-            tolerance = [_number(t.tolerance) for t in weights]
-        if baseline is not None:
+        if weights is not None:
+            baseline = [json_number(t.baseline_error) for t in weights]
+            tolerance = [json_number(t.tolerance) for t in weights]
             lines.append(
                 {"implementation": "stable baseline", "kind": "baseline", "errors": baseline}
             )
             lines.append({"implementation": "tolerance", "kind": "tolerance", "errors": tolerance})
-        if lines:
-            panels.append({"dtype": dtype, "lines": lines})
-    logits = base.forward64().h[-1]
-    return {
-        "network": f"{spec.describe()}; batch {base.batch_size}, output logits h_L "
-        f"from {float(np.min(logits)):.4g} to {float(np.max(logits)):.4g}, "
-        "labels 0,1,0,1,...",
-        "widths": list(spec.widths),
-        "activations": list(spec.activations),
-        "loss": spec.loss,
-        "batch": base.batch_size,
-        "seed": seed,
-        "output_logit": float(output_logit),
-        "depth": depth,
-        "panels": panels,
-        "skipped": skipped,
-    }
+        return lines
+
+    def _check(
+        self, name: str, impl: Callable, problem: Problem, reference: Any, dtype: str
+    ) -> CheckResult | None:
+        """The check of one implementation at one dtype, or None (and a note) without one."""
+        if not supports_network(impl, problem.spec, dtype):
+            self.skipped.append(f"{name} at {dtype}: does not declare sigmoid/bce/{dtype}")
+            return None
+        if self.guards[name].stopped:
+            self.skipped.append(f"{name} at {dtype}: not called (it hung before)")
+            return None
+        result = check_problem(
+            impl,
+            problem,
+            name=name,
+            reference=reference,
+            finite_differences=False,
+            classify=False,
+            repeat=1,
+            timeout=self.timeout,
+        )
+        if result.verdict is Verdict.ERROR and not result.tensors:
+            self.skipped.append(f"{name} at {dtype}: {result.message}")
+            self.guards[name].record(result.call_failure)
+            return None
+        return result
+
+    # -- the hidden-underflow figure -----------------------------------------
+
+    def underflow_fraction(
+        self, name: str, impl: Callable, problem: Problem, exact: list[np.ndarray]
+    ) -> float | None:
+        """The fraction of the hidden-layer entries that ``impl`` returns as 0 while
+        ``exact`` is not; None when it is not called or its call fails."""
+        if self.guards[name].stopped:
+            return None
+        outcome = call_backprop(impl, problem, timeout=self.timeout)
+        if self.guards[name].record(outcome.failure):
+            how = (
+                "crashed its worker process"
+                if outcome.failure is CallFailure.CRASHED
+                else f"exceeded {format_time_limit(self.timeout)}"
+            )
+            self.skipped.append(f"{name}: stopped after a call that {how}")
+        if not outcome.ok:
+            return None
+        hidden = len(exact) // 2
+        got = [*outcome.dweights[:hidden], *outcome.dbiases[:hidden]]
+        under, total = _hidden_entries(got, exact)
+        return under / total if total else 0.0
 
 
 def _hidden_entries(values: Sequence[np.ndarray], exact: Sequence[np.ndarray]) -> tuple[int, int]:
@@ -245,70 +284,27 @@ def hidden_underflow(
     ``implementations``, ``fraction``), plus ``skipped`` notes.
     """
     spec = _spec(widths)
-    hidden = spec.depth - 1
-    fractions: dict[tuple[str, str], list[float | None]] = {}
-    skipped: list[str] = []
-    guards = {name: CallGuard() for name in implementations}
+    calls = _Calls(implementations, timeout)
     usable = {
         (n, d)
         for n, impl in implementations.items()
         for d in dtypes
         if supports_network(impl, spec, d)
     }
-    for n in implementations:
-        for d in dtypes:
-            if (n, d) not in usable:
-                skipped.append(f"{n} at {d}: does not declare sigmoid/bce/{d}")
+    calls.skipped += [
+        f"{n} at {d}: does not declare sigmoid/bce/{d}"
+        for n in implementations
+        for d in dtypes
+        if (n, d) not in usable
+    ]
+    fractions: dict[tuple[str, str], list[float | None]] = {}
     for level in levels:
         base = saturated_problem(widths, level, 1.0, batch=batch, seed=seed)
         for dtype in dtypes:
-            problem = base.astype(dtype)
-            try:
-                reference = reference_gradients(problem)
-            except ExactReferenceError:
-                for n in implementations:
-                    fractions.setdefault((n, dtype), []).append(None)
-                continue
-            exact = [*reference.exact_dweights[:hidden], *reference.exact_dbiases[:hidden]]
-            for name, impl in implementations.items():
-                if (name, dtype) not in usable:
-                    continue
-                value: float | None = None
-                if guards[name].stopped:
-                    fractions.setdefault((name, dtype), []).append(None)
-                    continue
-                outcome = call_backprop(impl, problem, timeout=timeout)
-                if guards[name].record(outcome.failure):
-                    skipped.append(
-                        f"{name}: stopped after a call that "
-                        + (
-                            "crashed its worker process"
-                            if outcome.failure is CallFailure.CRASHED
-                            else f"exceeded {timeout:g} s"
-                        )
-                    )
-                if outcome.ok:
-                    got = [*outcome.dweights[:hidden], *outcome.dbiases[:hidden]]
-                    under, total = _hidden_entries(got, exact)
-                    value = under / total if total else 0.0
-                fractions.setdefault((name, dtype), []).append(value)
+            for key, value in _level_fractions(calls, base.astype(dtype), dtype, usable):
+                fractions.setdefault(key, []).append(value)
         if on_level is not None:
             on_level(level)
-    series = []
-    for dtype in dtypes:
-        groups: dict[tuple, list[str]] = {}
-        for name in implementations:
-            values = fractions.get((name, dtype))
-            if values is not None:
-                groups.setdefault(tuple(values), []).append(name)
-        for values, names in groups.items():
-            series.append(
-                {
-                    "dtype": dtype,
-                    "implementations": names,
-                    "fraction": [None if v is None else float(v) for v in values],
-                }
-            )
     return {
         "network": f"{spec.describe()}; batch {batch}, output max |h_L| = 1",
         "widths": list(spec.widths),
@@ -317,6 +313,48 @@ def hidden_underflow(
         "batch": batch,
         "seed": seed,
         "saturation": [float(v) for v in levels],
-        "series": series,
-        "skipped": skipped,
+        "series": _grouped_series(fractions, implementations, dtypes),
+        "skipped": calls.skipped,
     }
+
+
+def _level_fractions(
+    calls: _Calls, problem: Problem, dtype: str, usable: set[tuple[str, str]]
+) -> list[tuple[tuple[str, str], float | None]]:
+    """((implementation, dtype), fraction) at one level: every implementation gets None
+    when there is no exact reference, else each usable one its underflow fraction."""
+    hidden = problem.spec.depth - 1
+    try:
+        reference = reference_gradients(problem)
+    except ExactReferenceError:
+        return [((n, dtype), None) for n in calls.implementations]
+    exact = [*reference.exact_dweights[:hidden], *reference.exact_dbiases[:hidden]]
+    return [
+        ((name, dtype), calls.underflow_fraction(name, impl, problem, exact))
+        for name, impl in calls.implementations.items()
+        if (name, dtype) in usable
+    ]
+
+
+def _grouped_series(
+    fractions: Mapping[tuple[str, str], list[float | None]],
+    implementations: Mapping[str, Callable],
+    dtypes: Sequence[str],
+) -> list[dict[str, Any]]:
+    """One series per dtype and group of implementations with identical fractions."""
+    series = []
+    for dtype in dtypes:
+        groups: dict[tuple, list[str]] = {}
+        for name in implementations:
+            values = fractions.get((name, dtype))
+            if values is not None:
+                groups.setdefault(tuple(values), []).append(name)
+        series.extend(
+            {
+                "dtype": dtype,
+                "implementations": names,
+                "fraction": [None if v is None else float(v) for v in values],
+            }
+            for values, names in groups.items()
+        )
+    return series

@@ -13,6 +13,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gradverify.common.formatting import (
+    as_float,
+    format_bits,
+    format_label,
+    format_side,
+    threshold_cell,
+)
+
 __all__ = [
     "CRITERIA_HEADINGS",
     "PLOTTED_CRITERIA",
@@ -39,12 +47,8 @@ PLOTTED_CRITERIA = {"nonfinite": "inf/NaN", "error_1": "100% error"}
 
 
 def _float(value: Any) -> float:
-    if value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    """A number from scan data; NaN where there is none."""
+    return as_float(value, math.nan)
 
 
 def scan_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -85,13 +89,14 @@ def scan_thresholds(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _cell(t: Mapping[str, Any]) -> str:
-    if not t["found"]:
-        if t["criterion"] == "nonfinite":
-            return "finite where returned" if t["raises_anywhere"] else "finite throughout"
-        return "never"
-    value = _float(t["value"])
-    text = f"{value:.6g} ({t['bits']})" if t.get("bits") else f"{value:.6g}"
-    return ("" if t.get("settled", True) else "<= ") + text + ("" if t["monotone"] else " *")
+    return threshold_cell(
+        t["value"] if t["found"] else None,
+        t.get("bits"),
+        criterion=t["criterion"],
+        settled=t.get("settled", True),
+        monotone=t["monotone"],
+        raises_anywhere=t["raises_anywhere"],
+    )
 
 
 def threshold_table(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -114,16 +119,9 @@ def threshold_table(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         cells = [_cell(by_criterion[c]) if c in by_criterion else "-" for c in criteria]
         starred = starred or any(c.endswith("*") for c in cells)
         any_t = next(iter(by_criterion.values()))
-        bits = _float(any_t.get("max_error_bits"))
+        max_bits = format_bits(any_t.get("max_error_bits"))
         rows.append(
-            [
-                str(impl),
-                str(dtype),
-                f"{_float(label):g}",
-                "h > 0" if side == "positive" else "h < 0",
-                *cells,
-                "-" if math.isnan(bits) else f"{bits:.1f}",
-            ]
+            [str(impl), str(dtype), format_label(label), format_side(side), *cells, max_bits]
         )
     note = (
         "Each cell is the first float h, moving out from 0, where the gradient of a "
@@ -171,6 +169,26 @@ def gradient_stays_large(label: Any, side: str) -> bool:
     return y < 1.0 if side == "positive" else y > 0.0
 
 
+def _summary_cell(items: Sequence[Mapping[str, Any]], criterion: str) -> str:
+    """The threshold closest to 0 among ``items`` for ``criterion``, with where it is."""
+    found = [
+        t
+        for t in items
+        if t["criterion"] == criterion
+        and t["found"]
+        and (criterion == "nonfinite" or gradient_stays_large(t["label"], t["side"]))
+    ]
+    if not found:
+        return threshold_cell(None, criterion=criterion)
+    first = min(found, key=lambda t: (abs(_float(t["value"])), t["side"]))
+    return threshold_cell(
+        first["value"],
+        first["bits"],
+        settled=first.get("settled", True),
+        where=f"y={format_label(first['label'])}, {format_side(first['side'])}",
+    )
+
+
 def threshold_summary(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One row per implementation x dtype: for each criterion, the float closest to 0 where
     it starts, with the label and side it was found at. inf/NaN counts on every label and
@@ -181,28 +199,10 @@ def threshold_summary(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for t in thresholds:
         groups.setdefault((t["implementation"], t["dtype"]), []).append(t)
-    rows = []
-    for (impl, dtype), items in groups.items():
-        cells = []
-        for criterion in SUMMARY_CRITERIA:
-            found = [
-                t
-                for t in items
-                if t["criterion"] == criterion
-                and t["found"]
-                and (criterion == "nonfinite" or gradient_stays_large(t["label"], t["side"]))
-            ]
-            if not found:
-                cells.append("finite throughout" if criterion == "nonfinite" else "never")
-                continue
-            first = min(found, key=lambda t: (abs(_float(t["value"])), t["side"]))
-            where = (
-                f"y={_float(first['label']):g}, "
-                f"{'h > 0' if first['side'] == 'positive' else 'h < 0'}"
-            )
-            bound = "" if first.get("settled", True) else "<= "
-            cells.append(f"{bound}{_float(first['value']):.6g} ({first['bits']}; {where})")
-        rows.append([str(impl), str(dtype), *cells])
+    rows = [
+        [str(impl), str(dtype), *(_summary_cell(items, c) for c in SUMMARY_CRITERIA)]
+        for (impl, dtype), items in groups.items()
+    ]
     return {
         "columns": [
             "implementation",
@@ -249,9 +249,6 @@ def hidden_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {"columns": [], "rows": [], "note": ""}
 
-    def cell(value: Any, bits: Any) -> str:
-        return "never" if value is None else f"{_float(value):.6g} ({bits})"
-
     body = []
     for r in rows:
         early = ""
@@ -266,9 +263,9 @@ def hidden_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 str(r["implementation"]),
                 str(r["dtype"]),
                 str(r["activation"]),
-                "h > 0" if r["side"] == "positive" else "h < 0",
-                cell(r["first_zero"], r["first_zero_bits"]),
-                cell(r["representable_limit"], r["representable_limit_bits"]),
+                format_side(r["side"]),
+                threshold_cell(r["first_zero"], r["first_zero_bits"]),
+                threshold_cell(r["representable_limit"], r["representable_limit_bits"]),
                 early,
             ]
         )

@@ -291,7 +291,7 @@ def test_a_failing_run_leaves_the_previous_report_untouched(tmp_path, monkeypatc
 def test_the_two_rename_fallback_also_replaces_and_recovers(tmp_path, monkeypatch):
     from gradverify.report import atomic
 
-    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(atomic, "exchange_directories", lambda a, b: False)
     out = tmp_path / "reports"
     small_report(out, "first")
     small_report(out, "second")
@@ -329,6 +329,33 @@ def test_the_two_rename_fallback_also_replaces_and_recovers(tmp_path, monkeypatc
         (tmp / "report.json").write_text("{}")
     assert (out / "report.json").read_text() == "{}"
     assert (not_ours / "notes.txt").read_text() == "mine"
+
+
+def test_appending_is_atomic_and_keeps_what_was_there(tmp_path, monkeypatch):
+    """What ``$GITHUB_STEP_SUMMARY`` gets: earlier steps' bytes kept, the new text whole."""
+    from gradverify.report import atomic
+
+    summary = tmp_path / "summary.md"
+    earlier = b"# earlier step \xff\n"  # not even UTF-8: kept byte for byte
+    summary.write_bytes(earlier)
+    summary.chmod(0o640)
+    atomic.append_file_atomic(summary, "| a | b |\n", what="$GITHUB_STEP_SUMMARY")
+    assert summary.read_bytes() == earlier + b"| a | b |\n"
+    assert summary.stat().st_mode & 0o777 == 0o640
+    fresh = atomic.append_file_atomic(tmp_path / "new.md", "x\n")
+    assert fresh.read_text() == "x\n"
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", full)
+    with pytest.raises(atomic.OutputPathError) as info:
+        atomic.append_file_atomic(summary, "lost\n", what="$GITHUB_STEP_SUMMARY")
+    assert str(info.value) == (
+        f"$GITHUB_STEP_SUMMARY {summary}: cannot append: No space left on device"
+    )
+    assert summary.read_bytes() == earlier + b"| a | b |\n"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.md", "summary.md"]
 
 
 def test_a_directory_that_is_not_a_report_is_never_replaced(tmp_path):

@@ -1,0 +1,94 @@
+"""The figures a report has: their titles and captions, and which of them have data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gradverify.report.figures.layers import layer_error_figure
+from gradverify.report.figures.samples import search_samples_figure
+from gradverify.report.figures.saturation import error_vs_saturation_figure
+from gradverify.report.figures.underflow import vanishing_gradient_figure
+from gradverify.report.scan_data import PLOTTED_CRITERIA
+
+__all__ = ["FIGURES", "figure_drawers"]
+
+FIGURES = {
+    "error_vs_saturation": (
+        "Error against output saturation",
+        "Bits of error (log2(1 + ulps)) of the gradient dJ/dh_L of a one-layer sigmoid + "
+        "BCE network against the exact reference, as the scan sweeps the output logit h "
+        "over each dtype's lattice: one row per dtype, one column per label y, one line per "
+        "implementation. inf/NaN is drawn at the dtype's full width and its range shaded; "
+        "vertical lines mark the first float with inf/NaN (dashed) or 100% error (dotted), "
+        "with the value of h on top. With y = 1 and h > 0 (and y = 0, h < 0) the exact "
+        "gradient is tiny (about e^-|h|), and every form that computes sigmoid(h) - y "
+        "first, the stable baseline included, keeps only its absolute accuracy there: "
+        "harmless for training, and not held against a verdict.",
+    ),
+    "layer_errors": (
+        "Error per layer, from the output backward",
+        "Normwise relative error of each layer's dJ/dW for one network with confident "
+        "output logits (layer L first). An error made in delta_L travels back unchanged "
+        "in relative terms through delta_{i-1} = (W_i^T delta_i) (.) act'(h_{i-1}). The "
+        "dashed line is a stable float implementation at the same dtype; the dotted line "
+        "is the tolerance derived from it.",
+    ),
+    "hidden_underflow": (
+        "Vanishing gradients: hidden-layer underflow",
+        "Fraction of hidden-layer gradient entries (dW_i, db_i for i < L) that are exactly "
+        "0 in float while the exact gradient is not, as the hidden pre-activations are "
+        "scaled to saturation max |h_i|. It depends on the dtype's exponent range, not on "
+        "how the output layer is handled.",
+    ),
+    "search_samples": (
+        "Examples tried by the search",
+        "Every example the property-based search generated, as worst bits of error "
+        "against the largest |h| in the network; failures are crosses. Dashed verticals "
+        "mark the saturation at which each dtype first failed.",
+    ),
+}
+"""Figure id (its PNG is ``ID.png``) -> (title, caption), in page order."""
+
+
+def figure_drawers(
+    doc_parts: Mapping[str, Any], searches: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, Callable[[], Any]]]:
+    """The figures of a report that have data, as (id, draw) pairs in page order.
+
+    ``doc_parts`` is the report document (its ``sweeps``, ``thresholds``, ``layers`` and
+    ``hidden_underflow``), ``searches`` the search result dicts (their ``samples``).
+    """
+
+    out: list[tuple[str, Callable[[], Any]]] = []
+    sweeps = doc_parts["sweeps"]
+    if sweeps:
+        marks = [
+            dict(t, kind=PLOTTED_CRITERIA[t["criterion"]])
+            for t in doc_parts["thresholds"]
+            if t.get("plot")
+        ]
+        out.append(("error_vs_saturation", lambda: error_vs_saturation_figure(sweeps, marks)))
+    if doc_parts.get("layers") and doc_parts["layers"].get("panels"):
+        out.append(("layer_errors", lambda: layer_error_figure(doc_parts["layers"])))
+    if doc_parts.get("hidden_underflow") and doc_parts["hidden_underflow"].get("series"):
+        out.append(
+            (
+                "hidden_underflow",
+                lambda: vanishing_gradient_figure(doc_parts["hidden_underflow"]),
+            )
+        )
+    with_samples = [s for s in searches if s.get("samples")]
+    if with_samples:
+        data = [
+            {
+                "implementation": s.get("implementation"),
+                "samples": s["samples"],
+                "thresholds": {
+                    d: v.get("threshold_saturation") for d, v in (s.get("per_dtype") or {}).items()
+                },
+            }
+            for s in with_samples
+        ]
+        out.append(("search_samples", lambda: search_samples_figure(data)))
+    return out
