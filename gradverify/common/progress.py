@@ -1,9 +1,12 @@
-"""A one-line progress display on stderr for long report runs.
+"""The one progress display of long runs (a report, a scan), on stderr or to a callback.
 
 No third-party progress library: a report run has a handful of coarse steps (a search and
 a scan per implementation, then the figures), so a single self-overwriting line says all
-there is to say. It is shown only on an interactive terminal and never when the ``CI``
-environment variable is set, so logs and CI job output stay clean.
+there is to say. By default it is shown only on an interactive terminal and never when the
+``CI`` environment variable is set, so logs and CI job output stay clean. A scan asked for
+progress writes one line per step instead (``lines=True``), which a log keeps. Either way a
+callable receives every update as ``(description, steps_done, steps_total)``
+(:data:`ProgressCallback`), the shape the search reports its examples in too.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Progress:
         progress: True/False to force the display on/off, None for automatic (TTY and not
             CI), or a callable ``(step, done, total)`` that receives every update instead.
         stream: where to draw (stderr by default).
+        lines: write each update as a line of its own (a log) instead of redrawing one line.
     """
 
     def __init__(
@@ -52,10 +56,12 @@ class Progress:
         title: str = "gradverify",
         progress: bool | None | ProgressCallback = None,
         stream: TextIO | None = None,
+        lines: bool = False,
     ) -> None:
         self.total = max(1, int(total))
         self.done = 0
         self.title = title
+        self._lines = lines
         self._stream = sys.stderr if stream is None else stream
         self._callback: ProgressCallback | None = progress if callable(progress) else None
         self._enabled = self._callback is None and progress_enabled(
@@ -73,10 +79,11 @@ class Progress:
         """Announce the step that starts now (the count shows steps already finished)."""
         self._emit(description)
 
-    def advance(self, description: str = "", n: int = 1) -> None:
-        """Mark ``n`` steps finished."""
+    def advance(self, description: str = "", n: int = 1, *, announce: bool = True) -> None:
+        """Mark ``n`` steps finished; ``announce=False`` only counts them (no update)."""
         self.done = min(self.total, self.done + n)
-        self._emit(description)
+        if announce:
+            self._emit(description)
 
     def _emit(self, description: str) -> None:
         if self._callback is not None:
@@ -86,13 +93,19 @@ class Progress:
             return
         elapsed = time.monotonic() - self._start
         text = f"{self.title}: [{self.done}/{self.total}] {description} ({elapsed:.0f} s)"
+        if self._lines:
+            self._write(text + "\n")
+            return
         columns = _terminal_columns(self._stream)
         if len(text) > columns - 1:
             text = text[: columns - 2] + "~"
         pad = max(0, self._width - len(text))
         self._width = len(text)
+        self._write("\r" + text + " " * pad)
+
+    def _write(self, text: str) -> None:
         try:
-            self._stream.write("\r" + text + " " * pad)
+            self._stream.write(text)
             self._stream.flush()
         except (ValueError, OSError):
             self._enabled = False

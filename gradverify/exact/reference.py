@@ -9,7 +9,9 @@ How it stays exact
   once per element, at the context's working precision, using forms that never cancel
   (see :mod:`gradverify.model.functions`). ``1 - sigmoid(700)`` is never formed.
 * The whole computation is run at two working precisions and accepted only when every
-  gradient entry agrees to ``bits`` significant bits; otherwise the precision is doubled.
+  gradient entry agrees to ``bits`` significant bits; otherwise the precision is doubled
+  (:func:`gradverify.exact.precision.verified_precision`). The result is rounded to float64
+  once (:mod:`gradverify.exact.rounding`).
 
 Cost: one forward and one backward pass, i.e. O(multiply-adds) integer operations plus
 O(units x batch) mpmath function calls. Never O(parameters x forward).
@@ -31,10 +33,21 @@ import numpy as np
 from mpmath import libmp
 
 from gradverify.common.errstate import with_own_errstate
+from gradverify.exact.precision import (
+    DEFAULT_BITS,
+    MAX_PRECISION,
+    ExactReferenceError,
+    agree_to_bits,
+    outside_domain,
+    verified_precision,
+)
+from gradverify.exact.rounding import round_to_float64, split_to_float64
 from gradverify.model.functions import activation, has_fused_delta, loss_function
 from gradverify.model.network import Problem
 
 __all__ = [
+    "DEFAULT_BITS",
+    "MAX_PRECISION",
     "Dyadic",
     "agree_to_bits",
     "ExactReferenceError",
@@ -42,16 +55,11 @@ __all__ = [
     "mpmath_backend",
     "reference_gradients",
     "round_to_float64",
+    "split_to_float64",
 ]
-
-DEFAULT_BITS = 80
-"""Significant bits on which two precisions must agree: enough to round to float64 correctly."""
-
-MAX_PRECISION = 1 << 16
-
-
-class ExactReferenceError(ArithmeticError):
-    """The exact reference could not be established (outside its domain, or no agreement)."""
+"""``DEFAULT_BITS``, ``MAX_PRECISION``, ``ExactReferenceError`` and ``agree_to_bits`` live in
+:mod:`gradverify.exact.precision`, ``round_to_float64`` and ``split_to_float64`` in
+:mod:`gradverify.exact.rounding`; they stay importable from here."""
 
 
 def mpmath_backend() -> str:
@@ -179,59 +187,6 @@ def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[n
 # ---------------------------------------------------------------------------
 
 
-def _round_scaled(n: int, exp: int) -> float:
-    """Correctly rounded float64 value of the exact ``n * 2**exp`` (Python ints)."""
-    if n == 0:
-        return 0.0
-    top = exp + n.bit_length()
-    if top > 1025:  # |x| >= 2**1024: beyond float64 (and no shift by a huge exponent)
-        return -np.inf if n < 0 else np.inf
-    if top < -1076:  # |x| < 2**-1076: below half the smallest subnormal
-        return -0.0 if n < 0 else 0.0
-    try:
-        return float(n << exp) if exp >= 0 else n / (1 << -exp)  # int / int rounds correctly
-    except OverflowError:
-        return -np.inf if n < 0 else np.inf
-
-
-def round_to_float64(x: Any) -> float:
-    """Correctly rounded (to nearest, ties to even) float64 value of an mpf, subnormals included."""
-    sign, man, exp, _ = x._mpf_
-    if not man:
-        if x == 0:
-            return 0.0
-        return float(x)  # inf or nan
-    n = int(-man if sign else man)  # a Python int: under gmpy2, mpz / int gives an mpfr
-    return _round_scaled(n, exp)
-
-
-def split_to_float64(x: Any) -> tuple[float, float]:
-    """``(hi, lo)``: hi = x rounded to float64, lo = (x - hi) rounded; exact arithmetic in ints."""
-    hi = round_to_float64(x)
-    if hi == 0.0 or not np.isfinite(hi):
-        return hi, 0.0
-    sign, man, exp, _ = x._mpf_
-    n = int(-man if sign else man)
-    h_num, h_den = hi.as_integer_ratio()  # h_den is a power of two
-    h_exp = 1 - h_den.bit_length()
-    base = min(exp, h_exp)
-    residual = (n << (exp - base)) - (h_num << (h_exp - base))
-    return hi, _round_scaled(residual, base)
-
-
-def agree_to_bits(a: Any, b: Any, bits: int) -> bool:
-    """|a - b| <= 2**-bits |b|, decided exactly on the raw mpf tuples (conservatively)."""
-    diff = libmp.mpf_sub(a._mpf_, b._mpf_)  # no precision given: exact
-    if diff == libmp.fzero:
-        return True
-    _, b_man, b_exp, b_bc = b._mpf_
-    if not b_man:
-        return False
-    _, _, d_exp, d_bc = diff
-    # |diff| < 2**(d_exp + d_bc) and |b| >= 2**(b_exp + b_bc - 1)
-    return d_exp + d_bc <= b_exp + b_bc - 1 - bits
-
-
 @dataclass(frozen=True)
 class ReferenceGradients:
     """Verified exact gradients of J (the mean loss).
@@ -305,28 +260,22 @@ def reference_gradients(
     Raises:
         ExactReferenceError: if the precisions never agree, or mpmath leaves its domain.
     """
-    prec = bits + 32 + _cancellation_bits(problem)
-    try:
-        low = _reverse_mode(problem, prec)
-        while True:
-            if 2 * prec > max_precision:
-                raise ExactReferenceError(
-                    f"reference gradients did not agree to {bits} bits below "
-                    f"{max_precision} bits of working precision"
-                )
-            high = _reverse_mode(problem, 2 * prec)
-            pairs = zip((*low[0], *low[1]), (*high[0], *high[1]), strict=True)
-            if agree_to_bits(low[2], high[2], bits) and all(
-                agree_to_bits(a, b, bits)
-                for x, y in pairs
-                for a, b in zip(x.flat, y.flat, strict=True)
-            ):
-                break
-            prec *= 2
-            low = high
-    except (ValueError, ZeroDivisionError, OverflowError) as exc:
-        raise ExactReferenceError(f"the exact reference is outside its domain: {exc}") from exc
 
+    def agree(low: tuple, high: tuple) -> bool:
+        pairs = zip((*low[0], *low[1]), (*high[0], *high[1]), strict=True)
+        return agree_to_bits(low[2], high[2], bits) and all(
+            agree_to_bits(a, b, bits) for x, y in pairs for a, b in zip(x.flat, y.flat, strict=True)
+        )
+
+    with outside_domain("the exact reference"):
+        high, precision = verified_precision(
+            lambda prec: _reverse_mode(problem, prec),
+            agree,
+            start=bits + 32 + _cancellation_bits(problem),
+            bits=bits,
+            what="reference gradients",
+            max_precision=max_precision,
+        )
     dweights, dbiases, J = high
     w_split = [_split(a) for a in dweights]
     b_split = [_split(a) for a in dbiases]
@@ -339,7 +288,7 @@ def reference_gradients(
         exact_dbiases=tuple(dbiases),
         loss=round_to_float64(J),
         exact_loss=J,
-        precision=2 * prec,
+        precision=precision,
         agreed_bits=bits,
         backend=mpmath_backend(),
     )

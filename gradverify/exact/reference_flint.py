@@ -30,13 +30,15 @@ import mpmath
 import numpy as np
 from mpmath import libmp
 
-from gradverify.exact.reference import (
+from gradverify.exact.precision import (
     DEFAULT_BITS,
     MAX_PRECISION,
     ExactReferenceError,
-    ReferenceGradients,
-    round_to_float64,
+    outside_domain,
+    working_precisions,
 )
+from gradverify.exact.reference import ReferenceGradients
+from gradverify.exact.rounding import split_to_float64
 from gradverify.model.functions import activation, has_fused_delta, loss_function
 from gradverify.model.network import Problem
 
@@ -160,24 +162,14 @@ def _to_mpf(v: Any) -> Any:
     return _MP.make_mpf(libmp.from_man_exp(int(man), int(exp)))
 
 
-def _float(x: Any) -> float:
-    """round_to_float64 of an mpf, as a Python float."""
-    return float(round_to_float64(x))
-
-
-def _residual(exact: Any, rounded: float) -> float:
-    """``exact - rounded`` rounded to float64 (the difference itself is formed exactly)."""
-    return _float(_MP.make_mpf(libmp.mpf_sub(exact._mpf_, libmp.from_float(rounded))))
-
-
 def _certified(v: Any, bits: int) -> tuple[float, float, Any] | None:
     """(correctly rounded float64, float64 residual, midpoint as mpf), or None if the ball
     is not known to ``bits`` relative bits or might round to two different float64 values.
     """
     if v.is_exact():
         mid = _to_mpf(v.mid())
-        hi = _float(mid)
-        return hi, _residual(mid, hi) if math.isfinite(hi) else 0.0, mid
+        hi, lo = split_to_float64(mid)
+        return hi, lo, mid
     if not v.is_finite() or v.rel_accuracy_bits() < bits:
         return None
     hi = float(v)  # the midpoint rounded to nearest
@@ -205,27 +197,21 @@ def flint_reference_gradients(
     import flint
 
     saved = flint.ctx.prec
-    prec = bits + GUARD_BITS
     try:
-        while True:
+        for prec in working_precisions(bits + GUARD_BITS, max_precision):
             flint.ctx.prec = prec
-            try:
+            with outside_domain("the exact reference"):
                 dweights, dbiases, J = _reverse_mode(problem)
-            except (ValueError, ZeroDivisionError, OverflowError) as exc:
-                raise ExactReferenceError(
-                    f"the exact reference is outside its domain: {exc}"
-                ) from exc
             tensors = [*dweights, *dbiases]
             certified = [[_certified(v, bits) for v in t.flat] for t in tensors]
             loss = _certified(J, bits)
             if loss is not None and all(c is not None for t in certified for c in t):
                 break
-            prec *= 2
-            if prec > max_precision:
-                raise ExactReferenceError(
-                    f"the Arb reference could not certify {bits} bits below "
-                    f"{max_precision} bits of working precision"
-                )
+        else:
+            raise ExactReferenceError(
+                f"the Arb reference could not certify {bits} bits below "
+                f"{max_precision} bits of working precision"
+            )
     finally:
         flint.ctx.prec = saved
 

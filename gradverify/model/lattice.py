@@ -1,4 +1,4 @@
-"""The float lattice of a dtype: bit patterns as ordered integers, and exact rounding to it.
+"""The float lattice of a dtype: bit patterns as ordered integers.
 
 Every finite float of an IEEE-style binary format is addressed by its *side* (the sign)
 and its *lattice index*: the bit pattern with the sign bit cleared. On each side the index
@@ -9,10 +9,8 @@ them by value and "the next float" is ``index + 1``::
               0x7bff -> 65504 (largest finite); 0x7c00 would be inf.
 
 Searches over the lattice (bisection, exhaustive enumeration) work on one side at a time
-and move by index.
-
-:func:`round_mpf` rounds an exact (mpmath) value to the nearest float of the dtype in one
-step, subnormals and overflow included, so a reference is never rounded twice.
+and move by index. Rounding an exact (mpmath) value to the lattice is
+:func:`gradverify.exact.rounding.round_mpf`.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from mpmath import libmp
 
 from gradverify.model.dtypes import dtype_name, resolve_dtype, significand_bits
 
@@ -34,7 +31,6 @@ __all__ = [
     "index_at_least",
     "lattice_index",
     "lattice_values",
-    "round_mpf",
     "shortest_decimal",
 ]
 
@@ -175,36 +171,3 @@ def shortest_decimal(value: Any, fmt: FloatFormat) -> str:
         if float(back) == as64:
             return text
     return repr(as64)
-
-
-def round_mpf(x: Any, fmt: FloatFormat) -> float:
-    """Round an mpmath ``mpf`` to the nearest float of ``fmt`` (ties to even), in one step.
-
-    Subnormals round to the fixed spacing ``fmt.min_subnormal``; magnitudes at or beyond
-    ``max_finite + ulp/2`` give +-inf. The result is returned as an exact float64.
-    ``x`` may also be a raw mpf tuple ``(sign, man, exp, bc)``. Any exponent works.
-    """
-    raw = getattr(x, "_mpf_", x)
-    sign, man, exp, bc = raw
-    if not man:
-        if raw[2] == 0 and raw[3] == 0:  # +0 or -0 (not every mpmath names -0)
-            return -0.0 if sign else 0.0
-        return libmp.to_float(raw)  # inf or nan
-    p = fmt.precision
-    top = exp + bc - 1  # |x| in [2**top, 2**(top + 1))
-    if top >= fmt.emin:
-        bits_kept = p
-    else:
-        # subnormal: the spacing is 2**(emin - p + 1), so fewer significant bits survive
-        bits_kept = top - (fmt.emin - p + 1) + 1
-    if bits_kept <= 0:
-        # |x| < spacing: rounds to 0, or to the smallest subnormal if above half of it
-        half_exponent = fmt.emin - p  # spacing / 2 = 2**half_exponent
-        above_half = top > half_exponent or (top == half_exponent and bc > 1)
-        magnitude = fmt.min_subnormal if (above_half and bits_kept == 0) else 0.0
-        return -magnitude if sign else magnitude
-    r_sign, r_man, r_exp, r_bc = libmp.normalize(sign, man, exp, bc, bits_kept, libmp.round_nearest)
-    if r_exp + r_bc - 1 > fmt.emax:
-        return -math.inf if r_sign else math.inf
-    value = math.ldexp(float(r_man), r_exp)  # exact: r_man has at most p <= 53 bits
-    return -value if r_sign else value

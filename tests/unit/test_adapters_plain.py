@@ -16,7 +16,7 @@ from gradverify.edges.adapters.plain import (
     mp_reference_gradient,
 )
 from gradverify.engine.results import Verdict
-from gradverify.exact.reference import round_to_float64
+from gradverify.exact.rounding import round_to_float64
 
 THETA = np.array([0.3, -1.2, 0.7, 1.5, 0.1, -0.45])
 

@@ -1,4 +1,5 @@
-"""The float lattice: bit patterns as ordered integers, and exact one-step rounding of mpf values.
+"""The float lattice: bit patterns as ordered integers; and exact one-step rounding of mpf
+values to it (:mod:`gradverify.exact.rounding`).
 
 Every expectation here comes from numpy/ml_dtypes or from enumeration, never from the
 module under test.
@@ -12,13 +13,13 @@ import mpmath
 import numpy as np
 import pytest
 
+from gradverify.exact.rounding import round_mpf
 from gradverify.model.lattice import (
     bit_pattern,
     float_format,
     index_at_least,
     lattice_index,
     lattice_values,
-    round_mpf,
     shortest_decimal,
 )
 

@@ -8,12 +8,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from gradverify.exact.reference import (
-    Dyadic,
-    ExactReferenceError,
-    reference_gradients,
-    round_to_float64,
-)
+from gradverify.exact.precision import MAX_PRECISION, working_precisions
+from gradverify.exact.reference import Dyadic, ExactReferenceError, reference_gradients
+from gradverify.exact.rounding import round_to_float64, split_to_float64
 from gradverify.model.network import NetworkSpec, Problem
 from tests.strategies import random_problem
 
@@ -170,6 +167,14 @@ def test_reference_refuses_when_precisions_cannot_agree():
         reference_gradients(problem, bits=200, max_precision=300)
 
 
+def test_working_precisions_double_from_the_first_and_never_pass_the_cap():
+    assert list(working_precisions(100, 1000)) == [100, 200, 400, 800]
+    assert list(working_precisions(100, 800)) == [100, 200, 400, 800]
+    assert list(working_precisions(2000, 1000)) == [2000]  # the first pass always runs
+    last = list(working_precisions(96))[-1]  # the default cap
+    assert last <= MAX_PRECISION < 2 * last
+
+
 def test_reference_never_touches_the_global_mpmath_context():
     before = mpmath.mp.prec
     reference_gradients(random_problem((2, 2, 1), ("tanh", "sigmoid"), seed=1))
@@ -226,8 +231,6 @@ def test_round_to_float64_is_correct_rounding(value):
 
 @pytest.mark.parametrize("value", ["0.1", "1e-310", "-2.5e-320", "1e300", "-3.3", "7e-5"])
 def test_split_to_float64_is_a_double_double(value):
-    from gradverify.exact.reference import split_to_float64
-
     ctx = mpmath.MPContext()
     ctx.prec = 300
     x = ctx.mpf(value)

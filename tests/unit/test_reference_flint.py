@@ -12,7 +12,8 @@ flint = pytest.importorskip(
 from gradverify.engine.check import check_problem  # noqa: E402
 from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop  # noqa: E402
 from gradverify.engine.results import Verdict  # noqa: E402
-from gradverify.exact.reference import agree_to_bits, reference_gradients  # noqa: E402
+from gradverify.exact.precision import agree_to_bits  # noqa: E402
+from gradverify.exact.reference import reference_gradients  # noqa: E402
 from gradverify.exact.reference_flint import flint_reference_gradients  # noqa: E402
 from tests.strategies import random_problem  # noqa: E402
 

@@ -556,11 +556,26 @@ def test_progress_callback_and_default_dtypes():
     def only_float16(weights, biases, x, y, *, activations, loss):
         return fused_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
 
-    result = scan(only_float16, labels=(1.0,), sweep_points=0, progress=messages.append)
+    result = scan(
+        only_float16,
+        labels=(1.0,),
+        sweep_points=0,
+        progress=lambda *update: messages.append(update),
+    )
     assert result.dtypes == ("float16",)  # the declared dtypes
     assert [h.activation for h in result.hidden] == ["sigmoid", "sigmoid"]  # tanh undeclared
-    assert messages and all("only-f16" in m for m in messages)
+    assert messages and all("only-f16" in m for m, _, _ in messages)
+    # one step per label and one per hidden activation, each announced as it starts
+    assert [(done, total) for _, done, total in messages] == [(0, 2), (1, 2)]
     assert result.implementation == "only-f16"
+
+
+def test_progress_true_writes_one_line_per_step_on_stderr(capsys):
+    scan(fused_bce_backprop, dtypes="float16", labels=(0.0,), sweep_points=0, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3  # y=0 output layer, hidden sigmoid, hidden tanh
+    assert all(line.startswith("gradverify scan: ") for line in lines)
+    assert "float16 y=0: output layer" in lines[0] and "hidden tanh underflow" in lines[2]
 
 
 @pytest.mark.parametrize(

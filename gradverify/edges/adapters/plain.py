@@ -36,25 +36,28 @@ import mpmath
 import numpy as np
 
 from gradverify.common.errstate import with_own_errstate
+from gradverify.common.formatting import format_fd_error, format_relative_error, json_number
 from gradverify.engine.compare import DEFAULT_TOLERANCE_FACTOR, elementwise_errors, normwise_error
-from gradverify.engine.finite_diff import (
-    _STENCIL,
+from gradverify.engine.harness import ImplementationTimeout, last_frame, run_with_time_limit
+from gradverify.engine.implementations import implementation_name
+from gradverify.engine.results import ElementError, Verdict
+from gradverify.engine.stencil import (
+    STENCIL,
     UNIT_ROUNDOFF,
-    _central_differences,
-    _richardson,
+    central_differences,
+    richardson,
     step_sizes,
 )
-from gradverify.engine.harness import ImplementationTimeout, _last_frame, _run_with_time_limit
-from gradverify.engine.implementations import implementation_name
-from gradverify.engine.results import ElementError, Verdict, _fmt, json_number
-from gradverify.exact.reference import (
+from gradverify.exact.precision import (
     DEFAULT_BITS,
     MAX_PRECISION,
     ExactReferenceError,
     agree_to_bits,
-    mpmath_backend,
-    round_to_float64,
+    outside_domain,
+    verified_precision,
 )
+from gradverify.exact.reference import mpmath_backend
+from gradverify.exact.rounding import split_to_float64
 from gradverify.model.dtypes import dtype_name, resolve_dtype, unit_roundoff
 
 __all__ = [
@@ -97,8 +100,8 @@ def flat_finite_differences(
     """d fun / d theta_k for every k, by central differences at h, h/2, h/4 and Richardson.
 
     ``theta`` is used in float64 (exactly); each coordinate gets its own power-of-two step
-    (:func:`gradverify.engine.finite_diff.step_sizes`); the error estimate is the numdifftools-style
-    one of :mod:`gradverify.engine.finite_diff`, with the rounding error of one evaluation of
+    (:func:`gradverify.engine.stencil.step_sizes`); the error estimate is the numdifftools-style
+    one of :mod:`gradverify.engine.stencil`, with the rounding error of one evaluation of
     ``fun`` taken as ``EVALUATION_ERROR_ULPS * u * |fun(theta)|``. Cost: ``6 * theta.size + 1``
     calls of ``fun``.
     """
@@ -106,14 +109,14 @@ def flat_finite_differences(
     f0 = float(fun(flat.reshape(np.shape(theta)).copy()))
     eps_f = EVALUATION_ERROR_ULPS * UNIT_ROUNDOFF * max(abs(f0), np.finfo(np.float64).tiny)
     steps = step_sizes(flat)
-    losses = np.empty((flat.size, len(_STENCIL)))
+    losses = np.empty((flat.size, len(STENCIL)))
     for k in range(flat.size):
-        for s, offset in enumerate(_STENCIL):
+        for s, offset in enumerate(STENCIL):
             point = flat.copy()
             point[k] += offset * steps[k]
             losses[k, s] = float(fun(point.reshape(np.shape(theta))))
-    differences = _central_differences(losses.ravel(), steps)
-    values, errors = _richardson(differences, steps, eps_f)
+    differences = central_differences(losses.ravel(), steps)
+    values, errors = richardson(differences, steps, eps_f)
     shape = np.shape(theta)
     return FlatFiniteDifferences(
         values.reshape(shape), errors.reshape(shape), steps.reshape(shape), 1 + losses.size
@@ -153,36 +156,25 @@ def mp_reference_gradient(
         ExactReferenceError: no agreement below ``max_precision`` bits, or mpmath left its domain.
     """
     flat = np.asarray(theta, dtype=np.float64).ravel()
-    prec = bits + 32
-    try:
-        low = _mp_gradient(mp_fun, flat, prec)
-        while True:
-            high = _mp_gradient(mp_fun, flat, 2 * prec)
-            if all(
-                agree_to_bits(a, b, bits)
-                for a, b in zip((low[0], *low[1]), (high[0], *high[1]), strict=True)
-            ):
-                break
-            prec *= 2
-            if 2 * prec > max_precision:
-                raise ExactReferenceError(
-                    f"mp_fun's derivatives did not agree to {bits} bits below "
-                    f"{max_precision} bits of working precision"
-                )
-            low = high
-    except (ValueError, ZeroDivisionError, OverflowError) as exc:
-        raise ExactReferenceError(f"the mpmath reference is outside its domain: {exc}") from exc
-    # float64 arrays whatever scalar type round_to_float64 returns
-    hi = np.array([round_to_float64(v) for v in high[1]], dtype=np.float64)
-    lo = np.array(
-        [
-            round_to_float64(v - h) if np.isfinite(h) else 0.0
-            for v, h in zip(high[1], hi, strict=True)
-        ],
-        dtype=np.float64,
-    )
+
+    def agree(low: tuple[Any, list], high: tuple[Any, list]) -> bool:
+        pairs = zip((low[0], *low[1]), (high[0], *high[1]), strict=True)
+        return all(agree_to_bits(a, b, bits) for a, b in pairs)
+
+    with outside_domain("the mpmath reference"):
+        (value, partials), precision = verified_precision(
+            lambda prec: _mp_gradient(mp_fun, flat, prec),
+            agree,
+            start=bits + 32,
+            bits=bits,
+            what="mp_fun's derivatives",
+            max_precision=max_precision,
+        )
+    split = [split_to_float64(v) for v in partials]
     shape = np.shape(theta)
-    return hi.reshape(shape), lo.reshape(shape), high[0], 2 * prec
+    hi = np.array([h for h, _ in split], dtype=np.float64).reshape(shape)
+    lo = np.array([low for _, low in split], dtype=np.float64).reshape(shape)
+    return hi, lo, value, precision
 
 
 # ---------------------------------------------------------------------------
@@ -250,14 +242,18 @@ class FunctionCheckResult:
         if self.message:
             lines.append(f"  {self.message}")
         if self.reference:
+            error, allowed, tolerance = (
+                format_relative_error(e)
+                for e in (self.normwise_error, self.allowed, self.tolerance)
+            )
             lines.append(
-                f"  normwise error {_fmt(self.normwise_error)} against {self.reference}"
-                f" (allowed {_fmt(self.allowed)}; tolerance {_fmt(self.tolerance)})"
+                f"  normwise error {error} against {self.reference}"
+                f" (allowed {allowed}; tolerance {tolerance})"
             )
         if self.fd_normwise_error is not None:
             lines.append(
                 f"  finite differences agree with the exact gradient to "
-                f"{_fmt(self.fd_normwise_error)} (normwise)"
+                f"{format_relative_error(self.fd_normwise_error)} (normwise)"
             )
         if self.worst and self.verdict is not Verdict.PASS:
             lines.append("  worst elements:")
@@ -268,8 +264,8 @@ class FunctionCheckResult:
                     lines.append(
                         f"    {w.tensor}[{', '.join(map(str, w.index))}]: got "
                         f"{w.value:.9g}, FD {w.reference:.9g} "
-                        f"(+-{_fmt(w.fd_error, '.1g')}); rel. error "
-                        f"{_fmt(w.relative_error)}"
+                        f"(+-{format_fd_error(w.fd_error)}); rel. error "
+                        f"{format_relative_error(w.relative_error)}"
                     )
         if self.reference_precision:
             lines.append(
@@ -288,11 +284,11 @@ def _call_grad(grad: Callable, theta: np.ndarray, timeout: float | None) -> np.n
     """``grad(copy of theta)`` validated, or a message saying what went wrong."""
     given = theta.copy()
     try:
-        out = _run_with_time_limit(lambda: grad(given), timeout)
+        out = run_with_time_limit(lambda: grad(given), timeout)
     except ImplementationTimeout:
         return f"did not return within {timeout:g} s (per-call time limit)"
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        return f"raised {type(exc).__name__}: {exc}{_last_frame(exc)}"
+        return f"raised {type(exc).__name__}: {exc}{last_frame(exc)}"
     if given.tobytes() != theta.tobytes():
         return "modified its input theta in place"
     try:
@@ -311,9 +307,13 @@ def _worst_elements(
     hi: np.ndarray,
     lo: np.ndarray,
     dtype: Any,
-    fd: FlatFiniteDifferences | None,
+    fd: FlatFiniteDifferences,
     count: int,
+    *,
+    fd_is_reference: bool,
 ) -> list[ElementError]:
+    """The ``count`` entries with most bits of error, each with the FD error estimate (and the
+    FD value too when it is a second opinion rather than the reference itself)."""
     errs = elementwise_errors(g, hi, lo, dtype)
     order = np.argsort(-errs.bits.ravel(), kind="stable")[:count]
     out = []
@@ -330,11 +330,111 @@ def _worst_elements(
                 relative_error=float(errs.relative[index]),
                 ulps=float(errs.ulps[index]),
                 bits=float(errs.bits[index]),
-                fd=None if fd is None else float(fd.values[index]),
-                fd_error=None if fd is None else float(fd.errors[index]),
+                fd=None if fd_is_reference else float(fd.values[index]),
+                fd_error=float(fd.errors[index]),
             )
         )
     return out
+
+
+def _mpmath_reference(
+    fun: Callable,
+    mp_fun: Callable,
+    theta64: np.ndarray,
+    fd: FlatFiniteDifferences,
+    result: FunctionCheckResult,
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """``(hi, lo)`` of the exact gradient (recorded in ``result``), or why there is none."""
+    try:
+        hi, lo, value, precision = mp_reference_gradient(mp_fun, theta64)
+    except ExactReferenceError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - the user's mp_fun may raise anything
+        return f"mp_fun raised {type(exc).__name__}: {exc}{last_frame(exc)}"
+    f0 = float(fun(theta64.copy()))
+    if not agree_to_bits(mpmath.mpf(f0), value, CONSISTENCY_BITS):
+        return (
+            f"fun and mp_fun disagree at theta ({f0!r} against "
+            f"{mpmath.nstr(value, 17)}): they are not the same function"
+        )
+    result.reference, result.allowed = "mpmath", result.tolerance
+    result.reference_precision, result.reference_backend = precision, mpmath_backend()
+    result.fd_normwise_error = normwise_error(fd.values, hi, lo)
+    return hi, lo
+
+
+def _fd_slack(fd: FlatFiniteDifferences) -> float:
+    """How far ``grad`` may be from the finite differences on account of their error."""
+    return FD_ERROR_MULTIPLE * float(np.linalg.norm(fd.errors))
+
+
+def _fd_reference(
+    fd: FlatFiniteDifferences, result: FunctionCheckResult
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """The finite differences as the reference (recorded in ``result``), or why they are not."""
+    if not np.all(np.isfinite(fd.values)):
+        return (
+            "the finite differences of fun are not finite at theta; "
+            "give mp_fun for an exact reference"
+        )
+    scale = float(np.linalg.norm(fd.values))
+    result.reference = "finite differences"
+    result.allowed = result.tolerance + (_fd_slack(fd) / scale if scale > 0 else float("inf"))
+    return fd.values, np.zeros_like(fd.values)
+
+
+def _within_allowance(
+    g: np.ndarray, fd: FlatFiniteDifferences, result: FunctionCheckResult
+) -> bool:
+    """Whether ``grad``'s normwise error is allowed (against a zero FD gradient: its norm)."""
+    if result.reference == "finite differences" and float(np.linalg.norm(fd.values)) == 0.0:
+        return float(np.linalg.norm(g.astype(np.float64))) <= _fd_slack(fd)
+    return result.normwise_error <= result.allowed
+
+
+def _judge(
+    fun: Callable,
+    grad: Callable,
+    mp_fun: Callable | None,
+    theta_d: np.ndarray,
+    result: FunctionCheckResult,
+    *,
+    worst: int,
+    timeout: float | None,
+) -> tuple[Verdict, str]:
+    """The verdict on ``grad`` at ``theta_d`` and its message; fills in ``result``."""
+    label, dt = result.implementation, theta_d.dtype
+    theta64 = theta_d.astype(np.float64)
+    if not np.all(np.isfinite(theta64)):
+        return Verdict.ERROR, f"theta must be finite in {dtype_name(dt)}"
+    g = _call_grad(grad, theta_d, timeout)
+    if isinstance(g, str):
+        return Verdict.ERROR, f"{label} {g}"
+    try:
+        fd = flat_finite_differences(fun, theta64)
+    except Exception as exc:  # noqa: BLE001 - the user's fun may raise anything
+        return Verdict.ERROR, f"fun raised {type(exc).__name__}: {exc}{last_frame(exc)}"
+    if mp_fun is not None:
+        reference = _mpmath_reference(fun, mp_fun, theta64, fd, result)
+    else:
+        reference = _fd_reference(fd, result)
+    if isinstance(reference, str):
+        return Verdict.ERROR, reference
+    hi, lo = reference
+    result.normwise_error = normwise_error(g, hi, lo)
+    result.worst = _worst_elements(g, hi, lo, dt, fd, worst, fd_is_reference=mp_fun is None)
+    nonfinite = int(np.count_nonzero(~np.isfinite(g.astype(np.float64)) & np.isfinite(hi)))
+    if nonfinite:
+        return (
+            Verdict.ERROR,
+            f"{label} returned {nonfinite} inf/NaN entries where the gradient is finite",
+        )
+    if _within_allowance(g, fd, result):
+        return Verdict.PASS, ""
+    return Verdict.INCORRECT, (
+        f"normwise error {format_relative_error(result.normwise_error)} exceeds the "
+        f"allowed {format_relative_error(result.allowed)} against {result.reference}"
+    )
 
 
 @with_own_errstate
@@ -372,91 +472,16 @@ def check_function(
     start = time.perf_counter()
     dt = resolve_dtype(dtype)
     theta_d = np.asarray(theta, dtype=np.float64).astype(dt)
-    theta64 = theta_d.astype(np.float64)
-    label = name or implementation_name(grad)
     tol = float(tolerance) if tolerance is not None else tolerance_factor * unit_roundoff(dt)
     result = FunctionCheckResult(
-        label, Verdict.ERROR, dtype_name(dt), int(theta_d.size), tolerance=tol
+        name or implementation_name(grad),
+        Verdict.ERROR,
+        dtype_name(dt),
+        int(theta_d.size),
+        tolerance=tol,
     )
-
-    def finish(verdict: Verdict, message: str) -> FunctionCheckResult:
-        result.verdict, result.message = verdict, message
-        result.elapsed = time.perf_counter() - start
-        return result
-
-    if not np.all(np.isfinite(theta64)):
-        return finish(Verdict.ERROR, f"theta must be finite in {dtype_name(dt)}")
-    g = _call_grad(grad, theta_d, timeout)
-    if isinstance(g, str):
-        return finish(Verdict.ERROR, f"{label} {g}")
-    try:
-        fd = flat_finite_differences(fun, theta64)
-    except Exception as exc:  # noqa: BLE001 - the user's fun may raise anything
-        return finish(Verdict.ERROR, f"fun raised {type(exc).__name__}: {exc}{_last_frame(exc)}")
-    if mp_fun is not None:
-        try:
-            hi, lo, value, precision = mp_reference_gradient(mp_fun, theta64)
-        except ExactReferenceError as exc:
-            return finish(Verdict.ERROR, str(exc))
-        except Exception as exc:  # noqa: BLE001
-            return finish(
-                Verdict.ERROR, f"mp_fun raised {type(exc).__name__}: {exc}{_last_frame(exc)}"
-            )
-        f0 = float(fun(theta64.copy()))
-        if not agree_to_bits(mpmath.mpf(f0), value, CONSISTENCY_BITS):
-            return finish(
-                Verdict.ERROR,
-                f"fun and mp_fun disagree at theta ({f0!r} against "
-                f"{mpmath.nstr(value, 17)}): they are not the same function",
-            )
-        result.reference, result.allowed = "mpmath", tol
-        result.reference_precision, result.reference_backend = precision, mpmath_backend()
-        result.fd_normwise_error = normwise_error(fd.values, hi, lo)
-        fd_for_elements: FlatFiniteDifferences | None = fd
-    else:
-        if not np.all(np.isfinite(fd.values)):
-            return finish(
-                Verdict.ERROR,
-                "the finite differences of fun are not finite at theta; "
-                "give mp_fun for an exact reference",
-            )
-        hi, lo = fd.values, np.zeros_like(fd.values)
-        scale = float(np.linalg.norm(hi))
-        fd_slack = FD_ERROR_MULTIPLE * float(np.linalg.norm(fd.errors))
-        result.reference = "finite differences"
-        result.allowed = tol + (fd_slack / scale if scale > 0 else float("inf"))
-        fd_for_elements = None
-    result.normwise_error = normwise_error(g, hi, lo)
-    result.worst = _worst_elements(g, hi, lo, dt, fd_for_elements, worst)
-    if fd_for_elements is None:  # FD is the reference: carry its error estimate per element
-        result.worst = [
-            ElementError(
-                w.tensor,
-                w.index,
-                w.value,
-                w.reference,
-                w.relative_error,
-                w.ulps,
-                w.bits,
-                None,
-                float(fd.errors[w.index]),
-            )
-            for w in result.worst
-        ]
-    nonfinite = int(np.count_nonzero(~np.isfinite(g.astype(np.float64)) & np.isfinite(hi)))
-    if nonfinite:
-        return finish(
-            Verdict.ERROR,
-            f"{label} returned {nonfinite} inf/NaN entries where the gradient is finite",
-        )
-    if mp_fun is None and scale == 0.0:
-        ok = float(np.linalg.norm(g.astype(np.float64))) <= fd_slack
-    else:
-        ok = result.normwise_error <= result.allowed
-    if ok:
-        return finish(Verdict.PASS, "")
-    return finish(
-        Verdict.INCORRECT,
-        f"normwise error {_fmt(result.normwise_error)} exceeds the "
-        f"allowed {_fmt(result.allowed)} against {result.reference}",
+    result.verdict, result.message = _judge(
+        fun, grad, mp_fun, theta_d, result, worst=worst, timeout=timeout
     )
+    result.elapsed = time.perf_counter() - start
+    return result

@@ -1,0 +1,283 @@
+"""The scan: its arguments checked, then every dtype, label and hidden activation probed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradverify.common.errstate import with_own_errstate
+from gradverify.common.progress import Progress, ProgressCallback
+from gradverify.engine.harness import DEFAULT_TIMEOUT
+from gradverify.engine.implementations import Capabilities, capabilities_of, implementation_name
+from gradverify.engine.isolation import isolate_option
+from gradverify.exploration.scan.criteria import HIDDEN_ACTIVATIONS, SIDES
+from gradverify.exploration.scan.exact_forms import ExactEvaluator
+from gradverify.exploration.scan.probes import (
+    Caller,
+    HiddenProbe,
+    Layout,
+    OutputProbe,
+    probe_layout,
+)
+from gradverify.exploration.scan.records import HiddenUnderflow, ScanRow, SweepSeries
+from gradverify.exploration.scan.result import ScanResult
+from gradverify.exploration.scan.sides import Plan, scan_hidden, scan_side, sweep
+from gradverify.model.dtypes import (
+    available_dtypes,
+    dtype_name,
+    resolve_dtype,
+    skipped_dtype_notes,
+    unavailable_dtypes,
+)
+from gradverify.model.lattice import float_format
+
+__all__ = ["scan"]
+
+
+def _checked_capabilities(impl: Callable) -> Capabilities:
+    if not callable(impl):
+        raise ValueError(f"scan needs a callable backprop implementation; got {impl!r}")
+    caps = capabilities_of(impl)
+    if "bce" not in caps.losses or "sigmoid" not in caps.activations:
+        raise ValueError(
+            f"the scanner varies a sigmoid output with loss 'bce', but the implementation "
+            f"declares losses ({', '.join(caps.losses)}) and activations "
+            f"({', '.join(caps.activations)})"
+        )
+    return caps
+
+
+def _check_settings(
+    sweep_points: int, check_points: int, neighbourhood: int, timeout: float | None
+) -> None:
+    for label, v in (
+        ("sweep_points", sweep_points),
+        ("check_points", check_points),
+        ("neighbourhood", neighbourhood),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{label} must be a non-negative integer; got {v!r}")
+    if check_points < 2 or neighbourhood < 1:
+        raise ValueError("check_points must be at least 2 and neighbourhood at least 1")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
+
+
+def _resolve_dtypes(impl: Callable, dtypes: Iterable[str] | str | None) -> tuple[str, ...]:
+    if dtypes is None:
+        available = set(available_dtypes())
+        chosen = tuple(d for d in capabilities_of(impl).dtypes if d in available)
+        if not chosen:
+            why = "; ".join(skipped_dtype_notes(_skipped_dtypes(impl, None)))
+            raise ValueError(
+                f"none of the declared dtypes ({', '.join(capabilities_of(impl).dtypes)}) is "
+                f"available here ({', '.join(sorted(available))}){f': {why}' if why else ''}"
+            )
+        return chosen
+    if isinstance(dtypes, str):
+        dtypes = [dtypes]
+    names = tuple(dict.fromkeys(dtype_name(resolve_dtype(d)) for d in dtypes))
+    if not names:
+        raise ValueError(
+            "dtypes is empty: name at least one of float16, bfloat16, float32, float64"
+        )
+    return names
+
+
+def _skipped_dtypes(impl: Callable, dtypes: Iterable[str] | str | None) -> dict[str, str]:
+    """``{dtype: why}`` for the declared dtypes left out as unavailable (none when named)."""
+    if dtypes is not None:  # named dtypes are resolved, so an unavailable one is an error
+        return {}
+    missing = unavailable_dtypes()
+    return {d: missing[d] for d in capabilities_of(impl).dtypes if d in missing}
+
+
+def _resolve_labels(labels: Iterable[float]) -> tuple[float, ...]:
+    out = []
+    for y in labels:
+        try:
+            v = float(y)
+        except (TypeError, ValueError):
+            raise ValueError(f"labels must be numbers in [0, 1]; got {y!r}") from None
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"labels must be numbers in [0, 1]; got {y!r}")
+        out.append(v)
+    if not out:
+        raise ValueError("labels is empty: give at least one label in [0, 1], e.g. (0.0, 1.0)")
+    return tuple(dict.fromkeys(out))
+
+
+def _resolve_hidden(
+    hidden_activations: Iterable[str] | None, caps: Capabilities, layout: Layout | None
+) -> tuple[str, ...]:
+    """The hidden activations to scan: the declared ones by default, none without a layer."""
+    if hidden_activations is None:
+        if layout is None:
+            return ()  # a declared depth of 1 has no hidden layer to scan
+        return tuple(a for a in HIDDEN_ACTIVATIONS if a in caps.activations)
+    hidden = tuple(hidden_activations)
+    for a in hidden:
+        if a not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"hidden_activations must be among {', '.join(HIDDEN_ACTIVATIONS)}; got {a!r}"
+            )
+    if hidden and layout is None:
+        raise ValueError(
+            "the hidden-layer scan needs a network of depth 2 or more, but "
+            "the implementation declares depth 1; pass hidden_activations=()"
+        )
+    return hidden
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What a scan found, in the order it found it."""
+
+    rows: list[ScanRow]
+    sweeps: list[SweepSeries]
+    hidden: list[HiddenUnderflow]
+
+
+@dataclass
+class _Scanner:
+    """One scan's implementation, labels, layouts and settings; :meth:`run` scans them."""
+
+    name: str
+    calls: Caller
+    labels: tuple[float, ...]
+    hidden: tuple[str, ...]
+    output_layout: Layout | None
+    hidden_layout: Layout | None
+    settings: dict[str, Any]  # as recorded in ScanResult.settings
+    exact: ExactEvaluator = field(default_factory=ExactEvaluator)
+
+    def run(self, dtypes: tuple[str, ...], progress: ProgressCallback | bool | None) -> _Found:
+        """Every dtype, in order; ``progress`` hears of each label's and activation's step."""
+        found = _Found([], [], [])
+        total = len(dtypes) * (len(self.labels) + len(self.hidden))
+        shown = progress if callable(progress) else bool(progress)
+        with Progress(total, title="gradverify scan", progress=shown, lines=True) as steps:
+            for dt in dtypes:
+                fmt, settings = float_format(dt), self.settings
+                exhaustive = settings["exhaustive"] and fmt.width == 16
+                plan = Plan(fmt, settings["check_points"], settings["neighbourhood"], exhaustive)
+                self.output_layer(plan, steps, found)
+                self.hidden_layer(plan, steps, found)
+        return found
+
+    def output_layer(self, plan: Plan, steps: Progress, found: _Found) -> None:
+        fmt = plan.fmt
+        for y in self.labels:
+            steps.step(f"{self.name} {fmt.name} y={y:g}: output layer")
+            probe = OutputProbe(self.calls, fmt, y, self.exact, self.output_layout)
+            row = ScanRow(
+                self.name,
+                fmt.name,
+                probe.label,
+                scan_side(probe, plan, "positive"),
+                scan_side(probe, plan, "negative"),
+            )
+            found.rows.append(row)
+            if self.settings["sweep_points"]:
+                found.sweeps.extend(sweep(probe, row, self.settings["sweep_points"], self.name))
+            steps.advance(announce=False)
+
+    def hidden_layer(self, plan: Plan, steps: Progress, found: _Found) -> None:
+        fmt = plan.fmt
+        # one criterion per side (not five): half the verification points suffice
+        hidden_plan = Plan(
+            fmt, max(2, plan.check_points // 2), plan.neighbourhood, plan.exhaustive, False
+        )
+        for act in self.hidden:
+            steps.step(f"{self.name} {fmt.name}: hidden {act} underflow")
+            probe = HiddenProbe(self.calls, fmt, act, self.exact, self.hidden_layout)
+            found.hidden.extend(scan_hidden(probe, hidden_plan, side, self.name) for side in SIDES)
+            steps.advance(announce=False)
+
+
+@with_own_errstate
+@isolate_option
+def scan(
+    impl: Callable,
+    *,
+    dtypes: Iterable[str] | str | None = None,
+    labels: Iterable[float] = (0.0, 1.0),
+    name: str | None = None,
+    sweep_points: int = 200,
+    progress: ProgressCallback | bool | None = None,
+    check_points: int = 256,
+    neighbourhood: int = 32,
+    exhaustive: bool = False,
+    hidden_activations: Iterable[str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> ScanResult:
+    """Find where floating point breaks ``impl``'s BCE gradient, per dtype (see the package doc).
+
+    Args:
+        impl: a backprop following the protocol; it must support a sigmoid output with bce.
+        dtypes: dtype names; default: the declared dtypes that are available here. An
+            explicit list is scanned even where the implementation did not declare it.
+        labels: the labels y of the output-layer scan (each rounded to the dtype).
+        name: the name shown in results (default: the declared name or module:qualname).
+        sweep_points: log-spaced |h| points per label and dtype (half per side); 0: no sweep.
+        progress: None/False quiet, True one line per step on stderr, or a callable
+            ``(step, steps_done, steps_total)`` called as each step starts (the
+            :data:`~gradverify.common.progress.ProgressCallback` of the search and reports).
+        check_points: floats per side spread over the lattice to verify monotonicity.
+        neighbourhood: every float within this many ULPs of a threshold is checked.
+        exhaustive: check every finite float of float16 and bfloat16 (the other dtypes
+            are always sampled); about 64k calls per label and dtype.
+        hidden_activations: hidden activations for the underflow scan (default: sigmoid
+            and tanh, where declared); () skips it.
+        timeout: seconds allowed per call of ``impl`` (None: no limit).
+        isolate: call ``impl`` in a supervised worker process (see
+            :mod:`gradverify.engine.isolation`); a call that crashes it counts as failed.
+
+    Returns:
+        A :class:`ScanResult`.
+
+    Raises:
+        ValueError: bad arguments, or an implementation without sigmoid + bce support.
+        ScanAborted: the implementation exceeded ``timeout`` (or, isolated, crashed its
+            worker process) on 3 calls.
+    """
+    caps = _checked_capabilities(impl)
+    _check_settings(sweep_points, check_points, neighbourhood, timeout)
+    dtype_names = _resolve_dtypes(impl, dtypes)
+    label_values = _resolve_labels(labels)
+    hidden_layout = probe_layout(caps, 2)
+    hidden = _resolve_hidden(hidden_activations, caps, hidden_layout)
+    display = name or implementation_name(impl)
+    settings = {
+        "check_points": check_points,
+        "neighbourhood": neighbourhood,
+        "exhaustive": bool(exhaustive),
+        "sweep_points": sweep_points,
+        "timeout": timeout,
+    }
+    scanner = _Scanner(
+        display,
+        Caller(impl, timeout, display),
+        label_values,
+        hidden,
+        probe_layout(caps, 1),
+        hidden_layout,
+        settings,
+    )
+    start = time.perf_counter()
+    found = scanner.run(dtype_names, progress)
+    return ScanResult(
+        display,
+        dtype_names,
+        label_values,
+        found.rows,
+        found.sweeps,
+        found.hidden,
+        time.perf_counter() - start,
+        settings,
+        skipped_dtypes=_skipped_dtypes(impl, dtypes),
+    )
