@@ -12,8 +12,9 @@ For one problem at one dtype the engine
 5. compares: a tensor passes when it has no inf/NaN where the exact gradient and the stable
    baseline are finite, and its error beyond the rounding floor is within ``factor`` times
    the larger baseline error (see :mod:`gradverify.engine.compare`);
-6. on a failure, checks the same network scaled into the interior (max |h| <= 1). Passing
-   there makes the verdict ``unstable``; failing there too makes it ``incorrect``.
+6. on a failure, checks the same network scaled into the interior (max |h| <= 1, the
+   companion :func:`gradverify.model.rewrites.desaturated` builds). Passing there makes the
+   verdict ``unstable``; failing there too makes it ``incorrect``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gradverify.engine.bounds import rounding_error_bounds
 from gradverify.engine.compare import (
     DEFAULT_POLICY,
     DEFAULT_TOLERANCE_FACTOR,
+    ElementwiseErrors,
     elementwise_errors,
     error_beyond_floor,
     full_width_bits,
@@ -56,6 +58,7 @@ from gradverify.engine.results import (
 from gradverify.exact.reference import ReferenceGradients, reference_gradients
 from gradverify.model.dtypes import significand_bits
 from gradverify.model.network import Problem
+from gradverify.model.rewrites import desaturated
 
 __all__ = ["check_problem", "fast_check"]
 
@@ -125,7 +128,6 @@ def _compare(
     fd: Any,
     worst: int,
 ) -> tuple[list[TensorComparison], list[ElementError]]:
-    dtype = problem.dtype
     values = _tensor_arrays(outcome)
     autograd_values = bar.autograd or [None] * len(values)
     tensors: list[TensorComparison] = []
@@ -133,76 +135,109 @@ def _compare(
     for k, ((name, hi, lo, _), value, base, conventional, floor) in enumerate(
         zip(reference.tensors(), values, bar.stable, autograd_values, bar.floors, strict=True)
     ):
-        errs = elementwise_errors(value, hi, lo, dtype)
-        if base is not None:
-            base_error = normwise_error(base, hi, lo)
-            base_finite = np.isfinite(np.asarray(base, dtype=np.float64))
-            base_bits = elementwise_errors(base, hi, lo, dtype).bits
-        else:
-            base_error, base_finite = 0.0, np.ones(hi.shape, bool)
-            base_bits = np.zeros(hi.shape)
-        autograd_error = None if conventional is None else normwise_error(conventional, hi, lo)
-        blamed_nonfinite = int(np.count_nonzero(errs.nonfinite & base_finite))
-        excused = np.where(errs.nonfinite & ~base_finite, hi, value)
-        err = normwise_error(excused, hi, lo)
-        beyond = error_beyond_floor(excused, hi, lo, floor)
-        tol = tolerance(base_error, dtype, factor, autograd_error)
-        fd_max = None
-        if fd is not None:
-            fd_vals, fd_bad = fd[0][k], fd[2][k]
-            usable = ~fd_bad & (hi != 0)
-            if np.any(usable):
-                fd_max = float(np.max(np.abs(fd_vals[usable] - hi[usable]) / np.abs(hi[usable])))
-        tensors.append(
-            TensorComparison(
-                name=name,
-                layer=k // 2 + 1,
-                kind="weight" if k % 2 == 0 else "bias",
-                shape=tuple(hi.shape),
-                normwise_error=err,
-                max_relative_error=float(np.max(errs.relative, initial=0.0)),
-                max_ulps=float(np.max(errs.ulps, initial=0.0)),
-                max_bits=float(np.max(errs.bits, initial=0.0)),
-                nonfinite=blamed_nonfinite,
-                baseline_error=base_error,
-                tolerance=tol,
-                passed=bool(blamed_nonfinite == 0 and beyond <= tol),
-                fd_max_error=fd_max,
-                autograd_baseline_error=autograd_error,
-                error_beyond_floor=beyond,
-                max_excess_bits=_excess_bits(
-                    errs.bits, base_bits, errs.nonfinite & base_finite, dtype
-                ),
-            )
-        )
-        # candidates for the worst-elements list: the largest bits of error per tensor
-        flat_bits = errs.bits.ravel()
-        for j in np.argsort(-flat_bits, kind="stable")[:worst]:
-            if flat_bits[j] <= 0:
-                break
-            index = np.unravel_index(j, hi.shape)
-            fd_value = fd_error = None
-            if fd is not None and not fd[2][k][index]:
-                fd_value, fd_error = float(fd[0][k][index]), float(fd[1][k][index])
-            elements.append(
-                (
-                    float(flat_bits[j]),
-                    float(errs.relative[index]),
-                    ElementError(
-                        tensor=name,
-                        index=tuple(int(i) for i in index),
-                        value=float(np.asarray(value, dtype=np.float64)[index]),
-                        reference=float(hi[index]),
-                        relative_error=float(errs.relative[index]),
-                        ulps=float(errs.ulps[index]),
-                        bits=float(errs.bits[index]),
-                        fd=fd_value,
-                        fd_error=fd_error,
-                    ),
-                )
-            )
+        baselines = (base, conventional, floor)
+        tensor, errs = _tensor_comparison(problem, k, name, hi, lo, value, baselines, factor, fd)
+        tensors.append(tensor)
+        elements.extend(_worst_entries(k, name, hi, value, errs, fd, worst))
     elements.sort(key=lambda e: (e[0], e[1]), reverse=True)
     return tensors, [e[2] for e in elements[:worst]]
+
+
+def _tensor_comparison(
+    problem: Problem,
+    k: int,
+    name: str,
+    hi: np.ndarray,
+    lo: np.ndarray,
+    value: np.ndarray,
+    baselines: tuple[np.ndarray | None, np.ndarray | None, np.ndarray],
+    factor: float,
+    fd: Any,
+) -> tuple[TensorComparison, ElementwiseErrors]:
+    """Tensor ``k`` (``dW1``, ``db1``, ...) against the reference and the accuracy bar.
+
+    ``baselines`` are the stable and autograd baselines' values (None: not run, or failed)
+    and the rounding floor. Returns the comparison and the elementwise errors.
+    """
+    base, conventional, floor = baselines
+    dtype = problem.dtype
+    errs = elementwise_errors(value, hi, lo, dtype)
+    if base is not None:
+        base_error = normwise_error(base, hi, lo)
+        base_finite = np.isfinite(np.asarray(base, dtype=np.float64))
+        base_bits = elementwise_errors(base, hi, lo, dtype).bits
+    else:
+        base_error, base_finite = 0.0, np.ones(hi.shape, bool)
+        base_bits = np.zeros(hi.shape)
+    autograd_error = None if conventional is None else normwise_error(conventional, hi, lo)
+    blamed_nonfinite = int(np.count_nonzero(errs.nonfinite & base_finite))
+    excused = np.where(errs.nonfinite & ~base_finite, hi, value)
+    beyond = error_beyond_floor(excused, hi, lo, floor)
+    tol = tolerance(base_error, dtype, factor, autograd_error)
+    comparison = TensorComparison(
+        name=name,
+        layer=k // 2 + 1,
+        kind="weight" if k % 2 == 0 else "bias",
+        shape=tuple(hi.shape),
+        normwise_error=normwise_error(excused, hi, lo),
+        max_relative_error=float(np.max(errs.relative, initial=0.0)),
+        max_ulps=float(np.max(errs.ulps, initial=0.0)),
+        max_bits=float(np.max(errs.bits, initial=0.0)),
+        nonfinite=blamed_nonfinite,
+        baseline_error=base_error,
+        tolerance=tol,
+        passed=bool(blamed_nonfinite == 0 and beyond <= tol),
+        fd_max_error=_fd_max_error(fd, k, hi),
+        autograd_baseline_error=autograd_error,
+        error_beyond_floor=beyond,
+        max_excess_bits=_excess_bits(errs.bits, base_bits, errs.nonfinite & base_finite, dtype),
+    )
+    return comparison, errs
+
+
+def _fd_max_error(fd: Any, k: int, hi: np.ndarray) -> float | None:
+    """The largest relative gap between FD and the reference in tensor ``k`` (None: no FD)."""
+    if fd is None:
+        return None
+    fd_vals, fd_bad = fd[0][k], fd[2][k]
+    usable = ~fd_bad & (hi != 0)
+    if not np.any(usable):
+        return None
+    return float(np.max(np.abs(fd_vals[usable] - hi[usable]) / np.abs(hi[usable])))
+
+
+def _worst_entries(
+    k: int,
+    name: str,
+    hi: np.ndarray,
+    value: np.ndarray,
+    errs: ElementwiseErrors,
+    fd: Any,
+    worst: int,
+) -> list[tuple[float, float, ElementError]]:
+    """Candidates for the worst-elements list: the largest bits of error of tensor ``k``."""
+    out = []
+    flat_bits = errs.bits.ravel()
+    for j in np.argsort(-flat_bits, kind="stable")[:worst]:
+        if flat_bits[j] <= 0:
+            break
+        index = np.unravel_index(j, hi.shape)
+        fd_value = fd_error = None
+        if fd is not None and not fd[2][k][index]:
+            fd_value, fd_error = float(fd[0][k][index]), float(fd[1][k][index])
+        element = ElementError(
+            tensor=name,
+            index=tuple(int(i) for i in index),
+            value=float(np.asarray(value, dtype=np.float64)[index]),
+            reference=float(hi[index]),
+            relative_error=float(errs.relative[index]),
+            ulps=float(errs.ulps[index]),
+            bits=float(errs.bits[index]),
+            fd=fd_value,
+            fd_error=fd_error,
+        )
+        out.append((float(flat_bits[j]), float(errs.relative[index]), element))
+    return out
 
 
 def _excess_bits(
@@ -226,6 +261,58 @@ def _error_result(name: str, problem: Problem, outcome: CallOutcome, elapsed: fl
         warnings=list(outcome.warnings),
         call_failure=outcome.failure.value if outcome.failure is not None else None,
     )
+
+
+def _interior_check(impl: Callable, problem: Problem, **options: Any) -> CheckResult:
+    """The check of the interior companion (max |h| <= INTERIOR_LIMIT), once, unclassified."""
+    interior = desaturated(problem, INTERIOR_LIMIT)
+    return check_problem(
+        impl, interior, finite_differences=False, repeat=1, classify=False, **options
+    )
+
+
+def _classify(
+    result: CheckResult,
+    failed: list[TensorComparison],
+    interior: CheckResult | None,
+    name: str,
+) -> None:
+    """Set the verdict and message of a failing check from its interior companion's verdict.
+
+    Passing in the interior makes it ``unstable``; an error there, or inf/NaN at ordinary
+    values (no interior companion to run), makes it ``error``; anything else ``incorrect``.
+    """
+    saturation = result.saturation
+    nonfinite = sum(t.nonfinite for t in failed)
+    what = (
+        f"{nonfinite} inf/NaN entries"
+        if nonfinite
+        else ("gradients outside tolerance (" + ", ".join(t.name for t in failed) + ")")
+    )
+    if interior is not None and interior.verdict is Verdict.PASS:
+        result.verdict = Verdict.UNSTABLE
+        result.message = (
+            f"{what} at saturation (max |h| = {saturation:.4g}); the same network scaled to "
+            f"max |h| <= {INTERIOR_LIMIT:g} passes: numerically unstable, not a logic bug"
+        )
+    elif interior is not None and interior.verdict is Verdict.ERROR:
+        result.verdict = Verdict.ERROR
+        result.message = f"{what}; in the interior: {interior.message}"
+        result.call_failure = interior.call_failure
+    elif nonfinite and interior is None:
+        result.verdict = Verdict.ERROR
+        result.message = (
+            f"{name} returned {nonfinite} inf/NaN entries at ordinary values "
+            f"(max |h| = {saturation:.4g}) where the exact gradient is finite"
+        )
+    else:
+        result.verdict = Verdict.INCORRECT
+        where = (
+            "at ordinary values"
+            if interior is None
+            else (f"and also on the same network scaled to max |h| <= {INTERIOR_LIMIT:g}")
+        )
+        result.message = f"{what} {where}: a logic bug"
 
 
 @with_own_errstate
@@ -297,64 +384,31 @@ def check_problem(
         warnings=list(outcome.warnings),
     )
     if fd is None and finite_differences in ("auto", "directional"):
-        from gradverify.engine.finite_diff import directional_check
+        from gradverify.engine.directional import directional_check
 
         directional = directional_check(problem, reference.dweights, reference.dbiases)
         result.fd_directional_discrepancy = directional.max_relative_discrepancy()
     failed = result.failed_tensors()
     if failed:
-        nonfinite = sum(t.nonfinite for t in failed)
         interior = None
         if saturation > INTERIOR_LIMIT * 1.01 and classify:
-            interior = check_problem(
+            interior = _interior_check(
                 impl,
-                problem.desaturated(INTERIOR_LIMIT),
+                problem,
                 name=name,
                 tolerance_factor=tolerance_factor,
                 policy=policy,
-                finite_differences=False,
                 worst=worst,
                 timeout=timeout,
-                repeat=1,
-                classify=False,
             )
             result.interior_verdict = interior.verdict
             result.warnings = merge_warnings(result.warnings, interior.warnings)
-        what = (
-            f"{nonfinite} inf/NaN entries"
-            if nonfinite
-            else ("gradients outside tolerance (" + ", ".join(t.name for t in failed) + ")")
-        )
-        if interior is not None and interior.verdict is Verdict.PASS:
-            result.verdict = Verdict.UNSTABLE
-            result.message = (
-                f"{what} at saturation (max |h| = {saturation:.4g}); the same network scaled to "
-                f"max |h| <= {INTERIOR_LIMIT:g} passes: numerically unstable, not a logic bug"
-            )
-        elif interior is not None and interior.verdict is Verdict.ERROR:
-            result.verdict = Verdict.ERROR
-            result.message = f"{what}; in the interior: {interior.message}"
-            result.call_failure = interior.call_failure
-        elif nonfinite and interior is None:
-            result.verdict = Verdict.ERROR
-            result.message = (
-                f"{name} returned {nonfinite} inf/NaN entries at ordinary values "
-                f"(max |h| = {saturation:.4g}) where the exact gradient is finite"
-            )
-        else:
-            result.verdict = Verdict.INCORRECT
-            where = (
-                "at ordinary values"
-                if interior is None
-                else (f"and also on the same network scaled to max |h| <= {INTERIOR_LIMIT:g}")
-            )
-            result.message = f"{what} {where}: a logic bug"
-        ref_arrays = [t[1] for t in reference.tensors()]
+        _classify(result, failed, interior, name)
         result.diagnosis = diagnose_gradients(
             problem,
             tensors,
             _tensor_arrays(outcome),
-            ref_arrays,
+            [t[1] for t in reference.tensors()],
             significand_bits(problem.dtype),
         )
     result.elapsed = time.perf_counter() - start
@@ -383,7 +437,7 @@ def fast_check(
     ``pass``, ``incorrect`` or ``error`` (never ``unstable``). ``isolate=True`` calls
     ``impl`` in a worker process, as in :func:`check_problem`.
     """
-    from gradverify.engine.finite_diff import directional_check, flatten_parameters
+    from gradverify.engine.directional import directional_check, flatten_parameters
     from gradverify.model.dtypes import unit_roundoff
 
     start = time.perf_counter()

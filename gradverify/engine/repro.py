@@ -138,43 +138,16 @@ def reproduction_snippet(
             hung it, so that replaying it cannot take the reader's interpreter down).
         comment: a first line saying what the snippet reproduces.
     """
-    spec = problem.spec
-    lines = []
-    if comment:
-        lines.extend(f"# {_comment_text(line)}" for line in comment.splitlines())
+    lines = [f"# {_comment_text(line)}" for line in comment.splitlines()] if comment else []
     lines += [
         "import numpy as np",
         "",
         "import gradverify",
         "from gradverify.model.network import NetworkSpec, Problem",
         "",
-    ]
-    path = import_path(impl)
-    if path is not None:
-        module, qualname = path
-        head, _, rest = qualname.partition(".")
-        lines.append(f"from {module} import {head}")
-        lines.append(f"impl = {qualname}" if rest else f"impl = {head}")
-    else:
-        what = _comment_text(getattr(impl, "__qualname__", None) or type(impl).__name__)
-        where = _comment_text(getattr(impl, "__module__", None) or "?")
-        lines += [
-            f"# {what} (module {where}) cannot be imported by name:",
-            "# define or import your backprop here and assign it to impl.",
-            "impl = None",
-            "if impl is None:",
-            "    raise SystemExit('set impl to the backprop implementation under test')",
-        ]
-    lines += [
+        *_implementation_lines(impl),
         "",
-        f"spec = NetworkSpec(widths={_py(spec.widths)}, activations={_py(spec.activations)}, "
-        f"loss={_py(spec.loss)})",
-        *_arrays("weights", problem.weights),
-        *_arrays("biases", problem.biases),
-        f"x = {_literal(problem.x)}",
-        f"y = {_literal(problem.y)}",
-        "problem = Problem.from_arrays(spec, weights, biases, x, y, "
-        f"dtype={_py(problem.dtype_name)})",
+        *_problem_lines(problem),
     ]
     options = []
     if name:
@@ -198,3 +171,36 @@ def reproduction_snippet(
     else:
         lines += [f"result = gradverify.check_problem({args})", "print(result)"]
     return "\n".join(lines) + "\n"
+
+
+def _implementation_lines(impl: Callable) -> list[str]:
+    """``impl = ...``: imported by name when that gives it back, else a place to put it."""
+    path = import_path(impl)
+    if path is not None:
+        module, qualname = path
+        head, _, rest = qualname.partition(".")
+        return [f"from {module} import {head}", f"impl = {qualname}" if rest else f"impl = {head}"]
+    what = _comment_text(getattr(impl, "__qualname__", None) or type(impl).__name__)
+    where = _comment_text(getattr(impl, "__module__", None) or "?")
+    return [
+        f"# {what} (module {where}) cannot be imported by name:",
+        "# define or import your backprop here and assign it to impl.",
+        "impl = None",
+        "if impl is None:",
+        "    raise SystemExit('set impl to the backprop implementation under test')",
+    ]
+
+
+def _problem_lines(problem: Problem) -> list[str]:
+    """``problem = Problem.from_arrays(...)`` from exact float literals."""
+    spec = problem.spec
+    return [
+        f"spec = NetworkSpec(widths={_py(spec.widths)}, activations={_py(spec.activations)}, "
+        f"loss={_py(spec.loss)})",
+        *_arrays("weights", problem.weights),
+        *_arrays("biases", problem.biases),
+        f"x = {_literal(problem.x)}",
+        f"y = {_literal(problem.y)}",
+        "problem = Problem.from_arrays(spec, weights, biases, x, y, "
+        f"dtype={_py(problem.dtype_name)})",
+    ]

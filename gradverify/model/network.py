@@ -6,6 +6,9 @@
 Samples are columns: ``x`` has shape ``(n_0, batch)``, ``y`` has shape ``(n_L, batch)``,
 ``W_i`` has shape ``(n_i, n_{i-1})`` and ``b_i`` has shape ``(n_i,)``. Layers are numbered
 1..L as in the question; Python tuples hold them at index ``i - 1``.
+
+Problems made from another problem (the interior companion, smaller or wider variants, other
+activations or losses) are built in :mod:`gradverify.model.rewrites`.
 """
 
 from __future__ import annotations
@@ -188,14 +191,25 @@ class Problem:
 
     # -- float64 evaluation (used by finite differences and scaling) ----------
 
-    def forward64(self) -> ForwardPass:
-        """The forward pass in float64 on this problem's (exactly converted) values."""
-        return forward(
-            self.spec,
+    def float64_arrays(
+        self,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+        """Writable float64 copies of ``(weights, biases, x, y)``, for evaluation and rewrites.
+
+        The conversion is exact for every supported dtype, so values a rewrite only moves,
+        copies or halves round back to themselves in ``self.dtype``.
+        """
+        return (
             [w.astype(np.float64) for w in self.weights],
             [b.astype(np.float64) for b in self.biases],
             self.x.astype(np.float64),
+            self.y.astype(np.float64),
         )
+
+    def forward64(self) -> ForwardPass:
+        """The forward pass in float64 on this problem's (exactly converted) values."""
+        weights, biases, x, _ = self.float64_arrays()
+        return forward(self.spec, weights, biases, x)
 
     def loss64(self) -> float:
         """J in float64, with the stable loss form."""
@@ -205,17 +219,6 @@ class Problem:
         """The largest |h| over every layer: how far into saturation the problem reaches."""
         with np.errstate(all="ignore"):
             return float(max(np.max(np.abs(h)) for h in self.forward64().h))
-
-    def desaturated(self, limit: float = 1.0) -> Problem:
-        """The same network and batch with each layer's W_i and b_i scaled so max |h_i| <= limit.
-
-        This is the *interior* companion of a problem: where an implementation that fails
-        on ``self`` passes on ``self.desaturated()``, its failure is one of saturation.
-        """
-        weights = [w.astype(np.float64) for w in self.weights]
-        biases = [b.astype(np.float64) for b in self.biases]
-        cap_saturation(self.spec, weights, biases, self.x.astype(np.float64), limit)
-        return self.with_parameters(weights, biases)
 
     def to_dict(self) -> dict:
         """Plain, JSON-serialisable data; floats are exact (repr round-trips)."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gradverify
-from gradverify.engine.diagnose import condition_hints
+from gradverify.engine.conditions import condition_hints
 from gradverify.engine.implementations import (
     Capabilities,
     capabilities_of,

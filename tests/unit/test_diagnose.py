@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from gradverify.engine.check import check_problem
-from gradverify.engine.diagnose import condition_hints, constant_factor, loss_variant, name_factor
+from gradverify.engine.conditions import condition_hints
+from gradverify.engine.diagnose import constant_factor, name_factor
 from gradverify.engine.implementations import (
     epsilon_bce_backprop,
     fused_bce_backprop,
@@ -17,6 +18,7 @@ from gradverify.engine.implementations import (
 from gradverify.engine.results import Verdict
 from gradverify.model.functions import activation
 from gradverify.model.network import NetworkSpec, Problem
+from gradverify.model.rewrites import loss_variant
 from tests.strategies import random_problem
 
 

@@ -1,8 +1,10 @@
-"""Tests for gradverify.engine.finite_diff against an independent mpmath oracle written here.
+"""Tests for gradverify.engine.finite_diff (with its stencil and directional mode) against an
+independent mpmath oracle written here.
 
 The oracle is a plain mpmath forward pass of J (using the ``mp_forward``/``mp_value`` forms
 of functions.py) differentiated with ``mpmath.diff`` in a private context, one coordinate at
-a time. It shares no code with finite_diff.py beyond those per-element definitions.
+a time. It shares no code with finite_diff.py, stencil.py or directional.py beyond those
+per-element definitions.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import mpmath
 import numpy as np
 import pytest
 
-from gradverify.engine.finite_diff import (
+from gradverify.engine.directional import (
+    directional_check,
+    flatten_parameters,
+    unflatten_parameters,
+)
+from gradverify.engine.finite_diff import finite_difference_gradients
+from gradverify.engine.stencil import (
     KINK_RETRIES,
     KINK_STEP_SHRINK,
     STEP_FACTOR,
-    _richardson,
-    directional_check,
-    finite_difference_gradients,
-    flatten_parameters,
+    richardson,
     step_sizes,
-    unflatten_parameters,
 )
 from gradverify.model.functions import ACTIVATIONS, LOSSES
 from gradverify.model.network import NetworkSpec, Problem
@@ -283,7 +287,7 @@ def test_richardson_removes_h2_and_h4_terms():
     d, c2, c4 = np.array([0.3, -2.0, 7.0]), np.array([5.0, -1.0, 3.0]), np.array([2.0, 9.0, 1.0])
     hs = steps[:, None] / 2.0 ** np.arange(3)[None, :]
     differences = d[:, None] + c2[:, None] * hs**2 + c4[:, None] * hs**4
-    value, error = _richardson(differences, steps, 0.0)
+    value, error = richardson(differences, steps, 0.0)
     np.testing.assert_allclose(value, d, rtol=1e-13)
     # The estimate is the last correction, |R2 - R1(h/2)| = c4 h^4 / 64: the one-stage error.
     np.testing.assert_allclose(error, c4 * steps**4 / 64, rtol=1e-6, atol=1e-14)

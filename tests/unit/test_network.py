@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gradverify.model.network import NetworkSpec, Problem
+from gradverify.model.rewrites import desaturated
 from tests.strategies import random_problem
 
 
@@ -57,13 +58,18 @@ def test_desaturated_problem_stays_in_the_interior(scale, shift):
     p = random_problem(
         (3, 4, 4, 1), ("sigmoid", "tanh", "sigmoid"), seed=2, scale=scale, output_shift=shift
     )
-    q = p.desaturated(1.0)
+    q = desaturated(p, 1.0)
     assert q.max_abs_logit() <= 1.0 + 1e-12
     assert q.spec == p.spec and q.batch_size == p.batch_size
     np.testing.assert_array_equal(q.x, p.x)
-    if p.max_abs_logit() <= 1.0:
-        for a, b in zip(p.weights, q.weights, strict=True):
-            np.testing.assert_array_equal(a, b)
+
+
+def test_a_problem_already_in_the_interior_is_its_own_companion():
+    p = random_problem((3, 4, 4, 1), ("sigmoid", "tanh", "sigmoid"), seed=2, scale=0.2)
+    assert p.max_abs_logit() <= 1.0
+    q = desaturated(p, 1.0)
+    for a, b in zip((*p.weights, *p.biases), (*q.weights, *q.biases), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_loss64_matches_a_direct_formula():

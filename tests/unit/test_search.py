@@ -1,7 +1,9 @@
-"""The search: reproducibility, bad implementations, failure kinds, results; the variants."""
+"""The search: reproducibility, bad implementations, failure kinds, results; the variants and
+smaller problems it tries (gradverify.model.rewrites)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -9,20 +11,24 @@ import numpy as np
 import pytest
 from hypothesis.database import InMemoryExampleDatabase
 
-from gradverify.engine.diagnose import (
-    activation_variant,
-    condition_hints,
-    shallower_variant,
-    single_sample_variants,
-    symmetric_variant,
-    widened_variant,
-)
+from gradverify.engine.conditions import condition_hints
 from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop, supports
 from gradverify.engine.repro import import_path, reproduction_snippet
 from gradverify.engine.results import Verdict
 from gradverify.exploration.checking import check
 from gradverify.exploration.search import SearchResult, search
 from gradverify.model.network import NetworkSpec, Problem
+from gradverify.model.rewrites import (
+    activation_variant,
+    at_depth,
+    shallower_variant,
+    single_sample_variants,
+    symmetric_variant,
+    widened_variant,
+    without_hidden_layer,
+    without_sample,
+    without_units,
+)
 
 F64 = {"losses": ("bce",), "dtypes": ("float64",)}
 
@@ -249,6 +255,20 @@ def test_check_without_a_problem_runs_the_search_and_progress_is_reported():
     assert "float64" in description and done == 8 and total >= done
 
 
+def test_check_calls_the_search_that_tests_patch(monkeypatch):
+    # the CLI, the report and the pytest plugin are cut short by patching this one name
+    search_module = importlib.import_module("gradverify.exploration.search")
+    calls = []
+
+    def cut_short(impl, **options):
+        calls.append((impl, options))
+        return "cut short"
+
+    monkeypatch.setattr(search_module, "search", cut_short)
+    assert check(fused_bce_backprop, seed=1, max_examples=2) == "cut short"
+    assert calls == [(fused_bce_backprop, {"seed": 1, "max_examples": 2})]
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -282,7 +302,7 @@ def test_reproduction_snippet_says_when_the_implementation_cannot_be_imported():
 
 
 # ---------------------------------------------------------------------------
-# The variants behind the condition hints
+# The variants behind the condition hints, and the minimiser's smaller problems
 # ---------------------------------------------------------------------------
 
 
@@ -342,3 +362,52 @@ def test_condition_hints_report_only_what_the_variants_show():
     assert not any("width is 1" in h or "symmetric" in h for h in hints)
     # a problem that does not fail gets no hints at all
     assert condition_hints(problem, lambda p: "pass", "incorrect", ("tanh",)) == []
+
+
+def test_removing_a_unit_that_nothing_reads_keeps_the_function():
+    problem = _problem((2, 3, 3, 1), ("tanh", "tanh", "sigmoid"))
+    weights = [np.array(w) for w in problem.weights]
+    weights[1][:, 2] = 0.0  # unit 2 of layer 1 feeds nothing
+    problem = problem.with_parameters(weights, problem.biases)
+    narrow = without_units(problem, {1: 2})
+    assert narrow.spec.widths == (2, 2, 3, 1)
+    np.testing.assert_array_equal(narrow.weights[0], problem.weights[0][:2])
+    np.testing.assert_array_equal(narrow.biases[0], problem.biases[0][:2])
+    np.testing.assert_allclose(narrow.forward64().h[-1], problem.forward64().h[-1], rtol=1e-15)
+    # one unit from two layers of the same width at once: square stays square
+    both = without_units(problem, {1: 0, 2: 0})
+    assert both.spec.widths == (2, 2, 2, 1) and both.weights[1].shape == (2, 2)
+    np.testing.assert_array_equal(both.weights[1], problem.weights[1][1:, 1:])
+    assert without_units(problem, {3: 0}) is None  # the only output
+    soft = _problem((2, 2), ("identity",), loss="softmax_ce")
+    assert without_units(soft, {1: 0}) is None  # softmax_ce needs its outputs
+    fewer_inputs = without_units(problem, {0: 1})
+    np.testing.assert_array_equal(fewer_inputs.x, problem.x[:1])
+
+
+def test_removing_an_identity_layer_keeps_the_function():
+    problem = _problem((2, 3, 2, 1), ("identity", "tanh", "sigmoid"))
+    merged = without_hidden_layer(problem, 1)
+    assert merged.spec.widths == (2, 2, 1) and merged.spec.activations == ("tanh", "sigmoid")
+    np.testing.assert_allclose(merged.forward64().h[-1], problem.forward64().h[-1], rtol=1e-12)
+    assert without_hidden_layer(problem, 3) is None  # the output layer is not hidden
+    assert without_hidden_layer(problem, 0) is None
+
+
+def test_removing_a_sample_keeps_the_others_in_order():
+    problem = _problem((2, 3, 1), ("tanh", "sigmoid"), batch=3)
+    fewer = without_sample(problem, 1)
+    np.testing.assert_array_equal(fewer.x, problem.x[:, [0, 2]])
+    np.testing.assert_array_equal(fewer.y, problem.y[:, [0, 2]])
+    assert fewer.spec == problem.spec
+    assert without_sample(_problem((2, 1), ("sigmoid",), batch=1), 0) is None
+
+
+def test_a_probe_at_another_depth_keeps_input_labels_loss_and_dtype():
+    problem = _problem((2, 1), ("sigmoid",), batch=2).astype("float32")
+    probe = at_depth(problem, 3, "relu")
+    assert probe.spec == NetworkSpec((2, 3, 3, 1), ("relu", "relu", "sigmoid"), "bce")
+    assert probe.dtype == problem.dtype
+    np.testing.assert_array_equal(probe.x, problem.x)
+    np.testing.assert_array_equal(probe.y, problem.y)
+    assert all(np.all(np.abs(w) <= 1) for w in (*probe.weights, *probe.biases))
