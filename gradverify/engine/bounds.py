@@ -47,17 +47,20 @@ evaluated in the dtype.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from gradverify.model.dtypes import smallest_normal, unit_roundoff
 from gradverify.model.functions import Activation, activation, has_fused_delta, loss_function
-from gradverify.model.network import Problem, output_delta
+from gradverify.model.names import check_name
+from gradverify.model.network import ForwardPass, Problem, output_delta
 
-__all__ = ["FUNCTION_ROUNDINGS", "Formulation", "SAFETY", "rounding_error_bounds"]
+__all__ = ["FORMULATIONS", "FUNCTION_ROUNDINGS", "Formulation", "SAFETY", "rounding_error_bounds"]
 
 Formulation = Literal["stable", "autograd"]
+FORMULATIONS: tuple[str, ...] = ("stable", "autograd")
 
 FUNCTION_ROUNDINGS = 4.0
 """Units of roundoff within which one elementwise function value is assumed correct."""
@@ -152,6 +155,58 @@ def _derivative_and_error(
     return slope, moved + FUNCTION_ROUNDINGS * u * np.abs(slope) + eta
 
 
+@dataclass(frozen=True)
+class _Forward:
+    """The float64 forward pass and the bounds on the errors of its rounded values."""
+
+    fp: ForwardPass
+    inputs: list[np.ndarray]  # z_0 .. z_{L-1}
+    e_inputs: list[np.ndarray]  # their error bounds (0 for x)
+    e_hs: list[np.ndarray]
+    e_zs: list[np.ndarray]
+
+
+def _forward_errors(
+    problem: Problem, acts: list[Activation], weights: list[np.ndarray], u: float, eta: float
+) -> _Forward:
+    """Bounds on the errors of each layer's h and z as the dtype computes them."""
+    spec = problem.spec
+    biases = [np.abs(b.astype(np.float64)) for b in problem.biases]
+    fp = problem.forward64()
+    inputs = [fp.x, *fp.z[:-1]]  # z_0 .. z_{L-1}
+    e_inputs = [np.zeros_like(fp.x)]
+    e_hs, e_zs = [], []
+    for i, act in enumerate(acts):
+        terms = weights[i] @ np.abs(inputs[i]) + biases[i][:, None]
+        e_h = (
+            _gamma(spec.widths[i] + 1, u) * terms
+            + weights[i] @ e_inputs[i]
+            + (spec.widths[i] + 1) * eta
+        )
+        e_z = _spread(act.forward, fp.h[i], e_h) + FUNCTION_ROUNDINGS * u * np.abs(fp.z[i]) + eta
+        e_hs.append(e_h)
+        e_zs.append(e_z)
+        e_inputs.append(e_z)
+    return _Forward(fp, inputs, e_inputs, e_hs, e_zs)
+
+
+def _layer_bounds(
+    delta: np.ndarray,
+    e_delta: np.ndarray,
+    z_in: np.ndarray,
+    e_in: np.ndarray,
+    batch: int,
+    u: float,
+    eta: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on the errors of one layer's dW and db, from its delta and input (and bounds)."""
+    gamma_batch = _gamma(batch, u)
+    magnitude = np.abs(delta) @ z_in.T
+    dw = (gamma_batch + 2 * u) * magnitude + e_delta @ z_in.T + np.abs(delta) @ e_in.T + batch * eta
+    db = (gamma_batch + 2 * u) * np.abs(delta).sum(axis=1) + e_delta.sum(axis=1) + batch * eta
+    return dw, db
+
+
 def rounding_error_bounds(
     problem: Problem, formulation: Formulation = "stable"
 ) -> list[np.ndarray]:
@@ -165,55 +220,26 @@ def rounding_error_bounds(
         One float64 array per gradient tensor, in the order of
         :meth:`gradverify.exact.reference.ReferenceGradients.tensors`, each of that tensor's shape.
     """
-    if formulation not in ("stable", "autograd"):
-        raise ValueError(f"formulation must be 'stable' or 'autograd'; got {formulation!r}")
+    check_name("formulation", formulation, FORMULATIONS)
     u = unit_roundoff(problem.dtype)
     eta = smallest_normal(problem.dtype)
-    c = FUNCTION_ROUNDINGS
     spec = problem.spec
     weights = [np.abs(w.astype(np.float64)) for w in problem.weights]
-    biases = [np.abs(b.astype(np.float64)) for b in problem.biases]
     signed_weights = [w.astype(np.float64) for w in problem.weights]
     acts = [activation(name) for name in spec.activations]
-    batch = problem.batch_size
 
     with np.errstate(all="ignore"):
-        fp = problem.forward64()
-        inputs = [fp.x, *fp.z[:-1]]  # z_0 .. z_{L-1}
-        e_inputs = [np.zeros_like(fp.x)]
-        e_hs, e_zs = [], []
-        for i, act in enumerate(acts):
-            terms = weights[i] @ np.abs(inputs[i]) + biases[i][:, None]
-            e_h = (
-                _gamma(spec.widths[i] + 1, u) * terms
-                + weights[i] @ e_inputs[i]
-                + (spec.widths[i] + 1) * eta
-            )
-            e_z = _spread(act.forward, fp.h[i], e_h) + c * u * np.abs(fp.z[i]) + eta
-            e_hs.append(e_h)
-            e_zs.append(e_z)
-            e_inputs.append(e_z)
-
+        fw = _forward_errors(problem, acts, weights, u, eta)
+        fp = fw.fp
         # the exact deltas' magnitudes, from a stable float64 backward pass
         delta = output_delta(spec, fp, problem.y.astype(np.float64))
         e_delta = _output_delta_error(
-            problem, fp.h[-1], fp.z[-1], e_hs[-1], e_zs[-1], delta, formulation, u, eta
+            problem, fp.h[-1], fp.z[-1], fw.e_hs[-1], fw.e_zs[-1], delta, formulation, u, eta
         )
-        gamma_batch = _gamma(batch, u)
         bounds: list[np.ndarray] = [np.empty(0)] * (2 * spec.depth)
         for i in reversed(range(spec.depth)):
-            z_in, e_in = np.abs(inputs[i]), e_inputs[i]
-            magnitude = np.abs(delta) @ z_in.T
-            bounds[2 * i] = (
-                (gamma_batch + 2 * u) * magnitude
-                + e_delta @ z_in.T
-                + np.abs(delta) @ e_in.T
-                + batch * eta
-            )
-            bounds[2 * i + 1] = (
-                (gamma_batch + 2 * u) * np.abs(delta).sum(axis=1)
-                + e_delta.sum(axis=1)
-                + batch * eta
+            bounds[2 * i], bounds[2 * i + 1] = _layer_bounds(
+                delta, e_delta, np.abs(fw.inputs[i]), fw.e_inputs[i], problem.batch_size, u, eta
             )
             if i > 0:
                 g = signed_weights[i].T @ delta
@@ -226,8 +252,8 @@ def rounding_error_bounds(
                     acts[i - 1],
                     fp.h[i - 1],
                     fp.z[i - 1],
-                    e_hs[i - 1],
-                    e_zs[i - 1],
+                    fw.e_hs[i - 1],
+                    fw.e_zs[i - 1],
                     formulation,
                     u,
                     eta,

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradverify.model.dtypes import resolve_dtype, ulp, unit_roundoff
+from gradverify.model.names import check_name
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -78,9 +79,7 @@ def validate_tolerance_factor(factor: float) -> float:
 
 def validate_policy(policy: str) -> str:
     """``policy`` if it names a known policy, else a ValueError listing them."""
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; known policies: {', '.join(POLICIES)}")
-    return policy
+    return check_name("policy", policy, POLICIES)
 
 
 def full_width_bits(dtype: str | np.dtype) -> float:

@@ -32,6 +32,7 @@ import numpy as np
 
 from gradverify.model.dtypes import SUPPORTED_DTYPES
 from gradverify.model.functions import ACTIVATIONS, LOSSES, activation, loss_function
+from gradverify.model.names import validate_names
 
 __all__ = [
     "BUILTIN_IMPLEMENTATIONS",
@@ -144,18 +145,9 @@ class Capabilities:
     batch: int | tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        for kind, names, known in (
-            ("activation", self.activations, ACTIVATIONS),
-            ("loss", self.losses, LOSSES),
-            ("dtype", self.dtypes, SUPPORTED_DTYPES),
-        ):
-            if not names:
-                raise ValueError(f"at least one {kind} must be supported")
-            for n in names:
-                if n not in known:
-                    raise ValueError(
-                        f"unknown {kind} {n!r} in capabilities; known: {', '.join(known)}"
-                    )
+        validate_names("activation", self.activations)
+        validate_names("loss", self.losses)
+        validate_names("dtype", self.dtypes)
         if self.layout not in ("columns", "rows"):
             raise ValueError(f"layout must be 'columns' or 'rows'; got {self.layout!r}")
         depth = _count_range("depth", self.depth, "depth=2 or depth=(2, 3)")

@@ -47,8 +47,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradverify.engine.implementations import Capabilities
-from gradverify.model.dtypes import SUPPORTED_DTYPES, available_dtypes
-from gradverify.model.functions import ACTIVATIONS, LOSSES, loss_function
+from gradverify.model.dtypes import usable_dtypes
+from gradverify.model.functions import loss_function
+from gradverify.model.names import validate_names
 from gradverify.model.network import NetworkSpec, Problem, cap_saturation, forward
 
 __all__ = [
@@ -118,30 +119,12 @@ def _float_array(shape: tuple[int, ...], elements: str = "unit") -> st.SearchStr
     return hnp.arrays(np.float64, shape, elements=_ELEMENTS[elements], fill=st.nothing())
 
 
-def _names(
-    given: Sequence[str] | None, declared: Sequence[str], known: dict, kind: str
-) -> tuple[str, ...]:
-    names = tuple(declared if given is None else given)
-    for n in names:
-        if n not in known:
-            raise ValueError(f"unknown {kind} {n!r}; known: {', '.join(known)}")
-    if not names:
-        raise ValueError(f"at least one {kind} is needed")
-    return names
-
-
 def dtypes(
     capabilities: Capabilities | None = None, names: Sequence[str] | None = None
 ) -> st.SearchStrategy[str]:
     """Dtype names the implementation supports and this machine provides (e.g. 'float32')."""
     declared = (capabilities or Capabilities()).dtypes
-    wanted = _names(names, declared, dict.fromkeys(SUPPORTED_DTYPES), "dtype")
-    usable = [d for d in wanted if d in available_dtypes()]
-    if not usable:
-        raise ValueError(
-            f"none of the dtypes {', '.join(wanted)} is available here "
-            f"(available: {', '.join(available_dtypes())})"
-        )
+    usable, _ = usable_dtypes(validate_names("dtype", declared if names is None else names))
     return st.sampled_from(usable)
 
 
@@ -220,8 +203,8 @@ def network_specs(
     ``capabilities`` replace ``min_depth``/``max_depth`` and the drawn widths.
     """
     caps = capabilities or Capabilities()
-    acts = _names(activations, caps.activations, ACTIVATIONS, "activation")
-    loss_names = _names(losses, caps.losses, LOSSES, "loss")
+    acts = validate_names("activation", caps.activations if activations is None else activations)
+    loss_names = validate_names("loss", caps.losses if losses is None else losses)
     if not 1 <= min_depth <= max_depth:
         raise ValueError(f"need 1 <= min_depth <= max_depth; got {min_depth}, {max_depth}")
     if max_width < 1:
@@ -400,8 +383,8 @@ def problems(
     caps = capabilities or Capabilities()
     if depth is not None or widths is not None or batch is not None:
         caps = caps.restricted(depth=depth, widths=widths, batch=batch)
-    acts = _names(activations, caps.activations, ACTIVATIONS, "activation")
-    loss_names = _names(losses, caps.losses, LOSSES, "loss")
+    acts = validate_names("activation", caps.activations if activations is None else activations)
+    loss_names = validate_names("loss", caps.losses if losses is None else losses)
     arch = _architecture(caps, loss_names, max_depth, max_width, max_batch)
     return _problems(
         _dtype_strategy(caps, dtypes), acts, loss_names, arch, max_log2_scale, max_saturation

@@ -7,7 +7,11 @@ skips it says so and why (:func:`unavailable_dtypes`, :func:`skipped_dtype_notes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+
+from gradverify.model.names import DTYPE_NAMES, unsupported_dtype, validate_names
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -21,9 +25,11 @@ __all__ = [
     "unavailable_dtypes",
     "ulp",
     "unit_roundoff",
+    "usable_dtypes",
 ]
 
-SUPPORTED_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+SUPPORTED_DTYPES: tuple[str, ...] = DTYPE_NAMES
+"""float16, bfloat16, float32, float64 (listed in :mod:`gradverify.model.names`)."""
 
 
 class DtypeUnavailableError(ValueError):
@@ -44,18 +50,21 @@ def _bfloat16() -> np.dtype:
 
 
 def resolve_dtype(dtype: str | np.dtype | type) -> np.dtype:
-    """Turn a name ('float32', 'bfloat16', ...) or a numpy dtype into a numpy dtype."""
+    """Turn a name ('float32', 'bfloat16', ...) or a numpy dtype into a numpy dtype.
+
+    Raises:
+        ValueError: not one of the four formats (:func:`gradverify.model.names.unsupported_dtype`).
+        DtypeUnavailableError: bfloat16, when ml_dtypes cannot provide it.
+    """
     if isinstance(dtype, str):
         if dtype == "bfloat16":
             return _bfloat16()
         if dtype not in SUPPORTED_DTYPES:
-            raise ValueError(
-                f"unsupported dtype {dtype!r}; supported: {', '.join(SUPPORTED_DTYPES)}"
-            )
+            raise unsupported_dtype(dtype)
         return np.dtype(dtype)
     dt = np.dtype(dtype)
     if dtype_name(dt) not in SUPPORTED_DTYPES:
-        raise ValueError(f"unsupported dtype {dt}; supported: {', '.join(SUPPORTED_DTYPES)}")
+        raise unsupported_dtype(dt)
     return dt
 
 
@@ -84,6 +93,28 @@ def available_dtypes() -> tuple[str, ...]:
 def skipped_dtype_notes(skipped: dict[str, str]) -> list[str]:
     """One line per skipped dtype: ``"skipped bfloat16: ml_dtypes is not installed ..."``."""
     return [f"skipped {name}: {why}" for name, why in skipped.items()]
+
+
+def usable_dtypes(wanted: Iterable[str] | str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The dtypes among ``wanted`` usable here, and ``{dtype: why}`` for those that are not.
+
+    Raises:
+        ValueError: an unknown dtype name (:func:`gradverify.model.names.validate_names`), or
+            no usable dtype at all (``no usable dtype among bfloat16 (skipped bfloat16: ...);
+            available here: ...``).
+    """
+    names = validate_names("dtype", (wanted,) if isinstance(wanted, str) else wanted, empty_ok=True)
+    missing = unavailable_dtypes()
+    skipped = {d: missing[d] for d in names if d in missing}
+    usable = tuple(d for d in names if d not in missing)
+    if not usable:
+        why = "; ".join(skipped_dtype_notes(skipped))
+        raise ValueError(
+            f"no usable dtype among {', '.join(names) or '(none)'}"
+            f"{f' ({why})' if why else ''}; available here: "
+            f"{', '.join(available_dtypes())}"
+        )
+    return usable, skipped
 
 
 def significand_bits(dtype: str | np.dtype) -> int:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from gradverify.model.names import check_table, unknown_name
+
 __all__ = [
     "ACTIVATIONS",
     "LOSSES",
@@ -191,17 +193,15 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def _lookup(table: dict[str, Any], kind: str, plural: str, name: str) -> Any:
-    try:
-        return table[name]
-    except KeyError:
-        known = ", ".join(table)
-        raise ValueError(f"unknown {kind} {name!r}; known {plural}: {known}") from None
+check_table("activation", ACTIVATIONS)
 
 
 def activation(name: str) -> Activation:
     """Look up an activation by name, with a message that lists the known ones."""
-    return _lookup(ACTIVATIONS, "activation", "activations", name)
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise unknown_name("activation", name, ACTIVATIONS) from None
 
 
 # ---------------------------------------------------------------------------
@@ -388,9 +388,15 @@ LOSSES: dict[str, Loss] = {
 }
 
 
+check_table("loss", LOSSES)
+
+
 def loss_function(name: str) -> Loss:
     """Look up a loss by name, with a message that lists the known ones."""
-    return _lookup(LOSSES, "loss", "losses", name)
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise unknown_name("loss", name, LOSSES) from None
 
 
 def has_fused_delta(loss: Loss) -> bool:

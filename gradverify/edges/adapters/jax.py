@@ -48,6 +48,30 @@ def _to_jax(a: np.ndarray) -> Any:
     return out
 
 
+def _gradient_functions(
+    loss_fn: Callable[..., Any], jit: bool
+) -> Callable[[tuple[str, ...], str], Callable]:
+    """``(activations, loss) -> jax.grad`` of ``loss_fn`` for that network, made once each."""
+    pass_spec = takes_spec_keywords(loss_fn)
+    gradients: dict[tuple, Callable] = {}
+
+    def gradient_function(activations: tuple[str, ...], loss: str) -> Callable:
+        key = (activations, loss)
+        if key not in gradients:
+            import jax
+
+            extra = {"activations": activations, "loss": loss} if pass_spec else {}
+
+            def objective(params: Any, x: Any, y: Any) -> Any:
+                return loss_fn(params, x, y, **extra)
+
+            grad = jax.grad(objective)
+            gradients[key] = jax.jit(grad) if jit else grad
+        return gradients[key]
+
+    return gradient_function
+
+
 def from_function(
     loss_fn: Callable[..., Any],
     *,
@@ -81,22 +105,7 @@ def from_function(
         raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
     loss_names = tuple(losses)
     label = name or f"jax:{getattr(loss_fn, '__qualname__', type(loss_fn).__name__)}"
-    pass_spec = takes_spec_keywords(loss_fn)
-    gradients: dict[tuple, Callable] = {}
-
-    def gradient_function(activations: tuple[str, ...], loss: str) -> Callable:
-        key = (activations, loss)
-        if key not in gradients:
-            import jax
-
-            extra = {"activations": activations, "loss": loss} if pass_spec else {}
-
-            def objective(params: Any, x: Any, y: Any) -> Any:
-                return loss_fn(params, x, y, **extra)
-
-            grad = jax.grad(objective)
-            gradients[key] = jax.jit(grad) if jit else grad
-        return gradients[key]
+    gradient_function = _gradient_functions(loss_fn, jit)
 
     @supports(activations=activations, losses=loss_names, dtypes=dtype_names(dtypes), name=label)
     def jax_backprop(weights, biases, x, y, *, activations, loss):

@@ -1,0 +1,276 @@
+"""Naming implementations: ``MODULE:ATTR`` or a built-in name, loaded and declared for a run.
+
+:func:`load_target` imports the callable a name points at (in a worker process when the run
+isolates implementations); :func:`prepare_targets` adds what the command line, the config
+entry and the config say about it (activations, losses, dtypes, layout, architecture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from gradverify.edges.cli.common import UsageError, isolate_setting, one_line
+from gradverify.edges.config import GradverifyConfig, ImplementationEntry
+
+__all__ = [
+    "Target",
+    "builtin_implementations",
+    "close_all_workers",
+    "close_worker",
+    "load_target",
+    "prepare",
+    "prepare_targets",
+]
+
+NAME_LISTS = ("activations", "losses", "dtypes")
+ARCHITECTURE = ("depth", "widths", "batch")
+
+
+def builtin_implementations() -> dict[str, Callable]:
+    """The built-ins by short name (naive, epsilon, fused)."""
+    from gradverify.engine.implementations import BUILTIN_IMPLEMENTATIONS
+
+    return dict(BUILTIN_IMPLEMENTATIONS)
+
+
+# ---------------------------------------------------------------------------
+# Loading MODULE:ATTR
+# ---------------------------------------------------------------------------
+
+
+def _builtin(spec: str) -> Callable:
+    builtins = builtin_implementations()
+    if spec in builtins:
+        return builtins[spec]
+    raise UsageError(
+        f"{spec!r} is not MODULE:ATTR (e.g. mypkg.nn:backprop) or a built-in name "
+        f"({', '.join(builtins)})"
+    )
+
+
+def _import(module_name: str, spec: str) -> ModuleType:
+    """The module, or a UsageError saying why it could not be imported."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(
+                f"cannot import {module_name!r} (for {spec}): no module named "
+                f"{exc.name!r} (run from the project directory or install it)"
+            ) from None
+        raise UsageError(f"importing {module_name!r} failed: {one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
+        raise UsageError(f"importing {module_name!r} failed: {one_line(exc)}") from None
+    except SystemExit as exc:
+        raise UsageError(
+            f"importing {module_name!r} failed: it called sys.exit({exc.code!r}) "
+            "while being imported (guard the script part with "
+            "if __name__ == '__main__':)"
+        ) from None
+
+
+def _attribute(module: ModuleType, attr: str, spec: str, module_name: str) -> Any:
+    """``module.attr`` (``attr`` may be dotted), or a UsageError naming the missing part."""
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{spec}: {module_name!r} has no attribute {attr!r}") from None
+        except Exception as exc:  # noqa: BLE001 - a property or __getattr__ may raise
+            raise UsageError(f"{spec}: getting {part!r} failed: {one_line(exc)}") from None
+    return obj
+
+
+def load_target(spec: str, *, directory: str | None = None) -> Callable:
+    """The callable named by ``"package.module:attr"`` (``attr`` may be dotted) or a built-in.
+
+    ``directory`` (default: the current directory) is put first on ``sys.path``, as
+    ``python -m`` does.
+
+    Raises:
+        UsageError: malformed name, failed import (including a module that calls
+            ``sys.exit`` while it is imported), missing attribute, not callable.
+    """
+    if ":" not in spec:
+        return _builtin(spec)
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"{spec!r} is not MODULE:ATTR (e.g. mypkg.nn:backprop)")
+    cwd = directory if directory is not None else os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # files created since the last import are found
+    obj = _attribute(_import(module_name, spec), attr, spec, module_name)
+    if not callable(obj):
+        raise UsageError(f"{spec} is a {type(obj).__name__}, not a callable backprop")
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# Worker processes
+# ---------------------------------------------------------------------------
+
+_WORKERS: list[Any] = []
+"""The worker processes of the implementations this run loaded; closed when it ends."""
+
+
+def _load_in_worker(spec: str, directory: str | None) -> Callable:
+    """``spec`` loaded by a new worker process, so that its module runs only there."""
+    from gradverify.engine.isolation import ImplementationLoadError, load_isolated
+
+    try:
+        impl = load_isolated(
+            functools.partial(load_target, spec, directory=directory), description=spec
+        )
+    except ImplementationLoadError as exc:
+        raise UsageError(str(exc)) from None
+    _WORKERS.append(impl)
+    return impl
+
+
+def close_worker(impl: Any) -> None:
+    """Stop the worker process of an isolated implementation (no-op otherwise)."""
+    close = getattr(impl, "close", None)
+    if close is not None and hasattr(impl, "declare"):
+        close()
+
+
+def close_all_workers() -> None:
+    """Stop every worker process this run started."""
+    while _WORKERS:
+        close_worker(_WORKERS.pop())
+
+
+# ---------------------------------------------------------------------------
+# Declaring what an implementation supports
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """An implementation ready to run.
+
+    ``impl`` is the loaded callable, wrapped with a new declaration only when it must be
+    (a changed layout, or for ``scan``/``report``, which read the declaration), so that
+    reproduction snippets can still import it by name. ``overrides`` are the
+    activations/losses/dtypes and depth/widths/batch asked for (command line, config
+    entry, config), which :func:`gradverify.exploration.search.search` takes as arguments.
+    """
+
+    spec: str
+    impl: Callable
+    name: str
+    overrides: dict[str, Any]
+
+    @property
+    def dtypes(self) -> tuple[str, ...] | None:
+        return self.overrides.get("dtypes")
+
+
+def _changes(
+    cli: dict[str, Any], config: GradverifyConfig, entry: ImplementationEntry | None
+) -> dict[str, Any]:
+    """The capability fields asked for, first wins: command line, config entry, config."""
+    changes: dict[str, Any] = {}
+    for field in ("activations", "losses", "dtypes", "layout", *ARCHITECTURE):
+        value = cli.get(field)
+        if value is None and entry is not None:
+            value = getattr(entry, field)
+        if value is None and field == "dtypes":
+            value = config.values.get("dtypes")
+        if value is not None:
+            changes[field] = tuple(value) if field in NAME_LISTS else value
+    if "widths" in changes and "depth" not in changes:
+        changes["depth"] = None  # new widths replace the declared depth too
+    return changes
+
+
+def _checked_capabilities(impl: Callable, changes: dict[str, Any]) -> Any:
+    """The implementation's declaration with ``changes``; ValueError when they are invalid."""
+    from gradverify.engine.implementations import capabilities_of
+    from gradverify.exploration.strategies import problems
+    from gradverify.model.dtypes import resolve_dtype
+
+    caps = dataclasses.replace(capabilities_of(impl), **changes)
+    for dtype in changes.get("dtypes", ()):
+        resolve_dtype(dtype)
+    problems(caps, dtypes=caps.dtypes)  # the search's own check of the capabilities
+    return caps
+
+
+def _declared(impl: Callable, caps: Any) -> Callable:
+    """``impl`` declaring ``caps``: an isolated one in place, any other through a wrapper."""
+    from gradverify.engine.implementations import CAPABILITIES_ATTRIBUTE
+
+    if hasattr(impl, "declare"):  # isolated: no wrapper around it
+        impl.declare(caps)
+        return impl
+    original = impl
+
+    @functools.wraps(original)
+    def declared_impl(*a: Any, **kw: Any) -> Any:
+        return original(*a, **kw)
+
+    setattr(declared_impl, CAPABILITIES_ATTRIBUTE, caps)
+    return declared_impl
+
+
+def prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *, declare: bool) -> Target:
+    """Load ``spec`` and gather, first wins, the command-line capability flags, its
+    ``[[tool.gradverify.implementations]]`` entry and the config's ``dtypes``.
+
+    ``declare``: also attach the activations, losses, dtypes and architecture (depth,
+    widths, batch) to the implementation's declaration (for consumers that take no such
+    arguments).
+    """
+    from gradverify.engine.implementations import implementation_name
+
+    if isolate_setting(cli, config):
+        impl = _load_in_worker(spec, cli.get("cwd"))
+    else:
+        impl = load_target(spec, directory=cli.get("cwd"))
+    entry = config.entry_for(spec)
+    changes = _changes(cli, config, entry)
+    where = f" (see {config.path})" if entry is not None else ""
+    try:
+        caps = _checked_capabilities(impl, changes)
+    except ValueError as exc:
+        raise UsageError(f"{spec}: {exc}{where}") from None
+    wrap_for = {"layout"} if not declare else {"layout", *NAME_LISTS, *ARCHITECTURE}
+    if set(changes) & wrap_for:
+        impl = _declared(impl, caps)
+    name = entry.name if entry is not None and entry.name else implementation_name(impl)
+    overrides = {k: v for k, v in changes.items() if k != "layout" and v is not None}
+    return Target(spec=spec, impl=impl, name=name, overrides=overrides)
+
+
+def prepare_targets(
+    args: argparse.Namespace,
+    config: GradverifyConfig,
+    *,
+    builtins_by_default: bool,
+    declare: bool = False,
+) -> list[Target]:
+    """The implementations named on the command line, else in the config, else (if asked)
+    the built-ins, each prepared (see :func:`prepare`)."""
+    specs = list(args.targets)
+    if not specs:
+        specs = [e.target for e in config.implementations]
+    if not specs and builtins_by_default:
+        specs = list(builtin_implementations())
+    if not specs:
+        raise UsageError(
+            "no implementation to check: name them (gradverify check mypkg.nn:backprop) or "
+            "list them in pyproject.toml under [[tool.gradverify.implementations]]"
+        )
+    return [prepare(spec, vars(args), config, declare=declare) for spec in specs]
