@@ -281,7 +281,7 @@ def _fmt_seconds(t: float | None) -> str:
     return f"{t:.4f}" if t < 1 else f"{t:.2f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--budget",
@@ -297,20 +297,21 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="threads for BLAS, torch and XLA (0: leave each library's default)",
     )
-    args = parser.parse_args(argv)
-    widths = [int(w) for w in args.widths.split(",")]
+    return parser.parse_args(argv)
 
-    # Measured first, while this process is small: Linux carries a parent's peak RSS over
-    # into a child's ru_maxrss across fork and exec.
-    rss = peak_rss_of_full_check(max(widths))
-    if args.threads:
+
+def _set_threads(threads: int) -> None:
+    if threads:
         try:
             import torch
 
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(threads)
         except ImportError:
             pass
-    print(f"machine: {machine()}; threads per library: {args.threads or 'default'}")
+
+
+def _one_network(args: argparse.Namespace) -> dict[str, float]:
+    """The table at 6,337 parameters; returns each tool's median seconds."""
     problem = benchmark_problem(64)
     print(
         f"\n== one network: {problem.spec.describe()}, batch {problem.batch_size}, float64, "
@@ -332,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<28}{_fmt_seconds(t):>10}{n:>6}{t / times[FULL]:>11.3g}"
             f"{t / times[FAST]:>11.3g}  {result}"
         )
+    return times
 
+
+def _targets(times: dict[str, float]) -> None:
     print("\ntargets (gradverify time / peer time):")
 
     def target(label: str, ours: str, peer: str, limit: float) -> None:
@@ -356,70 +360,102 @@ def main(argv: list[str] | None = None) -> int:
         0.02,
     )
 
-    print(
-        f"\n== scaling: [32, w, w, 1], batch 16, float64; median seconds "
-        f"(budget {args.budget:g} s per measurement) =="
-    )
-    series: dict[str, dict[int, float | None]] = {}
-    notes: list[str] = []
-    counts = {}
-    last: dict[str, tuple[int, float]] = {}
-    for w in widths:
-        p = benchmark_problem(w)
-        counts[w] = p.spec.parameter_count
-        tools = all_tools(p)
-        for name, fn in tools.items():
-            series.setdefault(name, {})
-            if name in last:
-                p0, t0 = last[name]
-                growth = (counts[w] / p0) ** (2 if name in QUADRATIC else 1)
-                predicted = t0 * growth
-                if predicted > args.budget:
-                    series[name][w] = None
-                    notes.append(
+
+class _Scaling:
+    """The scaling series over [32, w, w, 1]: medians, skipped runs and their notes."""
+
+    def __init__(self, args: argparse.Namespace, widths: list[int]) -> None:
+        self.args, self.widths = args, widths
+        self.series: dict[str, dict[int, float | None]] = {}
+        self.notes: list[str] = []
+        self.counts: dict[int, int] = {}
+        self.last: dict[str, tuple[int, float]] = {}
+
+    def predicted(self, name: str, w: int) -> float | None:
+        """The extrapolated time of ``name`` at width ``w`` from its last run, if any."""
+        if name not in self.last:
+            return None
+        p0, t0 = self.last[name]
+        return t0 * (self.counts[w] / p0) ** (2 if name in QUADRATIC else 1)
+
+    def measure(self) -> None:
+        for w in self.widths:
+            p = benchmark_problem(w)
+            self.counts[w] = p.spec.parameter_count
+            for name, fn in all_tools(p).items():
+                self.series.setdefault(name, {})
+                predicted = self.predicted(name, w)
+                if predicted is not None and predicted > self.args.budget:
+                    self.series[name][w] = None
+                    self.notes.append(
                         f"{name} at w={w} skipped: predicted {predicted:.0f} s "
-                        f"> budget {args.budget:g} s"
+                        f"> budget {self.args.budget:g} s"
                     )
                     continue
-            if name not in QUADRATIC:
-                fn()  # warm-up for this shape
-            t, _, _ = median_time(fn, args.repeats if w <= 64 else 3, args.budget)
-            series[name][w] = t
-            last[name] = (counts[w], t)
-    header = f"{'tool':<28}" + "".join(f"{f'w={w}':>11}" for w in widths) + "   growth"
-    print(header)
-    print(f"{'(parameters)':<28}" + "".join(f"{counts[w]:>11,}" for w in widths))
-    for name, values in series.items():
-        measured = [(counts[w], t) for w, t in values.items() if t is not None]
-        if len(measured) >= 2:
-            (p0, t0), (p1, t1) = measured[0], measured[-1]
-            slope = f"t ~ P^{np.log(t1 / t0) / np.log(p1 / p0):.2f}"
-        else:
-            slope = "-"
-        print(
-            f"{name:<28}"
-            + "".join(f"{_fmt_seconds(values.get(w)):>11}" for w in widths)
-            + f"   {slope}"
-        )
-    for note in notes:
-        print(f"  note: {note}")
-    if 256 in series.get(FULL, {}) and series[FULL][256] is not None:
-        slow = series.get("torch gradcheck slow", {}).get(256)
+                if name not in QUADRATIC:
+                    fn()  # warm-up for this shape
+                repeats = self.args.repeats if w <= 64 else 3
+                t, _, _ = median_time(fn, repeats, self.args.budget)
+                self.series[name][w] = t
+                self.last[name] = (self.counts[w], t)
+
+    def print_table(self) -> None:
+        widths = self.widths
+        header = f"{'tool':<28}" + "".join(f"{f'w={w}':>11}" for w in widths) + "   growth"
+        print(header)
+        print(f"{'(parameters)':<28}" + "".join(f"{self.counts[w]:>11,}" for w in widths))
+        for name, values in self.series.items():
+            measured = [(self.counts[w], t) for w, t in values.items() if t is not None]
+            if len(measured) >= 2:
+                (p0, t0), (p1, t1) = measured[0], measured[-1]
+                slope = f"t ~ P^{np.log(t1 / t0) / np.log(p1 / p0):.2f}"
+            else:
+                slope = "-"
+            print(
+                f"{name:<28}"
+                + "".join(f"{_fmt_seconds(values.get(w)):>11}" for w in widths)
+                + f"   {slope}"
+            )
+        for note in self.notes:
+            print(f"  note: {note}")
+
+    def print_target(self) -> None:
+        full = self.series.get(FULL, {}).get(256)
+        if full is None:
+            return
+        slow = self.series.get("torch gradcheck slow", {}).get(256)
         if slow is not None:
-            ratio = series[FULL][256] / slow
+            ratio = full / slow
             print(
                 f"  full check / torch gradcheck slow at w=256: {ratio:.3g} (target <= 0.1): "
                 f"{'met' if ratio <= 0.1 else 'MISSED'}"
             )
-        elif "torch gradcheck slow" in last:
-            p0, t0 = last["torch gradcheck slow"]
-            predicted = t0 * (counts[256] / p0) ** 2
-            ratio = series[FULL][256] / predicted
+        elif "torch gradcheck slow" in self.last:
+            predicted = self.predicted("torch gradcheck slow", 256)
+            ratio = full / predicted
             print(
                 f"  full check / torch gradcheck slow at w=256: ~{ratio:.3g} against its "
                 f"quadratic extrapolation ({predicted:.0f} s; not run) (target <= 0.1)"
             )
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    widths = [int(w) for w in args.widths.split(",")]
+    # Measured first, while this process is small: Linux carries a parent's peak RSS over
+    # into a child's ru_maxrss across fork and exec.
+    rss = peak_rss_of_full_check(max(widths))
+    _set_threads(args.threads)
+    print(f"machine: {machine()}; threads per library: {args.threads or 'default'}")
+    _targets(_one_network(args))
+    print(
+        f"\n== scaling: [32, w, w, 1], batch 16, float64; median seconds "
+        f"(budget {args.budget:g} s per measurement) =="
+    )
+    scaling = _Scaling(args, widths)
+    scaling.measure()
+    scaling.print_table()
+    scaling.print_target()
     print()
     print(rss)
     return 0
