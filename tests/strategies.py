@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gradverify.model.names import base_name
 from gradverify.model.network import NetworkSpec, Problem
 
 
@@ -35,7 +36,7 @@ def random_problem(
     biases = [rng.standard_normal(widths[i + 1]) * 0.1 for i in range(depth)]
     biases[-1] = biases[-1] + output_shift
     x = rng.standard_normal((widths[0], batch))
-    if loss == "softmax_ce":
+    if base_name(loss) == "softmax_ce":  # any label smoothing
         y = rng.random((widths[-1], batch))
         y = y / y.sum(axis=0, keepdims=True)
     elif soft_labels:

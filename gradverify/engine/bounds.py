@@ -87,6 +87,41 @@ def _spread(fn: Callable[[np.ndarray], np.ndarray], t: np.ndarray, err: np.ndarr
     return np.where(np.isfinite(moved), moved, 0.0)
 
 
+def _softmax_ce_error(
+    h: np.ndarray, y: np.ndarray, e_h: np.ndarray, epsilon: float, u: float
+) -> np.ndarray:
+    """Bound on the error of ``softmax(h) sum(t) - t`` (before the division by N).
+
+    ``t = (1 - epsilon) y + epsilon/K`` are the smoothed targets (``y`` at epsilon 0); with
+    label smoothing each ``t`` rounds up to three times.
+    """
+    c = FUNCTION_ROUNDINGS
+    rows = h.shape[0]
+    t = y if epsilon == 0.0 else (1.0 - epsilon) * y + epsilon / rows
+    shifted = h - h.max(axis=0, keepdims=True)
+    log_total = np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+    log_p = shifted - log_total
+    p = np.exp(log_p)
+    target_sum = t.sum(axis=0, keepdims=True)
+    # the exponent t_k = (h_k - max) - log(sum): its rounding and the argument errors
+    e_t = (
+        u * (np.abs(shifted) + np.abs(log_p))
+        + (c + 1) * u * np.abs(log_total)
+        + c * u
+        + _gamma(rows, u)
+        + 2 * e_h.max(axis=0, keepdims=True)
+    )
+    e_p = p * (e_t + c * u) * (1 + e_t)
+    e_scaled = (
+        e_p * np.abs(target_sum)
+        + p * _gamma(rows, u) * np.abs(t).sum(axis=0)
+        + u * p * np.abs(target_sum)
+    )
+    if epsilon != 0.0:
+        e_scaled = e_scaled + 3 * u * (p * np.abs(t).sum(axis=0) + np.abs(t))
+    return e_scaled
+
+
 def _output_delta_error(
     problem: Problem,
     h: np.ndarray,
@@ -101,39 +136,31 @@ def _output_delta_error(
     """Bound on the error of dJ/dh_L = dloss/dh_L / N, per entry (shape (n_L, batch))."""
     spec, y = problem.spec, problem.y.astype(np.float64)
     n = float(y.size)
-    c = FUNCTION_ROUNDINGS
     loss = loss_function(spec.loss)
     d = np.abs(delta) * n  # |dloss/dh_L|, before the division by N
-    if spec.loss == "softmax_ce":
-        rows = h.shape[0]
-        shifted = h - h.max(axis=0, keepdims=True)
-        log_total = np.log(np.exp(shifted).sum(axis=0, keepdims=True))
-        t = shifted - log_total
-        p = np.exp(t)
-        label_sum = y.sum(axis=0, keepdims=True)
-        # the exponent t_k = (h_k - max) - log(sum): its rounding and the argument errors
-        e_t = (
-            u * (np.abs(shifted) + np.abs(t))
-            + (c + 1) * u * np.abs(log_total)
-            + c * u
-            + _gamma(rows, u)
-            + 2 * e_h.max(axis=0, keepdims=True)
-        )
-        e_p = p * (e_t + c * u) * (1 + e_t)
-        e_scaled = (
-            e_p * np.abs(label_sum)
-            + p * _gamma(rows, u) * np.abs(y).sum(axis=0)
-            + u * p * np.abs(label_sum)
-        )
-        e_d = e_scaled + u * d
+    if loss.labels == "distribution":  # softmax_ce(epsilon)
+        e_d = _softmax_ce_error(h, y, e_h, loss.parameter or 0.0, u) + u * d
     elif has_fused_delta(loss):  # bce: sigmoid(h) - y, with z = sigmoid(h)
         e_d = e_z + u * d
-    else:  # 2 (z - y) act'(h_L)
+    else:  # dloss/dz (.) act'(h_L): 2 (z - y), sign(z - y), clip(z - y)
         act = activation(spec.activations[-1])
-        slope, e_slope = _derivative_and_error(act, h, z, e_h, e_z, formulation, u, eta)
-        diff = np.abs(z - y)
-        e_d = 2 * ((e_z + u * diff) * np.abs(slope) + diff * e_slope + u * diff * np.abs(slope))
+        slope, e_slope = _derivative_and_error(act, h, z, e_h, e_z, formulation, problem.dtype, eta)
+        g = np.abs(loss.naive_output_gradient(z, y))
+        e_g = loss.output_gradient_error(z, y, e_z, u)
+        e_d = e_g * np.abs(slope) + g * e_slope + u * g * np.abs(slope)
     return e_d / n + u * np.abs(delta) + eta
+
+
+def _own_error(
+    bound: Callable[[np.ndarray, np.dtype], np.ndarray] | None,
+    t: np.ndarray,
+    value: np.ndarray,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """A float form's own error at its computed argument: ``bound`` or ``c u |value|``."""
+    if bound is None:
+        return FUNCTION_ROUNDINGS * unit_roundoff(dtype) * np.abs(value)
+    return bound(t, dtype)
 
 
 def _derivative_and_error(
@@ -143,16 +170,26 @@ def _derivative_and_error(
     e_h: np.ndarray,
     e_z: np.ndarray,
     formulation: Formulation,
-    u: float,
+    dtype: np.dtype,
     eta: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """act'(h) in float64 and the bound on its computed value's error."""
+    """act'(h) in float64 and the bound on its computed value's error.
+
+    The argument's error is carried by the spread of the exact derivative (of ``z`` for a
+    form from the outputs); the form's own rounding by the activation's error bound, which
+    for a form that cancels (torch's GELU backward) comes from the magnitudes of its terms.
+    """
     slope = act.derivative(h)
     if formulation == "autograd" and act.derivative_from_output is not None:
         moved = _spread(act.derivative_from_output, z, e_z)
+        own = _own_error(None, h, slope, dtype)
+    elif formulation == "autograd" and act.conventional_from_input is not None:
+        moved = _spread(act.derivative, h, e_h)
+        own = _own_error(act.conventional_error, h, slope, dtype)
     else:
         moved = _spread(act.derivative, h, e_h)
-    return slope, moved + FUNCTION_ROUNDINGS * u * np.abs(slope) + eta
+        own = _own_error(act.derivative_error, h, slope, dtype)
+    return slope, moved + own + eta
 
 
 @dataclass(frozen=True)
@@ -167,9 +204,18 @@ class _Forward:
 
 
 def _forward_errors(
-    problem: Problem, acts: list[Activation], weights: list[np.ndarray], u: float, eta: float
+    problem: Problem,
+    acts: list[Activation],
+    weights: list[np.ndarray],
+    u: float,
+    eta: float,
+    formulation: Formulation = "stable",
 ) -> _Forward:
-    """Bounds on the errors of each layer's h and z as the dtype computes them."""
+    """Bounds on the errors of each layer's h and z as the dtype computes them.
+
+    Under ``"autograd"`` an activation whose conventional forward differs (torch's GELU,
+    which cancels for negative h) has that form's error bound.
+    """
     spec = problem.spec
     biases = [np.abs(b.astype(np.float64)) for b in problem.biases]
     fp = problem.forward64()
@@ -183,7 +229,11 @@ def _forward_errors(
             + weights[i] @ e_inputs[i]
             + (spec.widths[i] + 1) * eta
         )
-        e_z = _spread(act.forward, fp.h[i], e_h) + FUNCTION_ROUNDINGS * u * np.abs(fp.z[i]) + eta
+        bound = act.forward_error
+        if formulation == "autograd" and act.conventional_forward is not None:
+            bound = act.conventional_forward_error
+        own = _own_error(bound, fp.h[i], fp.z[i], problem.dtype)
+        e_z = _spread(act.forward, fp.h[i], e_h) + own + eta
         e_hs.append(e_h)
         e_zs.append(e_z)
         e_inputs.append(e_z)
@@ -229,7 +279,7 @@ def rounding_error_bounds(
     acts = [activation(name) for name in spec.activations]
 
     with np.errstate(all="ignore"):
-        fw = _forward_errors(problem, acts, weights, u, eta)
+        fw = _forward_errors(problem, acts, weights, u, eta, formulation)
         fp = fw.fp
         # the exact deltas' magnitudes, from a stable float64 backward pass
         delta = output_delta(spec, fp, problem.y.astype(np.float64))
@@ -255,7 +305,7 @@ def rounding_error_bounds(
                     fw.e_hs[i - 1],
                     fw.e_zs[i - 1],
                     formulation,
-                    u,
+                    problem.dtype,
                     eta,
                 )
                 delta = g * slope

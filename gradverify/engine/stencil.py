@@ -13,9 +13,12 @@ A side effect is that every stencil point is an *exact* perturbation of the real
 parameter: no rounding of ``theta +- h`` enters the difference. The directional mode does the
 same with ``h_l = (W_l z + b_l) + s (V_l z + c_l)``.
 
-Kinks. A difference whose stencil straddles a kink (relu at 0) measures nothing. For every
-stencil point the sign of ``h - kink`` of every pre-activation of a layer with kinks is compared
-with the unperturbed one; any change (including landing exactly on the kink) is a straddle.
+Kinks. A difference whose stencil straddles a kink (relu, leaky_relu and elu at 0) measures
+nothing. For every stencil point the sign of ``h - kink`` of every pre-activation of a layer
+with kinks is compared with the unperturbed one; any change (including landing exactly on the
+kink) is a straddle. The loss's kinks count too (``Loss.kink_sides``: l1 at ``z = y``, and
+huber at ``|z - y| = delta``, where only its second derivative jumps, which is enough to
+spoil Richardson extrapolation).
 A straddling entry is retried with smaller steps and marked unreliable only if it still
 straddles with the smallest one. Only the stencil points are examined: a pre-activation that
 leaves and re-enters its side of a kink *between* two stencil points is not seen (that cannot
@@ -129,6 +132,15 @@ def _kink_side(h: np.ndarray, kinks: tuple[float, ...]) -> list[np.ndarray]:
     return [np.sign(h - k) for k in kinks]
 
 
+def _straddles(sides: list[np.ndarray], copies: int, batch: int) -> np.ndarray:
+    """Per copy: whether any entry is on another side of a kink than in copy 0."""
+    out = np.zeros(copies, dtype=bool)
+    for side in sides:
+        side = side.reshape(side.shape[0], copies, batch)
+        out |= np.any(side != side[:, :1, :], axis=(0, 2))
+    return out
+
+
 def stacked_losses(
     p: Float64Problem,
     layer: int,
@@ -157,13 +169,14 @@ def stacked_losses(
                     V, c, s_cols = direction
                     h = h + s_cols * (V[i] @ z + c[i][:, None])
             act = activation(spec.activations[i])
-            for side in _kink_side(h, act.kinks):
-                side = side.reshape(side.shape[0], copies, batch)
-                straddles |= np.any(side != side[:, :1, :], axis=(0, 2))
+            straddles |= _straddles(_kink_side(h, act.kinks), copies, batch)
             z = act.forward(h)
         n_out = h.shape[0]
         y = np.tile(p.y, (1, copies))
-        per_element = loss_function(spec.loss).value(h, z, y)
+        loss = loss_function(spec.loss)
+        if loss.kink_sides is not None:
+            straddles |= _straddles(loss.kink_sides(h, z, y), copies, batch)
+        per_element = loss.value(h, z, y)
         losses = per_element.reshape(n_out, copies, batch).sum(axis=(0, 2)) / p.y.size
     return losses, straddles
 

@@ -166,8 +166,8 @@ def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[n
     # delta_L = dJ/dh_L
     if has_fused_delta(loss):
         delta = loss.mp_output_delta(ctx, hs[-1], zs[-1], y) / n
-    else:
-        dz = 2 * (zs[-1] - y)  # mse: d(z - y)^2/dz
+    else:  # dloss/dz (.) act_L'(h_L): mse's 2 (z - y), l1's sign, huber's clip
+        dz = loss.mp_output_gradient(ctx, zs[-1], y)
         delta = dz * _apply(ctx, acts[-1].mp_derivative, hs[-1]) / n
 
     dweights: list[np.ndarray] = [None] * spec.depth  # type: ignore[list-item]
@@ -232,7 +232,7 @@ def _split(exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cancellation_bits(problem: Problem) -> int:
-    """Extra working bits for losses without a cancellation-free delta (mse).
+    """Extra working bits for losses without a cancellation-free delta (mse, l1, huber).
 
     ``z - y`` at a saturated output (sigmoid(h) - 1, tanh(h) - 1) loses about 2|h|/ln 2 bits;
     the fused bce and softmax_ce deltas are written without that subtraction.

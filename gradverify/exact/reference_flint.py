@@ -16,6 +16,12 @@ passed to :func:`gradverify.check_problem` as ``reference=``. Exact zeros that a
 cancellation (a ball around 0 that never shrinks to a point) cannot be certified; those
 problems raise ``ExactReferenceError``, and the mpmath reference is the one to use there.
 
+Every activation and loss works here (the context provides ``exp``, ``expm1``, ``log``,
+``log1p``, ``tanh``, ``sech``, ``erfc``, ``sqrt`` and ``pi``). Where a ball that is not a
+point contains a kink (a leaky_relu or elu pre-activation at 0, ``z - y`` at 0 for l1,
+``|z - y|`` at delta for huber), Arb cannot tell which branch applies; those problems raise
+``ExactReferenceError`` too, so that the caller uses the mpmath reference.
+
 Arb's precision is python-flint's process-wide ``flint.ctx.prec``; it is set for the call
 and restored afterwards (not thread-safe).
 """
@@ -40,6 +46,7 @@ from gradverify.exact.precision import (
 from gradverify.exact.reference import ReferenceGradients
 from gradverify.exact.rounding import split_to_float64
 from gradverify.model.functions import activation, has_fused_delta, loss_function
+from gradverify.model.names import base_name
 from gradverify.model.network import Problem
 
 __all__ = ["GUARD_BITS", "flint_available", "flint_reference_gradients"]
@@ -87,6 +94,19 @@ class _ArbContext:
     def sech(self, v: Any) -> Any:
         return self.arb(v).sech()
 
+    def expm1(self, v: Any) -> Any:
+        return self.arb(v).expm1()
+
+    def erfc(self, v: Any) -> Any:
+        return self.arb(v).erfc()
+
+    def sqrt(self, v: Any) -> Any:
+        return self.arb(v).sqrt()
+
+    @property
+    def pi(self) -> Any:
+        return self.arb.pi()
+
     def fsum(self, values: Iterable[Any]) -> Any:
         total = self.arb(0)
         for v in values:
@@ -106,6 +126,32 @@ def _array(m: Any) -> np.ndarray:
     out = np.empty((m.nrows(), m.ncols()), dtype=object)
     out.ravel()[:] = m.entries()
     return out
+
+
+def loss_kink_balls(loss: Any, z: np.ndarray, y: np.ndarray) -> list[tuple[Any, float]]:
+    """(ball, kink) pairs of the loss's kinks: ``z - y`` at 0 (l1), ``|z - y|`` at delta (huber)."""
+    base = base_name(loss.name)
+    if base == "l1":
+        return [(v, 0.0) for v in (z - y).flat]
+    if base == "huber":
+        return [(abs(v), loss.parameter) for v in (z - y).flat]
+    return []
+
+
+def _refuse_ambiguous_kinks(pairs: Iterable[tuple[Any, float]]) -> None:
+    """ExactReferenceError if a ball that is not a point contains its kink.
+
+    The forms branch on which side of a kink a value lies (``h > 0`` for leaky_relu and elu,
+    the sign of ``z - y`` for l1); on such a ball Arb cannot tell the side, and a wrong branch
+    would not widen the ball. The mpmath reference (:func:`gradverify.exact.reference.
+    reference_gradients`) decides these by its agreement of two precisions: use it there.
+    """
+    for ball, kink in pairs:
+        if not ball.is_exact() and ball.contains(kink):
+            raise ExactReferenceError(
+                f"the Arb reference cannot tell on which side of the kink at {kink!r} a value "
+                f"lies ({ball}); use the mpmath reference"
+            )
 
 
 def _apply(ctx: _ArbContext, fn: Any, a: np.ndarray) -> np.ndarray:
@@ -129,6 +175,7 @@ def _reverse_mode(problem: Problem) -> tuple[list[np.ndarray], list[np.ndarray],
     hs, zs = [], []
     for i, act in enumerate(acts):
         h = _array(weights[i] * layer_inputs[i] + biases[i] * ones_row)
+        _refuse_ambiguous_kinks([(v, k) for v in h.flat for k in act.kinks])
         z = _apply(ctx, act.mp_forward, h)
         hs.append(h)
         zs.append(z)
@@ -138,7 +185,9 @@ def _reverse_mode(problem: Problem) -> tuple[list[np.ndarray], list[np.ndarray],
     if has_fused_delta(loss):
         delta = loss.mp_output_delta(ctx, hs[-1], zs[-1], y) / n
     else:
-        delta = 2 * (zs[-1] - y) * _apply(ctx, acts[-1].mp_derivative, hs[-1]) / n
+        _refuse_ambiguous_kinks(loss_kink_balls(loss, zs[-1], y))
+        dz = loss.mp_output_gradient(ctx, zs[-1], y)
+        delta = dz * _apply(ctx, acts[-1].mp_derivative, hs[-1]) / n
 
     dweights: list[np.ndarray] = [None] * spec.depth  # type: ignore[list-item]
     dbiases: list[np.ndarray] = [None] * spec.depth  # type: ignore[list-item]

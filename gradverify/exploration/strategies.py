@@ -47,13 +47,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gradverify.engine.implementations import Capabilities
-from gradverify.model.dtypes import usable_dtypes
+from gradverify.model.dtypes import unit_roundoff, usable_dtypes
 from gradverify.model.functions import loss_function
 from gradverify.model.names import validate_names
 from gradverify.model.network import NetworkSpec, Problem, cap_saturation, forward
 
 __all__ = [
     "DEFAULT_MAX_SATURATION",
+    "LABEL_KINDS",
     "batch_sizes",
     "dtypes",
     "inputs",
@@ -169,10 +170,11 @@ def _architecture(
     batch_sizes(max_batch)  # validates max_batch
     lo, hi = caps.depth_range or (1, max_depth)
     widths = caps.widths or (None,) * (hi + 1)
-    if caps.widths is not None and caps.widths[-1] == 1 and "softmax_ce" in loss_names:
+    needing = [n for n in loss_names if loss_function(n).min_outputs > 1]
+    if caps.widths is not None and caps.widths[-1] == 1 and needing:
         raise ValueError(
-            "loss 'softmax_ce' needs at least 2 outputs, but the declared widths "
-            f"{caps.describe_widths()} end in 1; leave softmax_ce out of the losses"
+            f"loss {needing[0]!r} needs at least 2 outputs, but the declared widths "
+            f"{caps.describe_widths()} end in 1; leave {needing[0]} out of the losses"
         )
     min_batch, top_batch = caps.batch or (1, max_batch)
     return _Architecture(lo, hi, widths, max_width, min_batch, top_batch)
@@ -222,7 +224,7 @@ def _network_specs(
     loss = draw(st.sampled_from(loss_names))
     depth = draw(st.integers(arch.min_depth, arch.max_depth))
     widths = [arch.width(draw, k) for k in range(depth)]
-    min_out = 2 if loss == "softmax_ce" else 1
+    min_out = loss_function(loss).min_outputs
     widths.append(arch.width(draw, depth, min_out))
     hidden = [draw(st.sampled_from(acts)) for _ in range(depth - 1)]
     output = draw(st.sampled_from(_loss_output_activations(loss, acts)))
@@ -236,16 +238,24 @@ def inputs(n_inputs: int, batch: int) -> st.SearchStrategy[np.ndarray]:
     return _float_array((n_inputs, batch))
 
 
+LABEL_KINDS: tuple[str, ...] = ("any", "hard")
+"""What :func:`labels` may draw: hard or soft labels, or only hard ones (class indices)."""
+
+
 @st.composite
-def labels(draw: st.DrawFn, loss: str, n_outputs: int, batch: int) -> np.ndarray:
+def labels(draw: st.DrawFn, loss: str, n_outputs: int, batch: int, kind: str = "any") -> np.ndarray:
     """Labels ``y`` of shape ``(n_outputs, batch)`` for ``loss`` (float64).
 
     Hard labels ({0, 1}; one-hot columns for ``softmax_ce``) or soft labels ([0, 1];
     columns summing to 1 for ``softmax_ce``). Shrinks toward hard labels of 0 (class 0).
+    ``kind="hard"`` (the capability ``labels="hard"``) draws only hard labels: class
+    indices, as one-hot columns, for ``softmax_ce``.
     """
-    soft = draw(st.booleans())
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"labels kind must be 'any' or 'hard'; got {kind!r}")
+    soft = False if kind == "hard" else draw(st.booleans())
     shape = (n_outputs, batch)
-    if loss_function(loss).name == "softmax_ce":
+    if loss_function(loss).labels == "distribution":
         if not soft:
             classes = draw(
                 hnp.arrays(
@@ -362,8 +372,12 @@ def problems(
     """Complete gradient problems (:class:`gradverify.model.network.Problem`) in a supported dtype.
 
     Args:
-        capabilities: limits activations, losses, dtypes and the architecture (default:
-            everything, with float32 and float64, any depth, widths and batch).
+        capabilities: limits activations, losses, dtypes, labels and the architecture
+            (default: the original activations and losses, float32 and float64, any depth,
+            widths and batch, hard and soft labels). Declared ``labels="hard"`` draws only
+            hard labels (class indices for ``softmax_ce``).
+        activations, losses: names in any spelling, parametrised ones as ``name(value)``
+            (``"leaky_relu(0.2)"``, ``"huber(2.0)"``).
         dtypes, activations, losses: explicit lists that replace the declared ones.
         depth, widths, batch: an architecture that replaces the declared one (see
             :class:`gradverify.engine.implementations.Capabilities`); only its free parts are drawn.
@@ -387,7 +401,13 @@ def problems(
     loss_names = validate_names("loss", caps.losses if losses is None else losses)
     arch = _architecture(caps, loss_names, max_depth, max_width, max_batch)
     return _problems(
-        _dtype_strategy(caps, dtypes), acts, loss_names, arch, max_log2_scale, max_saturation
+        _dtype_strategy(caps, dtypes),
+        acts,
+        loss_names,
+        arch,
+        max_log2_scale,
+        max_saturation,
+        caps.labels,
     )
 
 
@@ -433,6 +453,7 @@ def _problems(
     arch: _Architecture,
     max_log2_scale: float,
     max_saturation: float,
+    label_kind: str = "any",
 ) -> Problem:
     dtype = draw(dtype_strategy)
     loss = draw(st.sampled_from(loss_names))
@@ -462,7 +483,7 @@ def _problems(
         # does: deleting an earlier layer then leaves the choices after it aligned.
         if arch.max_depth > arch.min_depth:
             draw(_more_layers())
-    min_out = 2 if loss == "softmax_ce" else 1
+    min_out = loss_function(loss).min_outputs
     widths.append(arch.width(draw, len(widths), min_out))
     layer_acts.append(draw(st.sampled_from(_loss_output_activations(loss, acts))))
     W, b = draw(_layer_parameters(widths[-1], widths[-2], max_log2_scale))
@@ -471,6 +492,19 @@ def _problems(
     spec = NetworkSpec(tuple(widths), tuple(layer_acts), loss)
     batch = draw(batch_sizes(arch.max_batch, arch.min_batch))
     x = draw(inputs(spec.widths[0], batch))
-    y = draw(labels(loss, spec.widths[-1], batch))
-    draw(_band_andcap_saturation(spec, weights, biases, x, max_saturation))
+    y = draw(labels(loss, spec.widths[-1], batch, label_kind))
+    cap = max_saturation * _rounding_margin(spec, dtype)
+    draw(_band_andcap_saturation(spec, weights, biases, x, cap))
     return Problem.from_arrays(spec, weights, biases, x, y, dtype)
+
+
+def _rounding_margin(spec: NetworkSpec, dtype: str) -> float:
+    """How far below ``max_saturation`` to cap in float64 so the dtype's own forward stays under.
+
+    Rounding the parameters and inputs to a 16-bit dtype and computing there moves each
+    ``h`` by up to about ``(n + 1) u`` relatively per layer; float32 and float64 keep the cap.
+    """
+    if dtype not in ("float16", "bfloat16"):
+        return 1.0
+    u = unit_roundoff(dtype)
+    return 1.0 / (1.0 + 2.0 * u * sum(n + 2 for n in spec.widths[:-1]))

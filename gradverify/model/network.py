@@ -26,7 +26,11 @@ __all__ = ["ForwardPass", "NetworkSpec", "Problem", "cap_saturation", "forward"]
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """The architecture: layer widths ``(n_0, ..., n_L)``, one activation per layer, a loss."""
+    """The architecture: layer widths ``(n_0, ..., n_L)``, one activation per layer, a loss.
+
+    Names may be given in any spelling (``"leaky_relu(0.2)"``, ``"huber(2)"``); the spec
+    keeps the canonical one (:func:`gradverify.model.names.canonical_name`).
+    """
 
     widths: tuple[int, ...]
     activations: tuple[str, ...]
@@ -44,9 +48,11 @@ class NetworkSpec:
                 f"expected {self.depth} activations (one per layer) for widths {self.widths}; "
                 f"got {len(self.activations)}: {self.activations}"
             )
-        for name in self.activations:
-            activation(name)
-        required = loss_function(self.loss).output_activation
+        # every name in its canonical spelling: "elu(1)" is "elu", "huber(2)" is "huber(2.0)"
+        object.__setattr__(self, "activations", tuple(activation(a).name for a in self.activations))
+        loss = loss_function(self.loss)
+        object.__setattr__(self, "loss", loss.name)
+        required = loss.output_activation
         if required is not None and self.activations[-1] != required:
             raise ValueError(
                 f"loss {self.loss!r} needs a {required!r} output layer; "

@@ -215,11 +215,13 @@ def widened_variant(problem: Problem, layers: Sequence[int] | None = None) -> Pr
 def without_units(problem: Problem, units: dict[int, int]) -> Problem | None:
     """The problem with unit ``units[k]`` removed from each width index ``k`` (0 = the input).
 
-    None when a width would fall to 0, or when it would remove a softmax_ce output.
+    None when a width would fall to 0, or when it would remove an output of a loss whose
+    label columns are distributions (softmax_ce).
     """
     spec = problem.spec
     for k in units:
-        if spec.widths[k] <= 1 or (k == spec.depth and spec.loss == "softmax_ce"):
+        distribution = loss_function(spec.loss).labels == "distribution"
+        if spec.widths[k] <= 1 or (k == spec.depth and distribution):
             return None
     return _edit_units(problem, {k: _removal(j, spec.widths[k]) for k, j in units.items()})
 
@@ -251,20 +253,21 @@ def loss_variant(problem: Problem, loss: str) -> Problem | None:
     """The same network, parameters and inputs with another loss; None where it cannot be.
 
     The output activation becomes the one ``loss`` requires (sigmoid for bce, identity for
-    softmax_ce), or stays for a loss that leaves it free (mse). The labels stay, except that
-    softmax_ce needs every column to be a distribution: each is divided by its sum (a column
-    of zeros becomes uniform). None for the problem's own loss, for softmax_ce with one
-    output, and for labels outside [0, 1] (bce and softmax_ce take probabilities).
+    softmax_ce), or stays for a loss that leaves it free (mse, l1, huber). The labels stay,
+    except that softmax_ce needs every column to be a distribution: each is divided by its
+    sum (a column of zeros becomes uniform). None for the problem's own loss, for softmax_ce
+    with one output, and for labels outside [0, 1] (bce and softmax_ce take probabilities).
+    ``loss`` may be spelled in any way (``"huber(2.0)"``).
     """
     spec = problem.spec
     wanted = loss_function(loss)
     if wanted.name == spec.loss:
         return None
     weights, biases, x, y = problem.float64_arrays()
-    if wanted.name in ("bce", "softmax_ce") and not np.all((y >= 0) & (y <= 1)):
+    if wanted.labels != "any" and not np.all((y >= 0) & (y <= 1)):
         return None
-    if wanted.name == "softmax_ce":
-        if spec.widths[-1] < 2:
+    if wanted.labels == "distribution":
+        if spec.widths[-1] < wanted.min_outputs:
             return None
         totals = y.sum(axis=0, keepdims=True)
         y = np.where(totals > 0, y / np.where(totals > 0, totals, 1.0), 1.0 / spec.widths[-1])

@@ -43,7 +43,9 @@ def test_relu_kink_and_subgradient_convention():
     assert relu.kinks == (0.0,)
     assert relu.derivative(np.array([0.0]))[0] == 0.0
     assert relu.mp_derivative(CTX, CTX.zero) == 0
-    assert all(not ACTIVATIONS[n].kinks for n in ACTIVATIONS if n != "relu")
+    kinked = {n for n in ACTIVATIONS if ACTIVATIONS[n].kinks}
+    assert kinked == {"relu", "leaky_relu"}  # elu at its default alpha = 1 is C^1
+    assert activation("elu(0.5)").kinks == (0.0,)
 
 
 def test_float_forms_keep_the_dtype():
@@ -104,7 +106,7 @@ def test_naive_bce_gradient_divides_by_zero_once_yhat_rounds_to_one():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(ValueError, match="unknown activation 'gelu'; known activations: sigmoid"):
-        activation("gelu")
+    with pytest.raises(ValueError, match="unknown activation 'swish'; known activations: sigmoid"):
+        activation("swish")
     with pytest.raises(ValueError, match="unknown loss 'hinge'; known losses: bce, mse"):
         loss_function("hinge")

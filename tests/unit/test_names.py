@@ -33,8 +33,11 @@ from gradverify.model.names import (
 )
 from gradverify.model.network import NetworkSpec, Problem
 
-SWISH = "unknown activation 'swish'; known activations: sigmoid, tanh, relu, softplus, identity"
-HINGE = "unknown loss 'hinge'; known losses: bce, mse, softmax_ce"
+SWISH = (
+    "unknown activation 'swish'; known activations: sigmoid, tanh, relu, softplus, identity, "
+    "gelu, gelu_tanh, silu, leaky_relu, elu"
+)
+HINGE = "unknown loss 'hinge'; known losses: bce, mse, softmax_ce, l1, huber"
 FLOAT8 = "unknown dtype 'float8'; known dtypes: float16, bfloat16, float32, float64"
 
 
@@ -63,7 +66,7 @@ def test_known_names_are_returned_as_a_tuple_in_the_given_order():
 @pytest.mark.parametrize(
     ("kind", "names", "expected"),
     [
-        ("activation", ["sigmoid", "swish", "gelu"], SWISH),
+        ("activation", ["sigmoid", "gelu", "swish", "elu"], SWISH),
         ("loss", ["hinge"], HINGE),
         ("dtype", ["float32", "float8"], FLOAT8),
     ],
@@ -179,11 +182,11 @@ def test_usable_dtypes_keeps_the_order_and_names_what_it_skips(monkeypatch):
 
 
 def test_a_table_that_drifts_from_the_list_fails_naming_both():
-    check_table("loss", ["bce", "mse", "softmax_ce"])
+    check_table("loss", ["bce", "mse", "softmax_ce", "l1", "huber"])
     with pytest.raises(RuntimeError) as info:
         check_table("loss", ["bce", "mse", "softmax_ce", "hinge"])
     assert "bce, mse, softmax_ce, hinge" in str(info.value)
-    assert "(bce, mse, softmax_ce)" in str(info.value)
+    assert "(bce, mse, softmax_ce, l1, huber)" in str(info.value)
     with pytest.raises(RuntimeError):
         check_table("activation", reversed(ACTIVATION_NAMES))
 

@@ -18,7 +18,7 @@ def test_spec_validation_messages():
     with pytest.raises(ValueError, match="every width must be at least 1"):
         NetworkSpec((2, 0, 1), ("tanh", "sigmoid"), "bce")
     with pytest.raises(ValueError, match="unknown activation"):
-        NetworkSpec((2, 1), ("gelu",), "mse")
+        NetworkSpec((2, 1), ("swish",), "mse")
 
 
 def test_problem_validation_messages():
