@@ -1,5 +1,9 @@
 """gradverify: is my gradient right, and where does floating point make it wrong?
 
+``register_activation`` and ``register_loss`` add your own activations and losses: once
+registered, a name works wherever a built-in one does (declarations, specs, search, scan,
+the command line, the config, worker processes).
+
 The public API is loaded lazily so that ``import gradverify`` (and the pytest plugin)
 stay cheap: numpy, mpmath and matplotlib are imported only when first used.
 """
@@ -19,6 +23,9 @@ _EXPORTS: dict[str, str] = {
     # the model
     "NetworkSpec": "gradverify.model.network",
     "Problem": "gradverify.model.network",
+    # your own activations and losses, usable by name everywhere once registered
+    "register_activation": "gradverify.exact.registration",
+    "register_loss": "gradverify.exact.loss_registration",
     # the references
     "reference_gradients": "gradverify.exact.reference",
     "finite_difference_gradients": "gradverify.engine.finite_diff",
@@ -111,7 +118,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
         supports,
     )
     from gradverify.engine.results import CheckResult, Verdict
+    from gradverify.exact.loss_registration import register_loss
     from gradverify.exact.reference import reference_gradients
+    from gradverify.exact.registration import register_activation
     from gradverify.exploration.checking import assert_gradients_match, check
     from gradverify.exploration.scan import ScanResult, scan
     from gradverify.exploration.search import SearchResult, search

@@ -6,6 +6,7 @@ Example::
     max-examples = 200
     fail-on = "unstable"
     dtypes = ["float32", "float64"]
+    activations = ["sigmoid", "mypkg.acts:square_plus"]   # for every implementation
 
     [[tool.gradverify.implementations]]
     target = "mypkg.nn:backprop"
@@ -13,6 +14,10 @@ Example::
     losses = ["bce"]
     layout = "columns"
     depth = 2                    # or [2, 3]; widths = [784, 30, 10] or [784, "any", 10]
+
+An activation or loss written ``MODULE:ATTR`` is one that MODULE registers
+(:func:`gradverify.register_activation`); it is imported when the implementations are
+prepared (:mod:`gradverify.edges.options.functions`), and only its form is checked here.
 
 The keys besides ``implementations`` are the options of :mod:`gradverify.edges.options`. Unknown
 keys and values of the wrong type raise :class:`ConfigError`, whose one-line message names

@@ -9,6 +9,10 @@ Usage::
     def test_quick(gradverify):
         gradverify.check(my_backprop)
 
+    def test_my_activation(gradverify):        # registered: by name, object or MODULE:ATTR
+        square_plus = gradverify_module.register_activation("square_plus", fwd, mp_fwd)
+        gradverify.check(my_backprop, activations=(square_plus, "tanh"))
+
 ``gradverify.check`` runs the Hypothesis search (or judges one ``problem=``) with the
 session's options (``--gradverify-dtypes``, ``--gradverify-max-examples``,
 ``--gradverify-seed``, ..., their ini keys and ``[tool.gradverify]``; see
@@ -38,6 +42,7 @@ from gradverify.edges.options import (
     Settings,
     add_pytest_options,
     counts_as_failure,
+    resolve_function_names,
     resolve_settings,
     search_arguments,
     validate_names,
@@ -249,8 +254,10 @@ class GradverifyFixture:
         """Check ``impl`` and fail the test unless it passes (under the fail-on policy).
 
         Without ``problem`` this runs the Hypothesis search over the given activations,
-        losses and dtypes (default: what ``impl`` declares, then the session's dtypes)
-        and inside the given architecture: ``depth`` (an int or ``(min, max)``), ``widths``
+        losses (names, ``MODULE:ATTR`` of a registered one, or the object
+        :func:`gradverify.register_activation` / ``register_loss`` returned) and dtypes
+        (default: what ``impl`` declares, then the session's dtypes) and inside the given
+        architecture: ``depth`` (an int or ``(min, max)``), ``widths``
         (input first, None for a free one) and ``batch``, as in :func:`gradverify.supports`.
         With a ``Problem`` it judges that one problem. Other keyword arguments go to
         :func:`gradverify.check`. Returns the SearchResult or CheckResult.
@@ -261,8 +268,8 @@ class GradverifyFixture:
         if problem is None:
             kwargs = search_arguments(settings)
             for name, value in (
-                ("activations", activations),
-                ("losses", losses),
+                ("activations", _function_names("activations", activations)),
+                ("losses", _function_names("losses", losses)),
                 ("dtypes", dtypes),
             ):
                 if value is not None:
@@ -293,6 +300,14 @@ class GradverifyFixture:
         if failed:
             pytest.fail(str(result), pytrace=False)
         return result
+
+
+def _function_names(dest: str, values: Any) -> Any:
+    """Registered activations or losses given as objects or ``MODULE:ATTR``, as names."""
+    try:
+        return resolve_function_names(dest, values, directory=None)
+    except ValueError as exc:
+        pytest.fail(f"gradverify: {dest}: {exc}", pytrace=False)
 
 
 @pytest.fixture

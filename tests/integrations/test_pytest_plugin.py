@@ -310,3 +310,62 @@ def test_the_fixture_takes_a_fixed_architecture(suite):
     assert "two_layers -> ERROR" in failure
     assert "it works with depth 2 but raised ValueError at depth 1" in failure
     assert "@gradverify.supports(depth=2)" in failure
+
+
+REGISTERING_TESTS = '''
+import numpy as np
+import gradverify as gv
+from gradverify.model.functions import activation, loss_function
+
+
+def backprop(weights, biases, x, y, *, activations, loss, factor=1):
+    """Textbook backprop through the name lookups (so, in a worker, through its registry)."""
+    acts = [activation(a) for a in activations]
+    hs, zs = [], [x]
+    for W, b, act in zip(weights, biases, acts):
+        hs.append(W @ zs[-1] + b[:, None])
+        zs.append(act.forward(hs[-1]))
+    delta = loss_function(loss).output_delta(hs[-1], zs[-1], y) / y.dtype.type(y.size)
+    dW, db = [], []
+    for i in reversed(range(len(weights))):
+        dW.insert(0, delta @ zs[i].T)
+        db.insert(0, delta.sum(axis=1))
+        if i > 0:
+            slope = acts[i - 1].derivative(hs[i - 1])
+            delta = (weights[i].T @ delta) * (factor * slope)
+    return dW, db
+
+
+def doubled(weights, biases, x, y, *, activations, loss):
+    return backprop(weights, biases, x, y, activations=activations, loss=loss, factor=2)
+
+
+def register():
+    return gv.register_activation(
+        "plugin_sq", forward=lambda h: (h + np.sqrt(h * h + 4)) / 2,
+        mp_forward=lambda ctx, h: (h + ctx.sqrt(h * h + 4)) / 2)
+
+
+def test_registered_by_object(gradverify):
+    square_plus = register()
+    result = gradverify.check(backprop, activations=(square_plus,), losses=("bce",), depth=2)
+    assert result.verdict == "pass"
+
+
+def test_registered_by_name_wrong_slope(gradverify):
+    register()
+    gradverify.check(doubled, activations=("plugin_sq",), losses=("bce",), depth=2)
+'''
+
+
+def test_fixture_checks_a_function_the_test_registers_in_a_worker(suite):
+    # registered inside the tests, after the worker's server started: only the registry
+    # sent with each worker's start-up can make "plugin_sq" known to the lookups there
+    suite.makepyfile(test_registering=REGISTERING_TESTS)
+    result = suite.runpytest_subprocess(*FAST, "--gradverify-dtypes=float64")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    failure = out[out.index("_ test_registered_by_name_wrong_slope _") :]
+    assert "doubled -> INCORRECT (float64" in failure
+    assert "plugin_sq" in failure
+    assert "unknown activation" not in out

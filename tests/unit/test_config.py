@@ -258,3 +258,26 @@ def test_bad_architectures_name_the_key(tmp_path, keys, expected):
     message = error_of(path)
     assert message.startswith(f"{path}: [tool.gradverify] implementations[0]:")
     assert expected in message
+
+
+def test_activations_and_losses_apply_to_every_implementation_and_may_be_module_attr(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [tool.gradverify]
+        activations = ["sigmoid", "mypkg.acts:square_plus"]
+        losses = ["bce"]
+
+        [[tool.gradverify.implementations]]
+        target = "mypkg.nn:backprop"
+        activations = ["mypkg.acts:square_plus"]
+        """,
+    )
+    config = load_config(path)
+    assert config.values["activations"] == ("sigmoid", "mypkg.acts:square_plus")
+    assert config.values["losses"] == ("bce",)
+    assert config.implementations[0].activations == ("mypkg.acts:square_plus",)
+    bad = write(tmp_path, '[tool.gradverify]\nlosses = ["mypkg.losses:"]\n', "bad.toml")
+    assert error_of(bad).endswith(
+        "'losses': 'mypkg.losses:' is not MODULE:ATTR (e.g. mypkg.acts:square_plus)"
+    )

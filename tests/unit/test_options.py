@@ -15,6 +15,7 @@ from gradverify.edges.options import (
     counts_as_failure,
     option_by_config_key,
     parse_name_list,
+    resolve_function_names,
     resolve_settings,
     search_arguments,
 )
@@ -70,6 +71,8 @@ def test_the_plugin_registered_every_pytest_option_and_ini_key(pytestconfig):
 def test_every_config_key_is_accepted_by_the_config_loader():
     values = {
         "dtypes": ["float64"],
+        "activations": ["tanh", "mypkg.acts:square_plus"],
+        "losses": ["bce"],
         "max-examples": 3,
         "seed": 4,
         "tolerance-factor": 8.0,
@@ -83,6 +86,8 @@ def test_every_config_key_is_accepted_by_the_config_loader():
     parsed = parse_section(values, "pyproject.toml").values
     assert parsed == {
         "dtypes": ("float64",),
+        "activations": ("tanh", "mypkg.acts:square_plus"),
+        "losses": ("bce",),
         "max_examples": 3,
         "seed": 4,
         "timeout": 2.5,
@@ -266,3 +271,42 @@ def test_isolate_is_one_switch_on_every_surface():
 def test_isolate_in_pyproject_must_be_a_boolean():
     with pytest.raises(ConfigError, match="'isolate' must be true or false; got string 'no'"):
         parse_section({"isolate": "no"}, "pyproject.toml")
+
+
+def test_activation_names_may_be_module_attr_checked_for_form_then_resolved(tmp_path):
+    parser = build_parser()
+    args = parser.parse_args(["check", "x:f", "--activations", "tanh,pkg.acts:square_plus"])
+    assert args.activations == ("tanh", "pkg.acts:square_plus")  # imported only when used
+    with pytest.raises(ConfigError, match=r"'activations': 'pkg\.acts:' is not MODULE:ATTR"):
+        parse_section({"activations": ["pkg.acts:"]}, "pyproject.toml")
+    with pytest.raises(ConfigError, match="unknown activation 'swish'"):
+        parse_section({"activations": ["swish"]}, "pyproject.toml")
+    with pytest.raises(ConfigError, match="unknown dtype 'a:b'"):  # only functions are specs
+        parse_section({"dtypes": ["a:b"]}, "pyproject.toml")
+    module = tmp_path / "opts_registering.py"
+    module.write_text(
+        "import numpy as np, gradverify\n"
+        "act = gradverify.register_activation('opts_sq', lambda h: (h + np.sqrt(h * h + 4)) / 2,"
+        " lambda ctx, h: (h + ctx.sqrt(h * h + 4)) / 2)\n"
+        "NAME = 'opts_sq'\n"
+    )
+    from gradverify.model import registry
+
+    try:
+        got = resolve_function_names(
+            "activations",
+            ["opts_registering:act", "opts_registering:NAME", "tanh"],
+            directory=str(tmp_path),
+        )
+        assert got == ("opts_sq", "opts_sq", "tanh")
+        with pytest.raises(ValueError, match="opts_registering:act is an activation, not a"):
+            resolve_function_names("losses", ["opts_registering:act"], directory=str(tmp_path))
+        with pytest.raises(ValueError, match="has no attribute 'nope'"):
+            resolve_function_names("activations", ["opts_registering:nope"])
+        with pytest.raises(ValueError, match="no module named 'no_such_mod'"):
+            resolve_function_names("activations", ["no_such_mod:act"])
+    finally:
+        registry.unregister("activation", "opts_sq")
+        import sys
+
+        sys.modules.pop("opts_registering", None)

@@ -20,6 +20,7 @@ from typing import Any
 
 from gradverify.edges.cli.common import UsageError, isolate_setting, one_line
 from gradverify.edges.config import GradverifyConfig, ImplementationEntry
+from gradverify.edges.options import FUNCTION_DESTS, resolve_function_names
 
 __all__ = [
     "Target",
@@ -180,16 +181,23 @@ class Target:
 def _changes(
     cli: dict[str, Any], config: GradverifyConfig, entry: ImplementationEntry | None
 ) -> dict[str, Any]:
-    """The capability fields asked for, first wins: command line, config entry, config."""
+    """The capability fields asked for, first wins: command line, config entry, config.
+
+    Activations and losses written ``MODULE:ATTR`` are imported here (so registered) and
+    replaced by their registered names (:func:`gradverify.edges.options.resolve_function_names`).
+    """
     changes: dict[str, Any] = {}
     for field in ("activations", "losses", "dtypes", "layout", *ARCHITECTURE):
         value = cli.get(field)
         if value is None and entry is not None:
             value = getattr(entry, field)
-        if value is None and field == "dtypes":
-            value = config.values.get("dtypes")
+        if value is None and field in NAME_LISTS:
+            value = config.values.get(field)
         if value is not None:
             changes[field] = tuple(value) if field in NAME_LISTS else value
+    for field in FUNCTION_DESTS:
+        if field in changes:
+            changes[field] = resolve_function_names(field, changes[field], directory=cli.get("cwd"))
     if "widths" in changes and "depth" not in changes:
         changes["depth"] = None  # new widths replace the declared depth too
     return changes
@@ -232,16 +240,22 @@ def prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *, declare
     ``declare``: also attach the activations, losses, dtypes and architecture (depth,
     widths, batch) to the implementation's declaration (for consumers that take no such
     arguments).
+
+    Activations and losses named ``MODULE:ATTR`` are imported before the implementation is
+    loaded, so that a worker process started for it receives their registration.
     """
     from gradverify.engine.implementations import implementation_name
 
+    entry = config.entry_for(spec)
+    where = f" (see {config.path})" if entry is not None else ""
+    try:  # first: registered functions (MODULE:ATTR) must reach the worker's start-up
+        changes = _changes(cli, config, entry)
+    except ValueError as exc:
+        raise UsageError(f"{spec}: {exc}{where}") from None
     if isolate_setting(cli, config):
         impl = _load_in_worker(spec, cli.get("cwd"))
     else:
         impl = load_target(spec, directory=cli.get("cwd"))
-    entry = config.entry_for(spec)
-    changes = _changes(cli, config, entry)
-    where = f" (see {config.path})" if entry is not None else ""
     try:
         caps = _checked_capabilities(impl, changes)
     except ValueError as exc:
@@ -254,6 +268,21 @@ def prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *, declare
     return Target(spec=spec, impl=impl, name=name, overrides=overrides)
 
 
+def _resolve_command_line_functions(args: argparse.Namespace) -> None:
+    """``--activations``/``--losses`` given as ``MODULE:ATTR``: imported (so registered) and
+    replaced in ``args`` by their registered names, which every later reader then sees (the
+    scan's list of functions to scan, the settings in the JSON)."""
+    for field in FUNCTION_DESTS:
+        given = getattr(args, field, None)
+        if given is None:
+            continue
+        try:
+            resolved = resolve_function_names(field, given, directory=getattr(args, "cwd", None))
+        except ValueError as exc:
+            raise UsageError(f"--{field}: {exc}") from None
+        setattr(args, field, resolved)
+
+
 def prepare_targets(
     args: argparse.Namespace,
     config: GradverifyConfig,
@@ -263,6 +292,7 @@ def prepare_targets(
 ) -> list[Target]:
     """The implementations named on the command line, else in the config, else (if asked)
     the built-ins, each prepared (see :func:`prepare`)."""
+    _resolve_command_line_functions(args)
     specs = list(args.targets)
     if not specs:
         specs = [e.target for e in config.implementations]

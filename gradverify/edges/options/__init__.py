@@ -13,12 +13,20 @@ Its modules:
 - :mod:`~gradverify.edges.options.table`: :class:`Option` and the table :data:`OPTIONS`;
 - :mod:`~gradverify.edges.options.parsing`: values from text and TOML, checked (names go
   through :mod:`gradverify.model.names`);
+- :mod:`~gradverify.edges.options.functions`: activations and losses named ``MODULE:ATTR``
+  (importing MODULE registers them), resolved to their registered names;
 - :mod:`~gradverify.edges.options.surfaces`: argparse, pytest's flags and ini keys, and
   the resolution of the layers into :class:`Settings`.
 """
 
 from __future__ import annotations
 
+from gradverify.edges.options.functions import (
+    FUNCTION_DESTS,
+    is_function_spec,
+    resolve_function_name,
+    resolve_function_names,
+)
 from gradverify.edges.options.parsing import FREE_WIDTH as FREE_WIDTH
 from gradverify.edges.options.parsing import NAME_KINDS as NAME_KINDS
 from gradverify.edges.options.parsing import (
@@ -50,6 +58,7 @@ from gradverify.edges.options.table import SUBCOMMANDS as SUBCOMMANDS
 
 __all__ = [
     "FAIL_ON_CHOICES",
+    "FUNCTION_DESTS",
     "LAYOUT_CHOICES",
     "MAX_EXAMPLES_LIMIT",
     "OPTIONS",
@@ -59,11 +68,14 @@ __all__ = [
     "add_cli_arguments",
     "add_pytest_options",
     "counts_as_failure",
+    "is_function_spec",
     "option_by_config_key",
     "parse_name_list",
     "parse_width",
     "validate_architecture",
     "values_from_pytest",
+    "resolve_function_name",
+    "resolve_function_names",
     "resolve_settings",
     "search_arguments",
     "validate_names",

@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gradverify.edges.options.functions import (
+    FUNCTION_DESTS,
+    check_function_spec,
+    is_function_spec,
+)
 from gradverify.model.names import validate_names as validate_known_names
 
 __all__ = [
@@ -123,6 +128,15 @@ def validate_names(dest: str, names: Iterable[str]) -> None:
 
     ``dest`` is the option's (``"activations"``, ``"losses"``, ``"dtypes"``); any other
     option is left alone. The check is :func:`gradverify.model.names.validate_names`'s.
+    An activation or loss written ``MODULE:ATTR`` is only checked for its form here: it
+    names a function its module registers, known once the module is imported
+    (:func:`gradverify.edges.options.functions.resolve_function_names`).
     """
-    if dest in NAME_KINDS:
-        validate_known_names(NAME_KINDS[dest], names, empty_ok=True)
+    if dest not in NAME_KINDS:
+        return
+    names = tuple(names)
+    if dest in FUNCTION_DESTS:
+        for name in filter(is_function_spec, names):
+            check_function_spec(name)
+        names = tuple(n for n in names if not is_function_spec(n))
+    validate_known_names(NAME_KINDS[dest], names, empty_ok=True)

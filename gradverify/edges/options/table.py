@@ -141,17 +141,21 @@ OPTIONS: tuple[Option, ...] = (
         "names",
         None,
         "activations the implementation supports, comma-separated (e.g. sigmoid,tanh); "
+        "MODULE:ATTR for one your module registers (e.g. mypkg.acts:square_plus); "
         "overrides its declaration",
         metavar="NAMES",
         cli_flag="--activations",
+        config_key="activations",
     ),
     Option(
         "losses",
         "names",
         None,
-        "losses the implementation supports, comma-separated (e.g. bce); overrides its declaration",
+        "losses the implementation supports, comma-separated (e.g. bce); MODULE:ATTR for one "
+        "your module registers; overrides its declaration",
         metavar="NAMES",
         cli_flag="--losses",
+        config_key="losses",
     ),
     Option(
         "depth",

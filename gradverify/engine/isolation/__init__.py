@@ -31,6 +31,8 @@ tuples, bytes, strings and numbers, never an object that runs code in the parent
 The package, one side each:
 
 - :mod:`~gradverify.engine.isolation.protocol`: the messages and how each side reads them;
+- :mod:`~gradverify.engine.isolation.registrations`: the registered activations and losses,
+  sent with a worker's start-up so that their names work there;
 - :mod:`~gradverify.engine.isolation.worker`: the worker process's loop;
 - :mod:`~gradverify.engine.isolation.supervisor`: the parent's end of one worker (start,
   time, kill);

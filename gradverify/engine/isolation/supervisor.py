@@ -19,6 +19,7 @@ from typing import Any
 
 from gradverify.engine.call_outcome import CallFailure, CallOutcome, timeout_message
 from gradverify.engine.isolation.protocol import decode, plain_loads, send
+from gradverify.engine.isolation.registrations import registry_payload
 from gradverify.engine.isolation.worker import worker_main
 from gradverify.model.network import Problem
 
@@ -96,8 +97,10 @@ def _death(process: Any) -> str:
 class Worker:
     """One worker process and the parent's end of its connection.
 
-    Started by the constructor, which waits until the implementation is loaded (its
-    metadata is then ``self.meta``) or raises :class:`ImplementationLoadError`.
+    Started by the constructor, which sends the activations and losses registered so far
+    along (a worker started again after a crash gets the registry as it is then) and waits
+    until the implementation is loaded (its metadata is then ``self.meta``) or raises
+    :class:`ImplementationLoadError`.
     """
 
     def __init__(self, payload: bytes, by_factory: bool, load_timeout: float) -> None:
@@ -107,7 +110,7 @@ class Worker:
             target=worker_main,
             name="gradverify-worker",
             daemon=True,
-            args=(child, payload, by_factory, dict(os.environ)),
+            args=(child, payload, by_factory, dict(os.environ), registry_payload()),
         )
         try:
             self.process.start()

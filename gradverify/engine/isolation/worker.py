@@ -1,5 +1,6 @@
 """The worker process: it loads the implementation, then answers call requests until told to stop.
 
+Before the implementation it restores the activations and losses registered in the parent.
 It runs exactly the in-process checks of :func:`gradverify.engine.harness.call_once` and sends
 back plain data (:mod:`gradverify.engine.isolation.protocol`). Before any user code runs it
 ignores SIGINT (a real Ctrl-C is the parent's to handle), takes the parent's environment,
@@ -21,6 +22,7 @@ from typing import Any, NoReturn
 
 from gradverify.engine.harness import call_once
 from gradverify.engine.isolation.protocol import encode, load_failure, metadata, send
+from gradverify.engine.isolation.registrations import install_registry
 
 __all__ = ["worker_main"]
 
@@ -115,9 +117,15 @@ def _serve(conn: Any, impl: Callable) -> NoReturn:
         _flush()
 
 
-def worker_main(conn: Any, payload: bytes, by_factory: bool, environ: dict[str, str]) -> None:
-    """The worker: load the implementation, then answer call requests until told to stop."""
+def worker_main(
+    conn: Any, payload: bytes, by_factory: bool, environ: dict[str, str], registered: bytes = b""
+) -> None:
+    """The worker: restore the parent's registered activations and losses
+    (:mod:`~gradverify.engine.isolation.registrations`), load the implementation, then answer
+    call requests until told to stop."""
     _settle_in(environ)
+    with contextlib.suppress(Exception):  # a name that cannot be restored stays unknown
+        install_registry(registered)
     impl, meta = _load(conn, payload, by_factory)
     send(conn, ("ready", meta))
     _serve(conn, impl)
