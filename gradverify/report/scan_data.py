@@ -5,6 +5,10 @@ where each criterion (inf/NaN, relative error >= 1e-3, 0.1, 1, the call failing)
 and sweeps of the error against |h|. Here they become flat rows for ``report.json``,
 the table on the page, and the series of the error-vs-saturation figure (both sides of
 0 joined into one line over the signed logit h).
+
+Scans of named activations and losses (the optional ``functions`` of a scan) become series
+and threshold marks of the same figure style (:func:`function_sweeps`,
+:func:`function_marks`): one panel column per activation, or per loss and label.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from gradverify.common.formatting import (
 __all__ = [
     "CRITERIA_HEADINGS",
     "PLOTTED_CRITERIA",
+    "function_marks",
+    "function_sweeps",
     "hidden_table",
     "hidden_thresholds",
     "scan_sweeps",
@@ -324,4 +330,51 @@ def scan_sweeps(scan: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "error": [p[4] for p in points],
             }
         )
+    return out
+
+
+def _function_column(f: Mapping[str, Any]) -> str:
+    """The panel a function scan is drawn in: ``"softplus"``, ``"mse y=0"``."""
+    name = str(f.get("function"))
+    if f.get("kind") == "loss":
+        label = (f.get("labels") or {}).get("positive")
+        return f"{name} y={format_label(label)}"
+    return name
+
+
+def function_sweeps(scan: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The sweeps of a scan's ``kind`` function scans ("activation" or "loss"), both sides
+    of 0 joined as in :func:`scan_sweeps`, with ``column`` (the panel) instead of a label."""
+    out = []
+    for f in scan.get("functions", []):
+        if f.get("kind") != kind:
+            continue
+        # an activation's probe has a label per side: join the sides by the panel instead
+        sides = [dict(s, label=None) for s in f.get("sweeps", [])]
+        joined = {"implementation": f.get("implementation", scan.get("implementation"))}
+        for series in scan_sweeps({**joined, "sweeps": sides}):
+            out.append(dict(series, column=_function_column(f)))
+    return out
+
+
+def function_marks(scan: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The thresholds of a scan's ``kind`` function scans drawn on its figure (inf/NaN and
+    100% error), as marks: ``implementation``, ``dtype``, ``column``, ``value``, ``kind``."""
+    out = []
+    for f in scan.get("functions", []):
+        if f.get("kind") != kind:
+            continue
+        for side in (f.get("sides") or {}).values():
+            for criterion, t in (side.get("thresholds") or {}).items():
+                if criterion in PLOTTED_CRITERIA and t.get("found"):
+                    out.append(
+                        {
+                            "implementation": f.get("implementation", scan.get("implementation")),
+                            "dtype": f.get("dtype"),
+                            "column": _function_column(f),
+                            "label": None,
+                            "value": t.get("value"),
+                            "kind": PLOTTED_CRITERIA[criterion],
+                        }
+                    )
     return out

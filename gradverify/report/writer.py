@@ -244,7 +244,8 @@ def write_report(
         timeout: seconds per call of an implementation.
         measure: also compute the per-layer and hidden-underflow figures.
         search_options, scan_options: further keyword arguments for
-            :func:`gradverify.search` and :func:`gradverify.scan`.
+            :func:`gradverify.search` and :func:`gradverify.scan`; ``scan_options`` naming
+            ``activations`` or ``losses`` adds their scans (and figures) to the report.
         isolate: run each implementation in its own supervised worker process, one for
             its search, scan and measurements (see :mod:`gradverify.engine.isolation`).
 
@@ -288,7 +289,8 @@ def write_report(
             searches.append(search(impl, **options).to_dict())
             steps.advance(f"{name}: searched")
             caps = capabilities_of(impl)
-            if "bce" not in caps.losses or "sigmoid" not in caps.activations:
+            named = any((scan_options or {}).get(k) is not None for k in ("activations", "losses"))
+            if not named and ("bce" not in caps.losses or "sigmoid" not in caps.activations):
                 notes.append(
                     f"{name}: not scanned (the scanner varies a sigmoid output with "
                     "loss bce, which it does not declare)"

@@ -193,6 +193,23 @@ def test_check_uses_the_implementations_listed_in_the_config(project, capsys):
     assert "gradverify search: the good one -> PASS (float64;" in out
 
 
+def test_the_default_scan_of_an_implementation_without_bce_exits_2(project, capsys):
+    # the default scan is of the sigmoid + BCE output; --losses mse would scan mse instead
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent("""
+        [[tool.gradverify.implementations]]
+        target = "planted:good"
+        losses = ["mse"]
+    """)
+    )
+    code, out, err = run(capsys, "scan")
+    assert code == 2
+    line = one_line_error(err)
+    assert line.startswith("gradverify scan: error: ")
+    assert "the scan needs a sigmoid output with loss bce" in line
+    assert out == ""
+
+
 def test_exit_zero_turns_findings_and_errors_into_0(project, capsys):
     code, out, _ = run(
         capsys,
@@ -229,10 +246,6 @@ def test_exit_zero_turns_findings_and_errors_into_0(project, capsys):
         (["check", "planted:good", "--activations", "swish"], "unknown activation 'swish'"),
         (["check", "planted:good", "--dtypes", "float8"], "unknown dtype 'float8'"),
         (["check", "planted:good", "--config", "missing.toml"], "missing.toml: no such file"),
-        (
-            ["scan", "planted:good", "--losses", "mse"],
-            "the scan needs a sigmoid output with loss bce",
-        ),
     ],
 )
 def test_exit_2_with_a_one_line_reason(project, capsys, argv, reason):

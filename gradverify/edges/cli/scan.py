@@ -1,4 +1,10 @@
-"""``gradverify scan``: the float-lattice scan of each implementation's sigmoid + BCE output."""
+"""``gradverify scan``: the float-lattice scan of each implementation's sigmoid + BCE output.
+
+``--activations`` and ``--losses`` (the options that declare what an implementation
+supports) also name what to scan: the hidden-layer derivative of each named activation and
+the output delta of each named loss (``bce``: the classic output scan). Without them the
+scan is the default one (sigmoid + BCE output, sigmoid/tanh hidden underflow).
+"""
 
 from __future__ import annotations
 
@@ -24,13 +30,16 @@ __all__ = ["run_scan"]
 
 def _scan_failures(result: Any) -> bool:
     """Whether any call of the scanned implementation failed (raised, hung, malformed)."""
-    sides = [side for row in result.rows for side in row.sides]
+    sides = [side for row in (*result.rows, *result.functions) for side in row.sides]
     return any(side.raises_anywhere for side in sides) or any(h.error_points for h in result.hidden)
 
 
-def _require_sigmoid_bce(targets: list[Target]) -> None:
+def _require_sigmoid_bce(targets: list[Target], args: argparse.Namespace) -> None:
+    """The default scan (no --activations/--losses) needs a sigmoid output with bce."""
     from gradverify.engine.implementations import capabilities_of
 
+    if _named_functions(args):
+        return
     for target in targets:
         caps = capabilities_of(target.impl)
         if "sigmoid" not in caps.activations or "bce" not in caps.losses:
@@ -39,6 +48,12 @@ def _require_sigmoid_bce(targets: list[Target]) -> None:
                 f"bce; it declares activations {', '.join(caps.activations)} "
                 f"and losses {', '.join(caps.losses)}"
             )
+
+
+def _named_functions(args: argparse.Namespace) -> dict[str, Any]:
+    """``activations``/``losses`` given on the command line: what to scan besides declaring."""
+    named = {k: getattr(args, k, None) for k in ("activations", "losses")}
+    return {k: tuple(v) for k, v in named.items() if v is not None}
 
 
 def _scan_each(
@@ -51,6 +66,7 @@ def _scan_each(
     progress = progress_enabled(None)
     timeout = search_arguments(settings)
     timeout = {"timeout": timeout["timeout"]} if "timeout" in timeout else {}
+    functions = _named_functions(args)
     results, problems = [], []
     for target in targets:
         try:
@@ -61,8 +77,11 @@ def _scan_each(
                 progress=progress,
                 exhaustive=args.exhaustive,
                 **timeout,
+                **functions,
             )
             close_worker(target.impl)  # one worker per implementation, for its scan
+        except ValueError as exc:  # e.g. an architecture with no room for a probe
+            raise UsageError(f"{target.spec}: {exc}") from None
         except ScanAborted as exc:
             problems.append(f"{target.name}: scan stopped: {exc}")
             continue
@@ -84,7 +103,7 @@ def run_scan(args: argparse.Namespace) -> int:
     outputs = resolve_outputs(args, config=config)
     with stdout_to_stderr(outputs.json_to_stdout):
         targets = prepare_targets(args, config, builtins_by_default=True, declare=True)
-        _require_sigmoid_bce(targets)
+        _require_sigmoid_bce(targets, args)
         results, problems = _scan_each(targets, resolved_settings(args, config), args)
         if results:
             print(format_scan_table(results), flush=True)

@@ -6,6 +6,11 @@ float** at which its gradient goes wrong, and how its error grows on the way the
 saturated output unit (thresholds per criterion, side of 0 and label) and a saturated hidden
 unit (where its weight gradient underflows to 0, against where the dtype forces it to).
 
+Any activation or loss (``scan(impl, activations=("softplus",), losses=("mse",))``): the
+hidden-layer derivative of each named activation and the output delta of each named loss,
+with the same criteria, thresholds and sweeps (:class:`FunctionScan`; the probe networks
+are described in :mod:`.designs`).
+
 The result is a :class:`ScanResult`; :func:`format_scan_table` prints results as a table
 and :func:`scan_document` writes them as the versioned JSON document
 ``"schema": "gradverify.scan/1"``, whose JSON Schema is
@@ -16,9 +21,13 @@ The modules, in the order a scan uses them:
 
 * :mod:`.criteria`: what counts as bad, and the error measure;
 * :mod:`.exact_forms`: the probe networks' exact gradients, at verified precision;
-* :mod:`.probes` and :mod:`.observations`: one call at one float, judged;
+* :mod:`.designs`: the probe networks of named activations and losses, and their exact
+  gradients;
+* :mod:`.probes`, :mod:`.function_probe` and :mod:`.observations`: one call at one float,
+  judged;
 * :mod:`.locate`: the first bad float on one side, bisected then verified;
 * :mod:`.sides`: which floats verify it; one side's thresholds, underflow and sweep;
+* :mod:`.function_scans`: what named activations and losses ask for; one function scan;
 * :mod:`.run`: :func:`scan` itself;
 * :mod:`.records`, :mod:`.result`, :mod:`.table`: what it returns, as data and as text.
 """
@@ -33,6 +42,7 @@ from gradverify.exploration.scan.criteria import (
     SCHEMA,
     SIDES,
 )
+from gradverify.exploration.scan.designs import PROBE_LOSSES, exact_design_gradient
 from gradverify.exploration.scan.exact_forms import exact_hidden_gradient, exact_output_gradient
 from gradverify.exploration.scan.locate import (
     DENSE_WINDOW,
@@ -43,6 +53,7 @@ from gradverify.exploration.scan.locate import (
 )
 from gradverify.exploration.scan.probes import MAX_TIMEOUTS, ScanAborted
 from gradverify.exploration.scan.records import (
+    FunctionScan,
     HiddenUnderflow,
     ScanRow,
     SideScan,
@@ -67,9 +78,11 @@ __all__ = [
     "MAX_DESCENTS",
     "MAX_RECOVERIES",
     "MAX_TIMEOUTS",
+    "PROBE_LOSSES",
     "REFINED_RECOVERIES",
     "SCHEMA",
     "SIDES",
+    "FunctionScan",
     "HiddenUnderflow",
     "ScanAborted",
     "ScanResult",
@@ -77,6 +90,7 @@ __all__ = [
     "SideScan",
     "SweepSeries",
     "Threshold",
+    "exact_design_gradient",
     "exact_hidden_gradient",
     "exact_output_gradient",
     "format_scan_table",

@@ -143,6 +143,10 @@ class OutputProbe:
         self.label = float(self.y.astype(np.float64)[0, 0])
         self.cache: dict[tuple[bool, int], Observation] = {}
 
+    def label_for(self, side: str) -> float:
+        """The label on ``side``: the same on both."""
+        return self.label
+
     def observe(self, negative: bool, index: int) -> Observation:
         key = (negative, index)
         hit = self.cache.get(key)

@@ -14,7 +14,7 @@ from typing import Any
 from gradverify.common.formatting import json_number
 from gradverify.model.lattice import bit_pattern, float_format
 
-__all__ = ["HiddenUnderflow", "ScanRow", "SideScan", "SweepSeries", "Threshold"]
+__all__ = ["FunctionScan", "HiddenUnderflow", "ScanRow", "SideScan", "SweepSeries", "Threshold"]
 
 
 @dataclass(frozen=True)
@@ -241,4 +241,56 @@ class SweepSeries:
             "bits": [json_number(v) for v in self.bits],
             "nonfinite": list(self.nonfinite),
             "error": list(self.error),
+        }
+
+
+@dataclass(frozen=True)
+class FunctionScan:
+    """Thresholds of one activation's hidden derivative or one loss's output delta.
+
+    One implementation x dtype x function (x label, for a loss), both sides of 0, with the
+    criteria of the output scan (:data:`.criteria.CRITERIA`). ``kind``: ``"activation"``
+    (the probed gradient is dJ/dW1 of a hidden unit whose pre-activation is h) or
+    ``"loss"`` (dJ/db of an output unit whose logit is h); ``function``: the activation or
+    loss scanned. ``probe_loss``, ``probe_output``, ``outputs`` and ``probe`` (in words)
+    describe the probe network (:mod:`.designs`); ``labels`` is the first output's label
+    on each side (an activation's probe uses a different one per side). ``sweeps``: the
+    error along each side, as for the output scan (empty without a sweep).
+    """
+
+    implementation: str
+    dtype: str
+    kind: str
+    function: str
+    probe_loss: str
+    probe_output: str
+    outputs: int
+    probe: str
+    labels: dict[str, float]
+    positive: SideScan
+    negative: SideScan
+    sweeps: tuple[SweepSeries, ...] = ()
+
+    @property
+    def sides(self) -> tuple[SideScan, SideScan]:
+        return self.positive, self.negative
+
+    def threshold(self, side: str, criterion: str) -> Threshold:
+        return (self.positive if side == "positive" else self.negative).thresholds[criterion]
+
+    def to_dict(self) -> dict:
+        return {
+            "implementation": self.implementation,
+            "dtype": self.dtype,
+            "kind": self.kind,
+            "function": self.function,
+            "probe": {
+                "loss": self.probe_loss,
+                "output_activation": self.probe_output,
+                "outputs": self.outputs,
+                "description": self.probe,
+            },
+            "labels": dict(self.labels),
+            "sides": {"positive": self.positive.to_dict(), "negative": self.negative.to_dict()},
+            "sweeps": [s.to_dict() for s in self.sweeps],
         }

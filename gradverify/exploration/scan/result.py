@@ -8,7 +8,7 @@ from typing import Any
 
 from gradverify.exact.reference import mpmath_backend
 from gradverify.exploration.scan.criteria import CRITERIA, HIDDEN_CRITERIA, SCHEMA
-from gradverify.exploration.scan.records import HiddenUnderflow, ScanRow, SweepSeries
+from gradverify.exploration.scan.records import FunctionScan, HiddenUnderflow, ScanRow, SweepSeries
 from gradverify.exploration.scan.table import scan_table
 
 __all__ = ["ScanResult", "format_scan_table", "scan_document", "scan_schema"]
@@ -33,6 +33,9 @@ class ScanResult:
     settings: dict[str, Any] = field(default_factory=dict)
     skipped_dtypes: dict[str, str] = field(default_factory=dict)
     """``{dtype: why}`` for declared dtypes that are unavailable here."""
+    functions: list[FunctionScan] = field(default_factory=list)
+    """The scans of named activations and losses (``scan(activations=..., losses=...)``);
+    in the JSON only when there are any."""
 
     def row(self, dtype: str, label: float) -> ScanRow:
         for r in self.rows:
@@ -40,8 +43,19 @@ class ScanResult:
                 return r
         raise KeyError(f"no scan row for dtype {dtype!r} and label {label!r}")
 
+    def function(
+        self, dtype: str, kind: str, name: str, label: float | None = None
+    ) -> FunctionScan:
+        """The function scan of ``name`` (``kind``: "activation" or "loss") on ``dtype``."""
+        for f in self.functions:
+            if (f.dtype, f.kind, f.function) == (dtype, kind, name) and (
+                label is None or f.labels["positive"] == label
+            ):
+                return f
+        raise KeyError(f"no {kind} scan of {name!r} for dtype {dtype!r}")
+
     def to_dict(self) -> dict:
-        return {
+        out = {
             "schema": SCHEMA,
             "implementation": self.implementation,
             "dtypes": list(self.dtypes),
@@ -53,6 +67,9 @@ class ScanResult:
             "hidden": [h.to_dict() for h in self.hidden],
             "sweeps": [s.to_dict() for s in self.sweeps],
         }
+        if self.functions:
+            out["functions"] = [f.to_dict() for f in self.functions]
+        return out
 
     def __str__(self) -> str:
         return format_scan_table([self])
@@ -71,6 +88,7 @@ def format_scan_table(results: Sequence[ScanResult]) -> str:
         [row for r in results for row in r.rows],
         [h for r in results for h in r.hidden],
         {d: why for r in results for d, why in r.skipped_dtypes.items()},
+        [f for r in results for f in r.functions],
     )
 
 

@@ -1,4 +1,5 @@
-"""The scan: its arguments checked, then every dtype, label and hidden activation probed."""
+"""The scan: its arguments checked, then every dtype, label, hidden activation and named
+activation or loss probed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from gradverify.engine.harness import DEFAULT_TIMEOUT
 from gradverify.engine.implementations import Capabilities, capabilities_of, implementation_name
 from gradverify.engine.isolation import isolate_option
 from gradverify.exploration.scan.criteria import HIDDEN_ACTIVATIONS, SIDES
+from gradverify.exploration.scan.designs import Design
 from gradverify.exploration.scan.exact_forms import ExactEvaluator
+from gradverify.exploration.scan.function_scans import plan_functions, scan_function
 from gradverify.exploration.scan.probes import (
     Caller,
     HiddenProbe,
@@ -21,7 +24,12 @@ from gradverify.exploration.scan.probes import (
     OutputProbe,
     probe_layout,
 )
-from gradverify.exploration.scan.records import HiddenUnderflow, ScanRow, SweepSeries
+from gradverify.exploration.scan.records import (
+    FunctionScan,
+    HiddenUnderflow,
+    ScanRow,
+    SweepSeries,
+)
 from gradverify.exploration.scan.result import ScanResult
 from gradverify.exploration.scan.sides import Plan, scan_hidden, scan_side, sweep
 from gradverify.model.dtypes import (
@@ -36,11 +44,12 @@ from gradverify.model.lattice import float_format
 __all__ = ["scan"]
 
 
-def _checked_capabilities(impl: Callable) -> Capabilities:
+def _checked_capabilities(impl: Callable, default_scan: bool) -> Capabilities:
+    """The declaration; the default scan (no functions named) needs sigmoid and bce."""
     if not callable(impl):
         raise ValueError(f"scan needs a callable backprop implementation; got {impl!r}")
     caps = capabilities_of(impl)
-    if "bce" not in caps.losses or "sigmoid" not in caps.activations:
+    if default_scan and ("bce" not in caps.losses or "sigmoid" not in caps.activations):
         raise ValueError(
             f"the scanner varies a sigmoid output with loss 'bce', but the implementation "
             f"declares losses ({', '.join(caps.losses)}) and activations "
@@ -140,6 +149,7 @@ class _Found:
     rows: list[ScanRow]
     sweeps: list[SweepSeries]
     hidden: list[HiddenUnderflow]
+    functions: list[FunctionScan]
 
 
 @dataclass
@@ -153,12 +163,13 @@ class _Scanner:
     output_layout: Layout | None
     hidden_layout: Layout | None
     settings: dict[str, Any]  # as recorded in ScanResult.settings
+    functions: tuple[tuple[Design, Layout], ...] = ()
     exact: ExactEvaluator = field(default_factory=ExactEvaluator)
 
     def run(self, dtypes: tuple[str, ...], progress: ProgressCallback | bool | None) -> _Found:
         """Every dtype, in order; ``progress`` hears of each label's and activation's step."""
-        found = _Found([], [], [])
-        total = len(dtypes) * (len(self.labels) + len(self.hidden))
+        found = _Found([], [], [], [])
+        total = len(dtypes) * (len(self.labels) + len(self.hidden) + len(self.functions))
         shown = progress if callable(progress) else bool(progress)
         with Progress(total, title="gradverify scan", progress=shown, lines=True) as steps:
             for dt in dtypes:
@@ -167,6 +178,7 @@ class _Scanner:
                 plan = Plan(fmt, settings["check_points"], settings["neighbourhood"], exhaustive)
                 self.output_layer(plan, steps, found)
                 self.hidden_layer(plan, steps, found)
+                self.function_scans(plan, steps, found)
         return found
 
     def output_layer(self, plan: Plan, steps: Progress, found: _Found) -> None:
@@ -183,7 +195,8 @@ class _Scanner:
             )
             found.rows.append(row)
             if self.settings["sweep_points"]:
-                found.sweeps.extend(sweep(probe, row, self.settings["sweep_points"], self.name))
+                points = self.settings["sweep_points"]
+                found.sweeps.extend(sweep(probe, row.sides, points, self.name))
             steps.advance(announce=False)
 
     def hidden_layer(self, plan: Plan, steps: Progress, found: _Found) -> None:
@@ -196,6 +209,26 @@ class _Scanner:
             steps.step(f"{self.name} {fmt.name}: hidden {act} underflow")
             probe = HiddenProbe(self.calls, fmt, act, self.exact, self.hidden_layout)
             found.hidden.extend(scan_hidden(probe, hidden_plan, side, self.name) for side in SIDES)
+            steps.advance(announce=False)
+
+    def function_scans(self, plan: Plan, steps: Progress, found: _Found) -> None:
+        fmt = plan.fmt
+        for design, layout in self.functions:
+            what = f"{design.kind} {design.function}"
+            if design.kind == "loss":
+                what += f" y={design.label_positive:g}"
+            steps.step(f"{self.name} {fmt.name}: {what}")
+            found.functions.append(
+                scan_function(
+                    self.calls,
+                    plan,
+                    design,
+                    layout,
+                    self.exact,
+                    name=self.name,
+                    sweep_points=self.settings["sweep_points"],
+                )
+            )
             steps.advance(announce=False)
 
 
@@ -214,11 +247,14 @@ def scan(
     exhaustive: bool = False,
     hidden_activations: Iterable[str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    activations: Iterable[str] | None = None,
+    losses: Iterable[str] | None = None,
 ) -> ScanResult:
     """Find where floating point breaks ``impl``'s BCE gradient, per dtype (see the package doc).
 
     Args:
-        impl: a backprop following the protocol; it must support a sigmoid output with bce.
+        impl: a backprop following the protocol; for the default scan it must support a
+            sigmoid output with bce.
         dtypes: dtype names; default: the declared dtypes that are available here. An
             explicit list is scanned even where the implementation did not declare it.
         labels: the labels y of the output-layer scan (each rounded to the dtype).
@@ -234,6 +270,12 @@ def scan(
         hidden_activations: hidden activations for the underflow scan (default: sigmoid
             and tanh, where declared); () skips it.
         timeout: seconds allowed per call of ``impl`` (None: no limit).
+        activations: activations whose hidden-layer derivative to scan (any name
+            :func:`gradverify.model.functions.activation` knows); see
+            :mod:`.designs`. None: none.
+        losses: losses whose output delta to scan: ``bce`` is the classic output scan
+            (``labels``), any other a function scan. None: ``bce`` alone, as by default;
+            when only ``activations`` are named, ``bce`` where declared.
         isolate: call ``impl`` in a supervised worker process (see
             :mod:`gradverify.engine.isolation`); a call that crashes it counts as failed.
 
@@ -241,16 +283,21 @@ def scan(
         A :class:`ScanResult`.
 
     Raises:
-        ValueError: bad arguments, or an implementation without sigmoid + bce support.
+        ValueError: bad arguments, an unknown function name, or (for the default scan)
+            an implementation without sigmoid + bce support.
         ScanAborted: the implementation exceeded ``timeout`` (or, isolated, crashed its
             worker process) on 3 calls.
     """
-    caps = _checked_capabilities(impl)
+    caps = _checked_capabilities(impl, activations is None and losses is None)
     _check_settings(sweep_points, check_points, neighbourhood, timeout)
     dtype_names = _resolve_dtypes(impl, dtypes)
     label_values = _resolve_labels(labels)
+    functions = plan_functions(caps, activations, losses, label_values)
+    row_labels = label_values if functions.bce else ()
     hidden_layout = probe_layout(caps, 2)
     hidden = _resolve_hidden(hidden_activations, caps, hidden_layout)
+    if not (row_labels or hidden or functions.designs):
+        raise ValueError("nothing to scan: name at least one activation or loss")
     display = name or implementation_name(impl)
     settings = {
         "check_points": check_points,
@@ -262,22 +309,24 @@ def scan(
     scanner = _Scanner(
         display,
         Caller(impl, timeout, display),
-        label_values,
+        row_labels,
         hidden,
         probe_layout(caps, 1),
         hidden_layout,
         settings,
+        functions.designs,
     )
     start = time.perf_counter()
     found = scanner.run(dtype_names, progress)
     return ScanResult(
         display,
         dtype_names,
-        label_values,
+        row_labels,
         found.rows,
         found.sweeps,
         found.hidden,
         time.perf_counter() - start,
         settings,
         skipped_dtypes=_skipped_dtypes(impl, dtypes),
+        functions=found.functions,
     )

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradverify.exploration.scan.criteria import CRITERIA
+from gradverify.exploration.scan.function_probe import FunctionProbe
 from gradverify.exploration.scan.locate import DENSE_WINDOW, Located, locate, spread
 from gradverify.exploration.scan.observations import Observation, error_bits
 from gradverify.exploration.scan.probes import HiddenProbe, OutputProbe
 from gradverify.exploration.scan.records import (
     HiddenUnderflow,
-    ScanRow,
     SideScan,
     SweepSeries,
     Threshold,
@@ -129,8 +129,9 @@ def _threshold(
     )
 
 
-def scan_side(probe: OutputProbe, plan: Plan, side: str) -> SideScan:
-    """Every output-layer criterion's threshold on one side, for one dtype and label."""
+def scan_side(probe: OutputProbe | FunctionProbe, plan: Plan, side: str) -> SideScan:
+    """Every output-layer criterion's threshold on one side, for one dtype and label (or, for
+    a function scan, one function and label)."""
     negative = side == "negative"
     fmt = plan.fmt
 
@@ -148,7 +149,7 @@ def scan_side(probe: OutputProbe, plan: Plan, side: str) -> SideScan:
         )
         thresholds[criterion] = _threshold(criterion, fmt, side, located, observe)
     seen = [o for (neg, _), o in probe.cache.items() if neg == negative]
-    returned = [o for o in seen if o.status != "error"]
+    returned = [o for o in seen if o.status not in ("error", "unjudged")]
     return SideScan(
         side=side,
         thresholds=thresholds,
@@ -156,7 +157,7 @@ def scan_side(probe: OutputProbe, plan: Plan, side: str) -> SideScan:
         verification=plan.verification,
         max_relative_error=max((o.relative_error for o in returned), default=math.nan),
         max_error_bits=max(error_bits(returned, fmt), default=math.nan),
-        raises_anywhere=len(returned) < len(seen),
+        raises_anywhere=any(o.status == "error" for o in seen),
     )
 
 
@@ -209,23 +210,29 @@ def _sweep_indices(side: SideScan, magnitudes: np.ndarray, fmt: FloatFormat) -> 
     return sorted(indices)
 
 
-def sweep(probe: OutputProbe, row: ScanRow, sweep_points: int, name: str) -> list[SweepSeries]:
-    """Log-spaced |h| from 1/16 past the thresholds, plus the floats next to each threshold."""
+def sweep(
+    probe: OutputProbe | FunctionProbe,
+    sides: tuple[SideScan, ...],
+    sweep_points: int,
+    name: str,
+) -> list[SweepSeries]:
+    """Log-spaced |h| from 1/16 past the thresholds, plus the floats next to each threshold
+    (``sides``: the thresholds found on each side, e.g. ``ScanRow.sides``)."""
     fmt = probe.fmt
-    found = [t.value for s in row.sides for t in s.thresholds.values() if t.found]
+    found = [t.value for s in sides for t in s.thresholds.values() if t.found]
     saturation = -math.log(fmt.min_subnormal)  # exp(-h) has underflowed entirely beyond
     top = max([1.1 * saturation, *(1.25 * abs(v) for v in found)])
     top = min(top, fmt.max_finite)
     magnitudes = np.geomspace(1 / 16, top, max(2, sweep_points // 2))
     series = []
-    for side in row.sides:
+    for side in sides:
         negative = side.side == "negative"
         points = [probe.observe(negative, i) for i in _sweep_indices(side, magnitudes, fmt)]
         series.append(
             SweepSeries(
                 implementation=name,
                 dtype=fmt.name,
-                label=probe.label,
+                label=probe.label_for(side.side),
                 side=side.side,
                 h=tuple(o.h for o in points),
                 gradient=tuple(math.nan if o.gradient is None else o.gradient for o in points),

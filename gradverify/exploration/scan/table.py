@@ -6,7 +6,13 @@ from collections.abc import Mapping, Sequence
 
 from gradverify.common.formatting import format_bits, format_label, format_side, threshold_cell
 from gradverify.exploration.scan.criteria import CRITERIA
-from gradverify.exploration.scan.records import HiddenUnderflow, ScanRow, SideScan, Threshold
+from gradverify.exploration.scan.records import (
+    FunctionScan,
+    HiddenUnderflow,
+    ScanRow,
+    SideScan,
+    Threshold,
+)
 from gradverify.model.dtypes import skipped_dtype_notes
 
 __all__ = ["scan_table"]
@@ -71,7 +77,7 @@ def _output_lines(rows: Sequence[ScanRow], criteria: Sequence[str]) -> list[list
     return lines
 
 
-def _output_notes(rows: Sequence[ScanRow], criteria: Sequence[str]) -> list[str]:
+def _output_notes(rows: Sequence[ScanRow | FunctionScan], criteria: Sequence[str]) -> list[str]:
     thresholds = [s.thresholds[c] for row in rows for s in row.sides for c in criteria]
     notes = [
         "err = relative error against the exact gradient (a correctly rounded result "
@@ -114,20 +120,77 @@ def _hidden_line(h: HiddenUnderflow) -> list[str]:
     ]
 
 
+_FUNCTION_TITLES = {
+    "activation": (
+        "Hidden-layer derivative (1 -> 1 -> 1, hidden pre-activation h = b1 exactly; probe "
+        "output and labels in the probe column): first float h where dJ/dW1 goes bad"
+    ),
+    "loss": (
+        "Output delta (1 -> 1, 2 outputs for softmax_ce, logit h = b exactly): first float "
+        "h where dJ/db goes bad"
+    ),
+}
+
+
+def _function_lines(scans: Sequence[FunctionScan], criteria: Sequence[str]) -> list[list[str]]:
+    """One line per function scan and side: the first side's line names the scan."""
+    lines = []
+    for f in scans:
+        probe = f"{f.probe_output}+{f.probe_loss}"
+        for k, side in enumerate(f.sides):
+            y = format_label(f.labels[side.side])
+            lead = [f.implementation, f.dtype, f.function, probe] if k == 0 else [""] * 4
+            cells = [_cell(side.thresholds[c], side) for c in criteria]
+            side_text = format_side(side.side, compact=True)
+            lines.append([*lead, y, side_text, *cells, format_bits(side.max_error_bits)])
+    return lines
+
+
+def _function_sections(scans: Sequence[FunctionScan], criteria: Sequence[str]) -> list[str]:
+    out = []
+    for kind, title in _FUNCTION_TITLES.items():
+        chosen = [f for f in scans if f.kind == kind]
+        if not chosen:
+            continue
+        header = [
+            "implementation",
+            "dtype",
+            kind,
+            "probe",
+            "y",
+            "side",
+            *(_HEADINGS[c] for c in criteria),
+            "max bits",
+        ]
+        out += ["", title, *_table(header, _function_lines(chosen, criteria))]
+    return out
+
+
 def scan_table(
-    rows: Sequence[ScanRow], hidden: Sequence[HiddenUnderflow], skipped: Mapping[str, str]
+    rows: Sequence[ScanRow],
+    hidden: Sequence[HiddenUnderflow],
+    skipped: Mapping[str, str],
+    functions: Sequence[FunctionScan] = (),
 ) -> str:
-    """The table of output-layer ``rows`` and ``hidden`` underflow, with notes on
-    ``skipped`` dtypes (``{dtype: why}``); see :func:`.result.format_scan_table`."""
+    """The table of output-layer ``rows``, ``hidden`` underflow and the scans of named
+    ``functions``, with notes on ``skipped`` dtypes (``{dtype: why}``); see
+    :func:`.result.format_scan_table`."""
     criteria = [c for c in CRITERIA if c != "raises"]
-    if any(s.raises_anywhere for row in rows for s in row.sides):
+    scanned = [*rows, *functions]
+    if any(s.raises_anywhere for row in scanned for s in row.sides):
         criteria.append("raises")
     header = ["implementation", "dtype", "y", "side", *(_HEADINGS[c] for c in criteria), "max bits"]
-    lines = _output_lines(rows, criteria)
-    out = [_OUTPUT_TITLE, *_table(header, lines)]
-    notes = _output_notes(rows, criteria)
+    out = [_OUTPUT_TITLE, *_table(header, _output_lines(rows, criteria))] if rows else []
+    notes = _output_notes(scanned, criteria)
     if hidden:
         out += ["", _HIDDEN_TITLE, *_table(_HIDDEN_HEADER, [_hidden_line(h) for h in hidden])]
         notes.append("early = the returned gradient underflows before the dtype forces it to.")
+    if functions:
+        out += _function_sections(functions, criteria)
+        notes.append(
+            "Function scans: an exact gradient of exactly 0 (relu, h < 0) fails only where "
+            "a nonzero or inf/NaN value is returned; at a kink (relu at 0) only inf/NaN "
+            "and failed calls count."
+        )
     notes.extend(f"{note}." for note in skipped_dtype_notes(dict(skipped)))
-    return "\n".join([*out, "", *notes])
+    return "\n".join([*(out[1:] if out and not out[0] else out), "", *notes])

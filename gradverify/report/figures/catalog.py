@@ -9,7 +9,7 @@ from gradverify.report.figures.layers import layer_error_figure
 from gradverify.report.figures.samples import search_samples_figure
 from gradverify.report.figures.saturation import error_vs_saturation_figure
 from gradverify.report.figures.underflow import vanishing_gradient_figure
-from gradverify.report.scan_data import PLOTTED_CRITERIA
+from gradverify.report.scan_data import PLOTTED_CRITERIA, function_marks, function_sweeps
 
 __all__ = ["FIGURES", "figure_drawers"]
 
@@ -25,6 +25,25 @@ FIGURES = {
         "gradient is tiny (about e^-|h|), and every form that computes sigmoid(h) - y "
         "first, the stable baseline included, keeps only its absolute accuracy there: "
         "harmless for training, and not held against a verdict.",
+    ),
+    "hidden_derivative_error": (
+        "Error against saturation: hidden-layer derivatives",
+        "Bits of error of dJ/dW1 of a 1 -> 1 -> 1 network whose hidden pre-activation is h "
+        "exactly, for each activation scanned (gradverify scan --activations), as the scan "
+        "sweeps h over each dtype's lattice: one row per dtype, one column per activation, "
+        "one line per implementation. The output layer and label of the probe keep the "
+        "factor dJ/dh_2 well away from 0 and infinity, so the error is the derivative's. "
+        "inf/NaN is drawn at the dtype's full width and its range shaded; vertical lines "
+        "mark the first float with inf/NaN (dashed) or 100% error (dotted). Drawn only when "
+        "activations were scanned.",
+    ),
+    "loss_delta_error": (
+        "Error against saturation: output deltas",
+        "Bits of error of dJ/db of a one-layer network whose output logit is h exactly, for "
+        "each loss scanned besides bce (gradverify scan --losses), with the output "
+        "activation the loss requires: one row per dtype, one column per loss and label, "
+        "one line per implementation, thresholds marked as above. Drawn only when such "
+        "losses were scanned.",
     ),
     "layer_errors": (
         "Error per layer, from the output backward",
@@ -69,6 +88,7 @@ def figure_drawers(
             if t.get("plot")
         ]
         out.append(("error_vs_saturation", lambda: error_vs_saturation_figure(sweeps, marks)))
+    out += _function_figures((doc_parts.get("results") or {}).get("scans") or [])
     if doc_parts.get("layers") and doc_parts["layers"].get("panels"):
         out.append(("layer_errors", lambda: layer_error_figure(doc_parts["layers"])))
     if doc_parts.get("hidden_underflow") and doc_parts["hidden_underflow"].get("series"):
@@ -91,4 +111,33 @@ def figure_drawers(
             for s in with_samples
         ]
         out.append(("search_samples", lambda: search_samples_figure(data)))
+    return out
+
+
+_FUNCTION_FIGURES = {
+    "activation": (
+        "hidden_derivative_error",
+        "Gradient error against hidden saturation",
+        "dJ/dW1",
+        "hidden pre-activation h",
+    ),
+    "loss": ("loss_delta_error", "Output-delta error against saturation", "dJ/db", "logit h"),
+}
+
+
+def _function_figures(scans: Sequence[Mapping[str, Any]]) -> list[tuple[str, Callable[[], Any]]]:
+    """The figures of the scans of named activations and losses, where there are any."""
+    out: list[tuple[str, Callable[[], Any]]] = []
+    for kind, (fig_id, title, quantity, xlabel) in _FUNCTION_FIGURES.items():
+        series = [s for scan in scans for s in function_sweeps(scan, kind)]
+        if not series:
+            continue
+        marks = [m for scan in scans for m in function_marks(scan, kind)]
+
+        def draw(series=series, marks=marks, title=title, quantity=quantity, xlabel=xlabel):
+            return error_vs_saturation_figure(
+                series, marks, title=title, quantity=quantity, xlabel=xlabel
+            )
+
+        out.append((fig_id, draw))
     return out

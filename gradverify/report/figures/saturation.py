@@ -1,4 +1,9 @@
-"""Figure 1: bits of error of dJ/dh_L against the output logit, thresholds marked."""
+"""Figure 1: bits of error of dJ/dh_L against the output logit, thresholds marked.
+
+The same figure draws the scans of named activations and losses: their series carry a
+``column`` (the panel: ``"softplus"``, ``"mse y=0"``) instead of a label, and the axis names
+the probed quantity (``quantity``, ``xlabel``).
+"""
 
 from __future__ import annotations
 
@@ -30,13 +35,19 @@ MARK_STYLES = {"inf/NaN": (0, (4, 2)), "100% error": (0, (1, 2))}
 """The line style of each kind of threshold mark."""
 
 
+def _panel_key(item: Mapping[str, Any]) -> str:
+    """The panel column of a series or mark: its ``column``, else its label (``"y=1"``)."""
+    column = item.get("column")
+    return str(column) if column is not None else label_text(item.get("label"))
+
+
 def _marks(
-    thresholds: Sequence[Mapping[str, Any]], dtype: str, label: Any, signed: bool
+    thresholds: Sequence[Mapping[str, Any]], dtype: str, key: str, signed: bool
 ) -> list[tuple[float, str, str]]:
     """(x, implementation, kind) of the thresholds in one panel, without exact repeats."""
     out: dict[tuple[float, str], str] = {}
     for t in thresholds:
-        if t["dtype"] != dtype or label_text(t.get("label")) != label_text(label):
+        if t["dtype"] != dtype or _panel_key(t) != key:
             continue
         x = number(t.get("value") if signed else t.get("saturation"))
         if math.isfinite(x):
@@ -49,6 +60,8 @@ def error_vs_saturation_figure(
     thresholds: Sequence[Mapping[str, Any]] = (),
     *,
     title: str = "Gradient error against output saturation",
+    quantity: str = "dJ/dh_L",
+    xlabel: str = "output logit h_L",
 ) -> Figure:
     """Bits of error of dJ/dh_L against the output logit: a row per dtype, a column per label.
 
@@ -62,30 +75,33 @@ def error_vs_saturation_figure(
             (``"inf/NaN"`` or ``"100% error"``: the line style) and ``value`` (signed h)
             or ``saturation``; drawn as vertical lines with the value of h on top.
         title: the figure's title.
+        quantity, xlabel: the gradient plotted and the variable swept, in the subtitle and
+            on the x axis (for the scans of named activations, ``"dJ/dW1"`` and
+            ``"hidden pre-activation h"``).
+
+    A series (and a threshold) may carry ``column`` instead of ``label``: the panel
+    column it belongs to (one per scanned activation, or loss and label).
 
     One line per implementation (colour) in every panel. Points where the gradient is
     inf/NaN are drawn at the dtype's full width and their range of h is shaded.
     """
     with style():
         dtypes = ordered_dtypes([s["dtype"] for s in series]) or ["float64"]
-        labels = list(dict.fromkeys(s.get("label") for s in series)) or [None]
+        keys = list(dict.fromkeys(_panel_key(s) for s in series)) or [""]
         signed = bool(series) and all("h" in s for s in series)
         fig = new_figure(11.5, 0.9 + 2.75 * len(dtypes))
         colors = implementation_colors([s["implementation"] for s in series])
-        axes = fig.subplots(len(dtypes), len(labels), squeeze=False)
+        axes = fig.subplots(len(dtypes), len(keys), squeeze=False)
         for r, dtype in enumerate(dtypes):
-            for c, label in enumerate(labels):
-                panel = [
-                    s
-                    for s in series
-                    if s["dtype"] == dtype and label_text(s.get("label")) == label_text(label)
-                ]
-                if _panel(axes[r][c], panel, dtype, label, signed, colors):
-                    _draw_marks(axes[r][c], _marks(thresholds, dtype, label, signed), colors)
-                    _finish_axes(axes[r][c], dtype, signed, r == len(dtypes) - 1, c == 0)
+            for c, key in enumerate(keys):
+                panel = [s for s in series if s["dtype"] == dtype and _panel_key(s) == key]
+                if _panel(axes[r][c], panel, dtype, key, signed, colors):
+                    _draw_marks(axes[r][c], _marks(thresholds, dtype, key, signed), colors)
+                    edges = (r == len(dtypes) - 1, c == 0)
+                    _finish_axes(axes[r][c], dtype, signed, edges, xlabel)
         _legend(fig, colors)
         fig.suptitle(
-            title + " (bits of error in dJ/dh_L against the exact gradient; "
+            title + f" (bits of error in {quantity} against the exact gradient; "
             "inf/NaN drawn at the dtype's width)",
             fontsize=10,
         )
@@ -96,13 +112,14 @@ def _panel(
     ax: Axes,
     panel: Sequence[Mapping[str, Any]],
     dtype: str,
-    label: Any,
+    key: str,
     signed: bool,
     colors: Mapping[str, str],
 ) -> bool:
-    """The title and the lines of one dtype x label panel; False if it has no data."""
-    lab = label_text(label)
-    ax.set_title(f"{dtype}" + (f", label {lab}" if lab else ""))
+    """The title and the lines of one dtype x label (or column) panel; False if no data."""
+    lab = key  # "y=1" (a label), "softplus" (a column) or "" (neither)
+    named = f"label {lab}" if lab.startswith("y=") else lab
+    ax.set_title(f"{dtype}" + (f", {named}" if lab else ""))
     if not panel:
         empty(ax, f"no sweep data for {dtype} {lab}")
         return False
@@ -164,8 +181,10 @@ def _draw_marks(
         )
 
 
-def _finish_axes(ax: Axes, dtype: str, signed: bool, bottom: bool, left: bool) -> None:
-    """The dtype's width as a dotted line, the axis scales and (at the edges) the labels."""
+def _finish_axes(ax: Axes, dtype: str, signed: bool, edges: tuple[bool, bool], xlabel: str) -> None:
+    """The dtype's width as a dotted line, the axis scales and (at the ``edges``: bottom,
+    left) the labels."""
+    bottom, left = edges
     width = DTYPE_BITS.get(dtype, 64)
     ax.axhline(width, color="0.5", linewidth=0.8, linestyle=":")
     ax.set_ylim(-0.5, width * 1.05)
@@ -173,10 +192,16 @@ def _finish_axes(ax: Axes, dtype: str, signed: bool, bottom: bool, left: bool) -
         ax.set_xscale("symlog", linthresh=1.0)
     if bottom:
         ax.set_xlabel(
-            "output logit h_L (symlog: linear for |h| < 1)" if signed else "output logit |h_L|"
+            f"{xlabel} (symlog: linear for |h| < 1)" if signed else f"{_absolute(xlabel)}"
         )
     if left:
         ax.set_ylabel("bits of error")
+
+
+def _absolute(xlabel: str) -> str:
+    """``"output logit |h_L|"`` for ``"output logit h_L"``: the last word in bars."""
+    head, _, var = xlabel.rpartition(" ")
+    return f"{head} |{var}|".strip()
 
 
 def _legend(fig: Figure, colors: Mapping[str, str]) -> None:
