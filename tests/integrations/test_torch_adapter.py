@@ -198,7 +198,7 @@ def test_a_factory_with_the_wrong_layers_is_an_error():
 
 def test_unknown_loss_modules_need_a_declaration():
     with pytest.raises(ValueError, match="pass losses="):
-        from_module(nn.L1Loss())
+        from_module(nn.SoftMarginLoss())
 
 
 def test_mlp_factory_leaves_out_the_last_activation_for_logits():

@@ -12,21 +12,47 @@ it calls ``jax.config.update("jax_enable_x64", True)``; this is process-wide and
 A gradient that still comes back in another dtype than it was given is reported by the
 harness as an error, never cast silently.
 
+Activations. ``loss_fn`` computes the network itself; when it takes the ``activations``
+keyword it gets gradverify's names, and :func:`activation_function` turns one into the
+``jax.nn`` function computing it:
+
+================================================  =========================
+gradverify name                                   jax function
+================================================  =========================
+sigmoid, tanh, relu, softplus, identity           ``jax.nn.sigmoid``, ``jnp.tanh``,
+                                                  ``jax.nn.relu``, ``jax.nn.softplus``, ``h``
+gelu (the erf form)                               ``jax.nn.gelu(h, approximate=False)``
+gelu_tanh                                         ``jax.nn.gelu(h, approximate=True)``
+                                                  (jax's default is the tanh form)
+silu                                              ``jax.nn.silu`` (= ``jax.nn.swish``)
+leaky_relu(a) (bare: 0.01)                        ``jax.nn.leaky_relu(h, negative_slope=a)``
+elu(a) (bare: 1.0)                                ``jax.nn.elu(h, alpha=a)``
+================================================  =========================
+
+Losses are written by the user in ``loss_fn`` and named in ``losses=`` (``l1``,
+``huber(2.0)``, ``softmax_ce(0.1)``, ...), spelled as gradverify spells them.
+
 jax is imported only inside these functions.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from gradverify.edges.adapters._common import check_declared, dtype_names, takes_spec_keywords
+from gradverify.edges.adapters._common import (
+    check_declared,
+    dtype_names,
+    split_name,
+    takes_spec_keywords,
+)
 from gradverify.engine.implementations import supports
 from gradverify.model.dtypes import dtype_name
 
-__all__ = ["DEFAULT_DTYPES", "enable_float64", "from_function"]
+__all__ = ["DEFAULT_DTYPES", "activation_function", "enable_float64", "from_function"]
 
 DEFAULT_DTYPES: tuple[str, ...] = ("float16", "float32", "float64")
 
@@ -37,6 +63,46 @@ def enable_float64() -> None:
 
     if not jax.config.read("jax_enable_x64"):
         jax.config.update("jax_enable_x64", True)
+
+
+def _identity(h: Any) -> Any:
+    return h
+
+
+def _jax_activations() -> dict[str, Callable[[float | None], Callable[[Any], Any]]]:
+    """gradverify activation -> (its parameter -> the jax function)."""
+    import jax
+    import jax.numpy as jnp
+
+    return {
+        "sigmoid": lambda _: jax.nn.sigmoid,
+        "tanh": lambda _: jnp.tanh,
+        "relu": lambda _: jax.nn.relu,
+        "softplus": lambda _: jax.nn.softplus,
+        "identity": lambda _: _identity,
+        "gelu": lambda _: functools.partial(jax.nn.gelu, approximate=False),
+        "gelu_tanh": lambda _: functools.partial(jax.nn.gelu, approximate=True),
+        "silu": lambda _: jax.nn.silu,
+        "leaky_relu": lambda a: functools.partial(jax.nn.leaky_relu, negative_slope=a),
+        "elu": lambda a: functools.partial(jax.nn.elu, alpha=a),
+    }
+
+
+def activation_function(name: str) -> Callable[[Any], Any]:
+    """The ``jax.nn`` function computing the gradverify activation ``name``, elementwise.
+
+    ``"gelu"`` is ``jax.nn.gelu`` with ``approximate=False`` (jax's default is the tanh
+    form, ``"gelu_tanh"``); ``"leaky_relu(0.2)"`` is ``jax.nn.leaky_relu`` with
+    ``negative_slope=0.2``; ``"elu(0.5)"`` is ``jax.nn.elu`` with ``alpha=0.5``.
+
+    Raises:
+        ValueError: one line, when gradverify has no jax function for ``name``.
+    """
+    base, value = split_name("activation", name)
+    table = _jax_activations()
+    if base not in table:
+        raise ValueError(f"no jax function for activation {name!r}; known: {', '.join(table)}")
+    return table[base](value)
 
 
 def _to_jax(a: np.ndarray) -> Any:
@@ -90,7 +156,8 @@ def from_function(
             it accepts keywords ``activations`` and ``loss`` (or ``**kwargs``) it is given
             the network's names.
         losses: the gradverify loss names it computes (required).
-        activations: the activations it handles (default: all).
+        activations: the activations it handles (default: an undeclared
+            implementation's; gelu, silu, leaky_relu(a), ... when named).
         dtypes: dtype names to be checked in (default float16, float32, float64).
         layout: "columns" (samples as columns, as the protocol) or "rows".
         reduction: "mean" if it returns the mean over all elements of y, "sum" for their sum.

@@ -9,7 +9,12 @@ Two forms, both returning a protocol backprop (see :mod:`gradverify.engine.imple
   evaluates ``loss(module(x.T), y.T)`` (``nn.Linear`` takes samples as rows) and reads
   ``weight.grad`` and ``bias.grad``. Without a factory it builds ``Linear`` + activation
   layers with :func:`mlp_factory`, leaving out the last activation when the loss takes
-  logits (``BCEWithLogitsLoss``, ``CrossEntropyLoss``).
+  logits (``BCEWithLogitsLoss``, ``CrossEntropyLoss``). Names and modules correspond as
+  :mod:`gradverify.edges.adapters.torch_names` lists (``leaky_relu(0.2)`` is
+  ``nn.LeakyReLU(0.2)``, ``nn.HuberLoss(delta=2.0)`` is ``huber(2.0)``).
+  ``CrossEntropyLoss`` gets ``y.T`` as probabilities (soft labels), or, with
+  ``targets="indices"``, the class index of every one-hot column (declared
+  ``labels="hard"``, so only hard labels are generated).
 * :func:`from_function`: ``loss_fn(weights, biases, x, y) -> scalar tensor`` with the
   protocol's shapes (or rows, ``layout="rows"``); gradients by ``torch.autograd.grad``.
 
@@ -32,29 +37,29 @@ from typing import Any
 import numpy as np
 
 from gradverify.edges.adapters._common import check_declared, dtype_names, takes_spec_keywords
+from gradverify.edges.adapters.torch_names import (
+    TARGETS,
+    activation_module,
+    activation_name,
+    check_targets,
+    describe_loss,
+    loss_name,
+)
 from gradverify.engine.implementations import supports
 from gradverify.model.dtypes import dtype_name
 
-__all__ = ["DEFAULT_DTYPES", "from_function", "from_module", "mlp_factory"]
+__all__ = [
+    "DEFAULT_DTYPES",
+    "TARGETS",
+    "activation_module",
+    "activation_name",
+    "from_function",
+    "from_module",
+    "loss_name",
+    "mlp_factory",
+]
 
 DEFAULT_DTYPES: tuple[str, ...] = ("float16", "float32", "float64")
-
-_TORCH_ACTIVATIONS = {
-    "sigmoid": "Sigmoid",
-    "tanh": "Tanh",
-    "relu": "ReLU",
-    "softplus": "Softplus",
-    "identity": "Identity",
-}
-
-# torch loss class name -> (gradverify loss, takes logits, mean over the batch only)
-_KNOWN_LOSSES = {
-    "BCELoss": ("bce", False, False),
-    "BCEWithLogitsLoss": ("bce", True, False),
-    "MSELoss": ("mse", False, False),
-    "CrossEntropyLoss": ("softmax_ce", True, True),
-}
-
 
 # ---------------------------------------------------------------------------
 # numpy <-> torch, exactly
@@ -116,30 +121,22 @@ def mlp_factory(*, final_activation: bool = True) -> Callable[[Sequence[int], Se
         for i, name in enumerate(activations):
             layers.append(nn.Linear(widths[i], widths[i + 1]))
             if i < len(activations) - 1 or final_activation:
-                try:
-                    layers.append(getattr(nn, _TORCH_ACTIVATIONS[name])())
-                except KeyError:
-                    raise ValueError(f"no torch module for activation {name!r}") from None
+                layers.append(activation_module(name))
         return nn.Sequential(*layers)
 
     build.__qualname__ = f"mlp_factory(final_activation={final_activation})"
     return build
 
 
-def _describe_loss(
-    loss_module: Any, losses: Iterable[str] | None
-) -> tuple[tuple[str, ...], bool, bool]:
-    """(gradverify losses, takes logits, mean over batch only) for a torch loss module."""
-    known = _KNOWN_LOSSES.get(type(loss_module).__name__)
-    if known is not None:
-        name, logits, batch_mean = known
-        return (tuple(losses) if losses else (name,)), logits, batch_mean
-    if not losses:
+def _class_indices(y: np.ndarray) -> Any:
+    """The class index of every one-hot column of ``y`` as a torch ``int64`` vector."""
+    import torch
+
+    if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=0) == 1)):
         raise ValueError(
-            f"gradverify does not know which loss {type(loss_module).__name__} computes; pass "
-            f"losses=('bce',) (or 'mse', 'softmax_ce') and a factory"
+            "class-index targets need one-hot label columns (labels='hard'); got soft labels"
         )
-    return tuple(losses), False, False
+    return torch.from_numpy(np.argmax(y, axis=0).astype(np.int64))
 
 
 def _loss_scale(loss_module: Any, y_shape: tuple[int, int], batch_mean: bool) -> float | None:
@@ -174,6 +171,15 @@ def _linear_layers(module: Any, depth: int, widths: Sequence[int]) -> list[Any]:
     return linears
 
 
+def _scaled_loss(loss_module: Any, out: Any, target: Any, y: np.ndarray, batch_mean: bool) -> Any:
+    """The module's loss of ``out`` against ``target``, as the mean over all elements of ``y``."""
+    value = loss_module(out, target)
+    if getattr(loss_module, "reduction", "mean") == "none":
+        value = value.sum()
+    scale = _loss_scale(loss_module, y.shape, batch_mean)
+    return value if scale is None else value * scale
+
+
 def from_module(
     loss: Any,
     factory: Callable[[Sequence[int], Sequence[str]], Any] | None = None,
@@ -181,6 +187,7 @@ def from_module(
     activations: Iterable[str] | None = None,
     losses: Iterable[str] | None = None,
     dtypes: Iterable[str] = DEFAULT_DTYPES,
+    targets: str = "probabilities",
     name: str | None = None,
 ) -> Callable:
     """A protocol backprop for ``loss(factory(widths, activations)(x.T), y.T)`` by autograd.
@@ -190,21 +197,37 @@ def from_module(
         factory: ``(widths, activations) -> nn.Module``; its ``nn.Linear`` layers, in
             ``modules()`` order, get the weights and biases. Default: :func:`mlp_factory`,
             without the last activation when ``loss`` takes logits.
-        activations: the activations the module handles (default: all of gradverify's).
-        losses: the gradverify loss names it computes (default: from the loss class:
-            BCELoss/BCEWithLogitsLoss -> bce, MSELoss -> mse, CrossEntropyLoss -> softmax_ce).
+        activations: the activations the module handles (default: an undeclared
+            implementation's, sigmoid, tanh, relu, softplus, identity; the others,
+            e.g. ``("gelu", "leaky_relu(0.2)", "sigmoid")``, are checked when named).
+        losses: the gradverify loss names it computes (default: from the loss module, see
+            :func:`loss_name`: BCELoss/BCEWithLogitsLoss -> bce, MSELoss -> mse, L1Loss ->
+            l1, HuberLoss(delta=d) -> huber(d), CrossEntropyLoss(label_smoothing=e) ->
+            softmax_ce(e)).
         dtypes: dtype names to be checked in (default float16, float32, float64).
+        targets: ``"probabilities"`` (default): ``y.T`` goes to the loss as it is (soft
+            labels for ``CrossEntropyLoss``); ``"indices"``: ``CrossEntropyLoss`` gets the
+            class index of each one-hot column, and the adapter declares ``labels="hard"``.
         name: the name shown in results (default ``torch:<LossClass>``).
 
     Raises:
-        ValueError: the loss class is unknown and ``losses`` is not given.
+        ValueError: the loss class is unknown and ``losses`` is not given, or ``targets``
+            is not one of :data:`TARGETS` (``"indices"`` only with softmax_ce).
     """
-    loss_names, takes_logits, batch_mean = _describe_loss(loss, losses)
+    loss_names, takes_logits, batch_mean = describe_loss(loss, losses)
+    indices = check_targets(targets, loss_names)
     loss_module = loss  # the protocol's keyword ``loss`` (a name) shadows it below
     build = factory or mlp_factory(final_activation=not takes_logits)
     label = name or f"torch:{type(loss_module).__name__}"
+    declared = {"labels": "hard"} if indices else {}
 
-    @supports(activations=activations, losses=loss_names, dtypes=dtype_names(dtypes), name=label)
+    @supports(
+        activations=activations,
+        losses=loss_names,
+        dtypes=dtype_names(dtypes),
+        name=label,
+        **declared,
+    )
     def torch_module_backprop(weights, biases, x, y, *, activations, loss):
         import torch
 
@@ -215,20 +238,14 @@ def from_module(
         for lin, W, b in zip(linears, weights, biases, strict=True):
             lin.weight = torch.nn.Parameter(_to_tensor(W))
             lin.bias = torch.nn.Parameter(_to_tensor(b))
-        xt, yt = _to_tensor(x.T), _to_tensor(y.T)
-        out = module(xt)
-        if tuple(out.shape) != tuple(yt.shape):
+        out = module(_to_tensor(x.T))
+        if tuple(out.shape) != y.T.shape:
             raise ValueError(
                 f"the module returned shape {tuple(out.shape)} for a batch of "
-                f"{x.shape[1]}; expected {tuple(yt.shape)} (samples as rows)"
+                f"{x.shape[1]}; expected {y.T.shape} (samples as rows)"
             )
-        value = loss_module(out, yt)
-        if getattr(loss_module, "reduction", "mean") == "none":
-            value = value.sum()
-        scale = _loss_scale(loss_module, y.shape, batch_mean)
-        if scale is not None:
-            value = value * scale
-        value.backward()
+        target = _class_indices(y) if indices else _to_tensor(y.T)
+        _scaled_loss(loss_module, out, target, y, batch_mean).backward()
         dweights = [_to_numpy(lin.weight.grad, W) for lin, W in zip(linears, weights, strict=True)]
         dbiases = [_to_numpy(lin.bias.grad, b) for lin, b in zip(linears, biases, strict=True)]
         return dweights, dbiases
@@ -254,7 +271,8 @@ def from_function(
             transposed with ``layout="rows"``); returns the loss. If it accepts keywords
             ``activations`` and ``loss`` (or ``**kwargs``) it is given the network's names.
         losses: the gradverify loss names it computes (required: a function cannot be asked).
-        activations: the activations it handles (default: all).
+        activations: the activations it handles (default: an undeclared
+            implementation's; gelu, silu, leaky_relu(a), ... when named).
         dtypes: dtype names to be checked in.
         layout: "columns" (samples as columns, as the protocol) or "rows".
         reduction: "mean" if it returns the mean over all elements of y (gradverify's J),
