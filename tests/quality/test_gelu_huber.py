@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from gradverify.engine.implementations import supports
 from gradverify.engine.results import Verdict
@@ -61,8 +62,17 @@ def gelu_cdf_only_backprop(weights, biases, x, y, *, activations, loss):
     return _backprop(weights, biases, x, y, _cdf_only)
 
 
-def test_numpy_gelu_with_huber_passes_the_default_search():
-    result = search(gelu_huber_backprop, seed=SEED, database=None)
+def test_numpy_gelu_with_huber_passes_a_short_search():
+    # 50 examples per dtype; the full default search (about 40 s: mpmath's erfc dominates
+    # the exact reference) runs under -m slow for three seeds
+    result = search(gelu_huber_backprop, seed=SEED, database=None, max_examples=50)
+    assert result.verdict is Verdict.PASS, str(result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [SEED, 0, 1])
+def test_numpy_gelu_with_huber_passes_the_default_search(seed):
+    result = search(gelu_huber_backprop, seed=seed, database=None)
     assert result.verdict is Verdict.PASS, str(result)
 
 
