@@ -294,3 +294,27 @@ def test_config_names_a_module_attr_activation(project, capsys, tmp_path):
     code, out, err = run(capsys, "check")
     assert code == 0, out + err
     assert "PASS" in out
+
+
+def test_the_torch_function_adapter_takes_a_registered_activation(square_plus):
+    torch = pytest.importorskip("torch")
+
+    def network_loss(square_plus_form):
+        def loss_fn(weights, biases, x, y, *, activations, loss):
+            z = x
+            for i, (W, b, act) in enumerate(zip(weights, biases, activations, strict=True)):
+                h = W @ z + b[:, None]
+                if i == len(weights) - 1:  # sigmoid output: the loss takes the logits
+                    z = h
+                else:
+                    z = square_plus_form(h) if act == NAME else torch.sigmoid(h)
+            return torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+
+        return gradverify.torch_function(loss_fn, losses=("bce",), activations=(NAME, "sigmoid"))
+
+    right = network_loss(lambda h: (h + torch.sqrt(h * h + 4)) / 2)
+    result = gradverify.search(right, dtypes=("float64",), max_examples=10, seed=4, depth=2)
+    assert result.verdict == "pass", str(result)
+    wrong = network_loss(lambda h: (h + torch.sqrt(h * h + 1)) / 2)  # another function
+    result = gradverify.search(wrong, dtypes=("float64",), max_examples=10, seed=4, depth=2)
+    assert result.verdict == "incorrect", str(result)
