@@ -46,7 +46,7 @@ from gradverify.exact.precision import (
 from gradverify.exact.reference import ReferenceGradients
 from gradverify.exact.rounding import split_to_float64
 from gradverify.model.functions import activation, has_fused_delta, loss_function
-from gradverify.model.names import base_name
+from gradverify.model.names import ACTIVATION_NAMES, LOSS_NAMES, base_name
 from gradverify.model.network import Problem
 
 __all__ = ["GUARD_BITS", "flint_available", "flint_reference_gradients"]
@@ -245,6 +245,7 @@ def flint_reference_gradients(
     """
     import flint
 
+    _built_in_functions_only(problem)
     saved = flint.ctx.prec
     try:
         for prec in working_precisions(bits + GUARD_BITS, max_precision):
@@ -286,3 +287,17 @@ def flint_reference_gradients(
         agreed_bits=bits,
         backend="flint",
     )
+
+
+def _built_in_functions_only(problem: Problem) -> None:
+    """ExactReferenceError for a registered function: its mpmath form needs a real mpmath
+    context (``ctx.diff``, ``ctx.workprec``, ...), which the Arb stand-in is not."""
+    spec = problem.spec
+    registered = [a for a in spec.activations if base_name(a) not in ACTIVATION_NAMES]
+    if base_name(spec.loss) not in LOSS_NAMES:
+        registered.append(spec.loss)
+    if registered:
+        raise ExactReferenceError(
+            f"the Arb reference supports only the built-in functions, not {', '.join(registered)}; "
+            "the mpmath reference does"
+        )

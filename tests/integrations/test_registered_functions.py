@@ -318,3 +318,13 @@ def test_the_torch_function_adapter_takes_a_registered_activation(square_plus):
     wrong = network_loss(lambda h: (h + torch.sqrt(h * h + 1)) / 2)  # another function
     result = gradverify.search(wrong, dtypes=("float64",), max_examples=10, seed=4, depth=2)
     assert result.verdict == "incorrect", str(result)
+
+
+def test_the_arb_reference_refuses_a_registered_function_in_one_line(square_plus):
+    flint_reference = pytest.importorskip("gradverify.exact.reference_flint")
+    if not flint_reference.flint_available():
+        pytest.skip("python-flint is not installed")
+    from gradverify.exact.precision import ExactReferenceError
+
+    with pytest.raises(ExactReferenceError, match=f"only the built-in functions, not {NAME}"):
+        flint_reference.flint_reference_gradients(_problem())
