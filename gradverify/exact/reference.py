@@ -1,5 +1,7 @@
 """Exact reference gradients: reverse mode over the network in a private mpmath context.
 
+The context is reused, not made per pass (:mod:`gradverify.exact.contexts`).
+
 How it stays exact
 ------------------
 * Every parameter and input is a float, hence an exact dyadic rational ``m * 2**e``.
@@ -26,13 +28,14 @@ The recursion (``delta_i = dJ/dh_i``, samples as columns, ``N = y.size``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import mpmath
 import numpy as np
 from mpmath import libmp
 
 from gradverify.common.errstate import with_own_errstate
+from gradverify.exact.contexts import rebind, result_context, working_context
 from gradverify.exact.precision import (
     DEFAULT_BITS,
     MAX_PRECISION,
@@ -140,20 +143,39 @@ def _apply(ctx: Any, fn: Any, a: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[np.ndarray], Any]:
-    """dJ/dW_i, dJ/db_i (object arrays of mpf) and J, at working precision ``prec``."""
-    ctx = mpmath.MPContext()
-    ctx.prec = prec
-    spec = problem.spec
-    acts = [activation(name) for name in spec.activations]
-    loss = loss_function(spec.loss)
-    weights = [Dyadic.from_floats(w) for w in problem.weights]
-    biases = [Dyadic.from_floats(b[:, None]) for b in problem.biases]
-    y = _apply(ctx, lambda c, v: c.mpf(v), problem.y.astype(np.float64))
-    n = ctx.mpf(problem.y.size)
+@dataclass(frozen=True)
+class _Network:
+    """What every pass shares, whatever its precision: the functions and the exact parameters."""
+
+    acts: tuple[Any, ...]
+    loss: Any
+    weights: tuple[Dyadic, ...]
+    biases: tuple[Dyadic, ...]
+    x: Dyadic
+    y: np.ndarray  # float64
+
+    @classmethod
+    def of(cls, problem: Problem) -> _Network:
+        spec = problem.spec
+        return cls(
+            acts=tuple(activation(name) for name in spec.activations),
+            loss=loss_function(spec.loss),
+            weights=tuple(Dyadic.from_floats(w) for w in problem.weights),
+            biases=tuple(Dyadic.from_floats(b[:, None]) for b in problem.biases),
+            x=Dyadic.from_floats(problem.x),
+            y=problem.y.astype(np.float64),
+        )
+
+
+def _reverse_mode(net: _Network, ctx: Any) -> tuple[list[np.ndarray], list[np.ndarray], Any]:
+    """dJ/dW_i, dJ/db_i (object arrays of mpf) and J, at ``ctx``'s working precision."""
+    acts, loss, weights, biases = net.acts, net.loss, net.weights, net.biases
+    depth = len(acts)
+    y = _apply(ctx, lambda c, v: c.mpf(v), net.y)
+    n = ctx.mpf(net.y.size)
 
     # forward: h_i = W_i z_{i-1} + b_i exactly, then one rounding per activation value
-    layer_inputs = [Dyadic.from_floats(problem.x)]
+    layer_inputs = [net.x]
     hs, zs = [], []
     for i, act in enumerate(acts):
         h = (weights[i] @ layer_inputs[i] + biases[i]).to_mpf(ctx)
@@ -170,9 +192,9 @@ def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[n
         dz = loss.mp_output_gradient(ctx, zs[-1], y)
         delta = dz * _apply(ctx, acts[-1].mp_derivative, hs[-1]) / n
 
-    dweights: list[np.ndarray] = [None] * spec.depth  # type: ignore[list-item]
-    dbiases: list[np.ndarray] = [None] * spec.depth  # type: ignore[list-item]
-    for i in reversed(range(spec.depth)):
+    dweights: list[np.ndarray] = [None] * depth  # type: ignore[list-item]
+    dbiases: list[np.ndarray] = [None] * depth  # type: ignore[list-item]
+    for i in reversed(range(depth)):
         d = Dyadic.from_mpf(delta)
         dweights[i] = (d @ layer_inputs[i].T).to_mpf(ctx)
         dbiases[i] = d.sum_columns().to_mpf(ctx)
@@ -180,6 +202,21 @@ def _reverse_mode(problem: Problem, prec: int) -> tuple[list[np.ndarray], list[n
             back = (weights[i].T @ d).to_mpf(ctx)
             delta = back * _apply(ctx, acts[i - 1].mp_derivative, hs[i - 1])
     return dweights, dbiases, J
+
+
+def _pass(net: _Network, prec: int) -> tuple[list[np.ndarray], list[np.ndarray], Any]:
+    """:func:`_reverse_mode` at ``prec`` bits, in a reused private context."""
+    with working_context(prec) as ctx:
+        return _reverse_mode(net, ctx)
+
+
+def _rebound(a: np.ndarray, ctx: Any) -> np.ndarray:
+    """The object array ``a`` of mpf, every entry (exactly) a value of ``ctx``."""
+    make = ctx.make_mpf
+    out = np.empty(a.shape, dtype=object)
+    for index, v in np.ndenumerate(a):
+        out[index] = make(v._mpf_)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -269,14 +306,19 @@ def reference_gradients(
 
     with outside_domain("the exact reference"):
         high, precision = verified_precision(
-            lambda prec: _reverse_mode(problem, prec),
+            partial(_pass, _Network.of(problem)),
             agree,
             start=bits + 32 + _cancellation_bits(problem),
             bits=bits,
             what="reference gradients",
             max_precision=max_precision,
         )
+    # bound to a context that stays at ``precision`` bits, as a fresh context per pass was
     dweights, dbiases, J = high
+    ctx = result_context(precision)
+    dweights = [_rebound(a, ctx) for a in dweights]
+    dbiases = [_rebound(a, ctx) for a in dbiases]
+    J = rebind(J, ctx)
     w_split = [_split(a) for a in dweights]
     b_split = [_split(a) for a in dbiases]
     return ReferenceGradients(

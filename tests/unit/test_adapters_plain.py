@@ -16,6 +16,7 @@ from gradverify.edges.adapters.plain import (
     mp_reference_gradient,
 )
 from gradverify.engine.results import Verdict
+from gradverify.exact.contexts import fresh_contexts, working_context
 from gradverify.exact.rounding import round_to_float64
 
 THETA = np.array([0.3, -1.2, 0.7, 1.5, 0.1, -0.45])
@@ -181,3 +182,29 @@ def test_an_mp_fun_of_another_function_is_refused():
         return mp_rosenbrock(ctx, t) + 1
 
     assert "fun and mp_fun disagree" in _error_message(rosenbrock_grad, mp_fun=other)
+
+
+def _mp_bits(result):
+    hi, lo, value, precision = result
+    return hi.tobytes(), lo.tobytes(), value._mpf_, precision, value.context.prec
+
+
+def test_the_reused_mpmath_context_gives_the_bits_of_a_fresh_one():
+    with fresh_contexts():
+        fresh = _mp_bits(mp_reference_gradient(mp_rosenbrock, THETA))
+    assert _mp_bits(mp_reference_gradient(mp_rosenbrock, THETA)) == fresh
+    assert _mp_bits(mp_reference_gradient(mp_rosenbrock, THETA)) == fresh
+
+
+def test_an_mp_fun_that_changes_its_context_leaves_nothing_behind():
+    expected = _mp_bits(mp_reference_gradient(mp_rosenbrock, THETA))
+
+    def meddling(ctx, t):
+        value = mp_rosenbrock(ctx, t)
+        ctx.trap_complex, ctx.pretty = True, True
+        return value
+
+    mp_reference_gradient(meddling, THETA)
+    assert _mp_bits(mp_reference_gradient(mp_rosenbrock, THETA)) == expected
+    with working_context(64) as ctx:
+        assert (ctx.prec, ctx.trap_complex, ctx.pretty) == (64, False, False)

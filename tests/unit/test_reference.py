@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import mpmath
 import numpy as np
 import pytest
 
+from gradverify.exact.contexts import fresh_contexts, working_context
 from gradverify.exact.precision import MAX_PRECISION, working_precisions
 from gradverify.exact.reference import Dyadic, ExactReferenceError, reference_gradients
 from gradverify.exact.rounding import round_to_float64, split_to_float64
@@ -250,3 +253,119 @@ def test_exact_loss_keeps_its_tiny_value_at_extreme_saturation():
     ctx.prec = 200
     expected = ctx.log1p(ctx.exp(-ctx.mpf(700)))  # -log(sigmoid(700))
     assert abs(ref.exact_loss - expected) <= expected * ctx.mpf(2) ** -80
+
+
+# --- reused private contexts: bit-identical to a fresh context per pass -------------------
+
+_REUSE_CASES = [
+    # (widths, activations, loss, dtype, output_shift): saturated logits included
+    ((3, 4, 1), ("tanh", "sigmoid"), "bce", "float64", 0.0),
+    ((3, 4, 1), ("gelu", "sigmoid"), "bce", "float32", 60.0),
+    ((2, 3, 2), ("softplus", "identity"), "softmax_ce", "float16", -30.0),
+    ((3, 3, 1), ("silu", "tanh"), "mse", "bfloat16", 25.0),
+    ((2, 4, 1), ("elu", "sigmoid"), "huber", "float32", -40.0),
+    ((3, 2, 1), ("leaky_relu", "identity"), "l1", "float64", 3.0),
+    ((2, 3, 3, 1), ("gelu_tanh", "relu", "sigmoid"), "bce", "float64", -700.0),
+]
+
+
+def _reuse_problems():
+    return [
+        random_problem(w, a, loss, dtype=dtype, seed=seed, output_shift=shift, batch=3)
+        for seed, (w, a, loss, dtype, shift) in enumerate(_REUSE_CASES)
+    ]
+
+
+def _bits(ref):
+    """Everything a reference returns, as exact bits (floats by their bit patterns)."""
+    floats = [*ref.dweights, *ref.dbiases, *ref.dweights_low, *ref.dbiases_low]
+    exact = [*ref.exact_dweights, *ref.exact_dbiases]
+    return (
+        [np.asarray(a, np.float64).view(np.uint64).tolist() for a in floats],
+        [[v._mpf_ for v in a.flat] for a in exact],
+        np.float64(ref.loss).view(np.uint64).item(),
+        ref.exact_loss._mpf_,
+        ref.precision,
+    )
+
+
+def test_reused_contexts_give_the_bits_of_a_fresh_context_per_pass():
+    problems = _reuse_problems()
+    with fresh_contexts():
+        fresh = [_bits(reference_gradients(p)) for p in problems]
+    reused = [_bits(reference_gradients(p)) for p in problems]
+    again = [_bits(reference_gradients(p)) for p in reversed(problems)][::-1]
+    for k, (a, b, c) in enumerate(zip(fresh, reused, again, strict=True)):
+        assert a == b == c, _REUSE_CASES[k]
+    assert len({f[-1] for f in fresh}) > 2  # several working precisions were exercised
+
+
+def test_returned_values_keep_their_precision_after_other_computations():
+    first, second = _reuse_problems()[:2]
+    ref = reference_gradients(first)
+    reference_gradients(second, bits=200)
+    with working_context(40):
+        values = [*ref.exact_dweights[0].flat, ref.exact_loss]
+        assert {v.context.prec for v in values} == {ref.precision}
+    assert values[0].context is not mpmath.mp
+
+
+def test_a_change_to_the_global_precision_does_not_reach_the_reference():
+    problem = _reuse_problems()[1]
+    expected = _bits(reference_gradients(problem))
+    saved = mpmath.mp.prec
+    try:
+        mpmath.mp.prec = 12
+        assert _bits(reference_gradients(problem)) == expected
+        assert mpmath.mp.prec == 12
+    finally:
+        mpmath.mp.prec = saved
+
+
+def test_interleaved_computations_at_two_precisions_do_not_disturb_each_other():
+    problem_a, problem_b = _reuse_problems()[2:4]
+    with fresh_contexts():
+        expected_a = _bits(reference_gradients(problem_a, bits=80))
+        expected_b = _bits(reference_gradients(problem_b, bits=200))
+    third = mpmath.MPContext()
+    third.prec = 100
+    with working_context(100) as low:
+        x = low.mpf(1) / 3
+        with working_context(400) as high:
+            assert high is not low
+            y = high.mpf(1) / 3
+            assert _bits(reference_gradients(problem_b, bits=200)) == expected_b
+            assert (low.prec, high.prec) == (100, 400)
+            assert (low.mpf(1) / 3)._mpf_ == x._mpf_ == (third.mpf(1) / 3)._mpf_
+        assert _bits(reference_gradients(problem_a, bits=80)) == expected_a
+        assert low.prec == 100 and (low.mpf(1) / 3)._mpf_ == x._mpf_
+    third.prec = 400
+    assert y._mpf_ == (third.mpf(1) / 3)._mpf_
+
+
+def test_threads_at_different_precisions_get_the_bits_of_fresh_contexts():
+    problems = _reuse_problems()
+    jobs = [(p, 80 if k % 2 else 160) for k, p in enumerate(problems)] * 2
+    with fresh_contexts():
+        expected = [_bits(reference_gradients(p, bits=b)) for p, b in jobs]
+    barrier = threading.Barrier(4)
+
+    def run(job):
+        barrier.wait(timeout=30)
+        return [_bits(reference_gradients(p, bits=b)) for p, b in job]
+
+    chunks = [jobs[k::4] for k in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, chunks))
+    for k, got in enumerate(results):
+        assert got == expected[k::4]
+
+
+def test_code_given_the_context_cannot_leave_its_settings_behind():
+    problem = _reuse_problems()[0]
+    expected = _bits(reference_gradients(problem))
+    with working_context(64) as ctx:
+        ctx.prec, ctx.trap_complex, ctx.pretty = 9, True, True
+    with working_context(64) as again:
+        assert again is ctx and (again.prec, again.trap_complex, again.pretty) == (64, False, False)
+    assert _bits(reference_gradients(problem)) == expected

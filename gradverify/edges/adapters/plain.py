@@ -48,6 +48,7 @@ from gradverify.engine.stencil import (
     richardson,
     step_sizes,
 )
+from gradverify.exact.contexts import rebind, result_context, working_context
 from gradverify.exact.precision import (
     DEFAULT_BITS,
     MAX_PRECISION,
@@ -124,18 +125,18 @@ def flat_finite_differences(
 
 
 def _mp_gradient(mp_fun: Callable, theta: np.ndarray, prec: int) -> tuple[Any, list]:
-    """(mp_fun(theta), [d mp_fun / d theta_k]) at working precision ``prec``."""
-    ctx = mpmath.MPContext()
-    ctx.prec = prec
-    xs = [ctx.mpf(float(t)) for t in theta]
-    value = ctx.convert(mp_fun(ctx, list(xs)))
-    partials = []
-    for k in range(len(xs)):
+    """(mp_fun(theta), [d mp_fun / d theta_k]) at working precision ``prec``, in a reused
+    private context (:func:`gradverify.exact.contexts.working_context`)."""
+    with working_context(prec) as ctx:
+        xs = [ctx.mpf(float(t)) for t in theta]
+        value = ctx.convert(mp_fun(ctx, list(xs)))
+        partials = []
+        for k in range(len(xs)):
 
-        def along(t: Any, k: int = k) -> Any:
-            return mp_fun(ctx, [*xs[:k], t, *xs[k + 1 :]])
+            def along(t: Any, k: int = k) -> Any:
+                return mp_fun(ctx, [*xs[:k], t, *xs[k + 1 :]])
 
-        partials.append(ctx.convert(ctx.diff(along, xs[k])))
+            partials.append(ctx.convert(ctx.diff(along, xs[k])))
     return value, partials
 
 
@@ -171,6 +172,7 @@ def mp_reference_gradient(
             max_precision=max_precision,
         )
     split = [split_to_float64(v) for v in partials]
+    value = rebind(value, result_context(precision))
     shape = np.shape(theta)
     hi = np.array([h for h, _ in split], dtype=np.float64).reshape(shape)
     lo = np.array([low for _, low in split], dtype=np.float64).reshape(shape)

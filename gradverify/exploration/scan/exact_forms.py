@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import mpmath
 from mpmath import libmp
 
+from gradverify.exact.contexts import fixed_context
 from gradverify.exact.precision import DEFAULT_BITS, agree_to_bits, verified_precision
 from gradverify.model.functions import activation
 
@@ -31,7 +31,9 @@ __all__ = ["ExactEvaluator", "exact_hidden_gradient", "exact_output_gradient"]
 class ExactEvaluator:
     """Closed forms evaluated in private mpmath contexts, accepted when two precisions agree.
 
-    One evaluator serves a whole scan: it keeps one context per working precision.
+    One evaluator serves a whole scan: it keeps one context per working precision, the one
+    its (first) thread keeps at that precision (:func:`gradverify.exact.contexts.fixed_context`),
+    so that making an evaluator makes no context.
     """
 
     def __init__(self, bits: int = DEFAULT_BITS) -> None:
@@ -41,9 +43,7 @@ class ExactEvaluator:
     def _ctx(self, prec: int) -> Any:
         ctx = self._contexts.get(prec)
         if ctx is None:
-            ctx = mpmath.MPContext()
-            ctx.prec = prec
-            self._contexts[prec] = ctx
+            ctx = self._contexts[prec] = fixed_context(prec)
         return ctx
 
     def verified(self, fn: Callable[[Any], Any]) -> Any:
