@@ -7,6 +7,7 @@ from typing import Any
 
 from gradverify.edges.config import ConfigError, GradverifyConfig, find_config, load_config
 from gradverify.edges.options import Settings, resolve_settings
+from gradverify.edges.user_code import one_line
 
 __all__ = [
     "EXIT_FINDINGS",
@@ -31,12 +32,6 @@ EXIT_INTERRUPTED = 130
 
 class UsageError(Exception):
     """Bad command line, configuration or implementation name; the message is one line."""
-
-
-def one_line(exc: BaseException) -> str:
-    """``"TypeName: message"`` with the message's whitespace folded onto one line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def read_config(args: argparse.Namespace) -> GradverifyConfig:

@@ -10,17 +10,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import importlib
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
-from gradverify.edges.cli.common import UsageError, isolate_setting, one_line
+from gradverify.edges.cli.common import UsageError, isolate_setting
 from gradverify.edges.config import GradverifyConfig, ImplementationEntry
 from gradverify.edges.options import FUNCTION_DESTS, resolve_function_names
+from gradverify.edges.user_code import UserCodeError, import_attribute, import_user_module
 
 __all__ = [
     "Target",
@@ -58,38 +55,12 @@ def _builtin(spec: str) -> Callable:
     )
 
 
-def _import(module_name: str, spec: str) -> ModuleType:
-    """The module, or a UsageError saying why it could not be imported."""
+def _attribute_of(module_name: str, attr: str, spec: str, directory: str | None) -> Any:
+    """``module_name``'s ``attr``, or a UsageError saying why it could not be had."""
     try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise UsageError(
-                f"cannot import {module_name!r} (for {spec}): no module named "
-                f"{exc.name!r} (run from the project directory or install it)"
-            ) from None
-        raise UsageError(f"importing {module_name!r} failed: {one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
-        raise UsageError(f"importing {module_name!r} failed: {one_line(exc)}") from None
-    except SystemExit as exc:
-        raise UsageError(
-            f"importing {module_name!r} failed: it called sys.exit({exc.code!r}) "
-            "while being imported (guard the script part with "
-            "if __name__ == '__main__':)"
-        ) from None
-
-
-def _attribute(module: ModuleType, attr: str, spec: str, module_name: str) -> Any:
-    """``module.attr`` (``attr`` may be dotted), or a UsageError naming the missing part."""
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UsageError(f"{spec}: {module_name!r} has no attribute {attr!r}") from None
-        except Exception as exc:  # noqa: BLE001 - a property or __getattr__ may raise
-            raise UsageError(f"{spec}: getting {part!r} failed: {one_line(exc)}") from None
-    return obj
+        return import_attribute(import_user_module(module_name, spec, directory), attr, spec)
+    except UserCodeError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def load_target(spec: str, *, directory: str | None = None) -> Callable:
@@ -107,11 +78,7 @@ def load_target(spec: str, *, directory: str | None = None) -> Callable:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UsageError(f"{spec!r} is not MODULE:ATTR (e.g. mypkg.nn:backprop)")
-    cwd = directory if directory is not None else os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    importlib.invalidate_caches()  # files created since the last import are found
-    obj = _attribute(_import(module_name, spec), attr, spec, module_name)
+    obj = _attribute_of(module_name, attr, spec, directory)
     if not callable(obj):
         raise UsageError(f"{spec} is a {type(obj).__name__}, not a callable backprop")
     return obj

@@ -16,11 +16,10 @@ line has set the directory to import from. Nothing here imports numpy until then
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Iterable
 from typing import Any
+
+from gradverify.edges.user_code import import_attribute, import_user_module
 
 __all__ = [
     "FUNCTION_DESTS",
@@ -46,43 +45,6 @@ def check_function_spec(value: str) -> str:
     if not module or not attr or not all(p.isidentifier() for p in parts):
         raise ValueError(f"{value!r} is not MODULE:ATTR (e.g. mypkg.acts:square_plus)")
     return value
-
-
-def _import(module_name: str, spec: str, directory: str | None) -> Any:
-    where = directory if directory is not None else os.getcwd()
-    if where not in sys.path and "" not in sys.path:
-        sys.path.insert(0, where)
-    importlib.invalidate_caches()
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise ValueError(
-                f"cannot import {module_name!r} (for {spec}): no module named {exc.name!r} "
-                "(run from the project directory or install it)"
-            ) from None
-        raise ValueError(f"{spec}: importing {module_name!r} failed: {_one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
-        raise ValueError(f"{spec}: importing {module_name!r} failed: {_one_line(exc)}") from None
-    except SystemExit as exc:
-        raise ValueError(
-            f"{spec}: importing {module_name!r} failed: it called sys.exit({exc.code!r})"
-        ) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _attribute(module: Any, attr: str, spec: str) -> Any:
-    obj = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"{spec}: {module.__name__!r} has no attribute {attr!r}") from None
-    return obj
 
 
 def _registered_name(kind: str, obj: Any, shown: str) -> str:
@@ -124,7 +86,7 @@ def resolve_function_name(kind: str, value: Any, *, directory: str | None = None
     """
     if is_function_spec(value):
         module_name, _, attr = check_function_spec(value).partition(":")
-        obj = _attribute(_import(module_name, value, directory), attr, value)
+        obj = import_attribute(import_user_module(module_name, value, directory), attr, value)
         return _registered_name(kind, obj, value)
     if isinstance(value, str):
         return value
