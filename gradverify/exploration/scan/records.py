@@ -136,13 +136,9 @@ class SideScan:
         }
 
 
-@dataclass(frozen=True)
-class ScanRow:
-    """Output-layer thresholds for one implementation x dtype x label, both sides."""
+class _BothSides:
+    """What a record with a ``positive`` and a ``negative`` SideScan offers."""
 
-    implementation: str
-    dtype: str
-    label: float
     positive: SideScan
     negative: SideScan
 
@@ -152,6 +148,17 @@ class ScanRow:
 
     def threshold(self, side: str, criterion: str) -> Threshold:
         return (self.positive if side == "positive" else self.negative).thresholds[criterion]
+
+
+@dataclass(frozen=True)
+class ScanRow(_BothSides):
+    """Output-layer thresholds for one implementation x dtype x label, both sides."""
+
+    implementation: str
+    dtype: str
+    label: float
+    positive: SideScan
+    negative: SideScan
 
     def to_dict(self) -> dict:
         return {
@@ -245,7 +252,7 @@ class SweepSeries:
 
 
 @dataclass(frozen=True)
-class FunctionScan:
+class FunctionScan(_BothSides):
     """Thresholds of one activation's hidden derivative or one loss's output delta.
 
     One implementation x dtype x function (x label, for a loss), both sides of 0, with the
@@ -270,13 +277,6 @@ class FunctionScan:
     positive: SideScan
     negative: SideScan
     sweeps: tuple[SweepSeries, ...] = ()
-
-    @property
-    def sides(self) -> tuple[SideScan, SideScan]:
-        return self.positive, self.negative
-
-    def threshold(self, side: str, criterion: str) -> Threshold:
-        return (self.positive if side == "positive" else self.negative).thresholds[criterion]
 
     def to_dict(self) -> dict:
         return {
