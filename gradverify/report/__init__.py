@@ -3,6 +3,8 @@
 * :func:`write_report` runs the search and the scan for each implementation (the three
   built-ins by default), computes the per-layer and hidden-underflow measurements and
   writes ``index.html``, ``summary.md``, ``report.json`` and the PNG figures, atomically.
+* :func:`overview` is the paragraph a report opens with: which forms are safe, and where
+  each unsafe one first breaks per dtype.
 * :func:`render_report` writes a report from precomputed results.
 * :func:`write_report_from_results` does so for a list of Search/CheckResults (the pytest
   plugin's ``--gradverify-report DIR``).
@@ -23,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "OutputDirectoryError": "gradverify.report.atomic",
     "SCHEMA": "gradverify.report.document",
     "build_document": "gradverify.report.document",
+    "overview": "gradverify.report.overview",
     "load_schema": "gradverify.report.document",
     "error_vs_saturation_figure": "gradverify.report.figures",
     "layer_error_figure": "gradverify.report.figures",
@@ -44,6 +47,7 @@ __all__ = [
     "layer_error_figure",
     "layer_errors",
     "load_schema",
+    "overview",
     "render_report",
     "search_samples_figure",
     "vanishing_gradient_figure",
@@ -76,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
         vanishing_gradient_figure,
     )
     from gradverify.report.measure import hidden_underflow, layer_errors
+    from gradverify.report.overview import overview
     from gradverify.report.writer import (
         REPORT_MAX_EXAMPLES,
         render_report,

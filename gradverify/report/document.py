@@ -9,6 +9,12 @@ the top level is:
 ``generator``         versions: gradverify, Python, numpy, mpmath (and its backend), matplotlib
 ``settings``          dtypes, max_examples, seed as requested (null: the defaults)
 ``elapsed_seconds``   wall time of the whole run
+``overview``          the paragraph the report opens with (``text``), read from the results:
+                      which forms are safe, and for each form that is not, where its
+                      gradient is first lost per dtype (``forms[].breaks``: the scan's
+                      first failing float, what the call returned there, the exact
+                      gradient) and the search's own words for why (see
+                      :mod:`gradverify.report.overview`)
 ``implementations``   one entry per checked implementation: ``name``, ``verdict``, ``source``
                       ("search" or "check"), ``examples``, ``worst_bits``, ``seed``,
                       ``saturation_range``, ``diagnosis``, ``dtypes`` (per dtype: ``verdict``,
@@ -252,6 +258,7 @@ def build_document(
     notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Assemble the report document from result dicts (``to_dict()`` of the results)."""
+    from gradverify.report.overview import overview
     from gradverify.report.scan_data import (
         hidden_table,
         hidden_thresholds,
@@ -270,6 +277,7 @@ def build_document(
         "generator": generator_info(),
         "settings": dict(settings or {}),
         "elapsed_seconds": _json_number(elapsed_seconds),
+        "overview": overview(implementations, scans),
         "implementations": implementations,
         "thresholds": thresholds,
         "threshold_summary": threshold_summary(thresholds),

@@ -5,8 +5,10 @@ Self-contained means no request leaves the page: the CSS is inline, the figures 
 there is no script, web font or CDN. Every string that comes from results or from the
 user (implementation names, messages, snippets, the title) goes through ``html.escape``.
 
-Order of the page: verdicts, the threshold table, the figures, the worst elements, then
-each shrunk counterexample with its reproduction snippet.
+Order of the page: the answer (which forms are safe, where the others first break and
+why, from :mod:`gradverify.report.overview`), verdicts, the threshold table, the figures,
+the worst elements, then each shrunk counterexample with its reproduction snippet. Every
+table sits in its own horizontally scrolling box, so a wide one never widens the page.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ __all__ = ["render_html"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-margin:0 auto;max-width:1180px;padding:1rem 1.5rem 3rem;color:#1b1b1b;line-height:1.45}
+margin:0 auto;max-width:1180px;padding:1rem 1.5rem 3rem;color:#1b1b1b;line-height:1.45;
+overflow-wrap:break-word}.scroll{overflow-x:auto;max-width:100%}
+.answer{background:#f4f8fd;border:1px solid #c9dcf2;border-radius:.4rem;padding:.7rem 1rem;
+margin:1rem 0}.answer p{margin:.35rem 0}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2.2rem;
 border-bottom:1px solid #ddd;padding-bottom:.2rem}h3{font-size:1.05rem;margin-bottom:.3rem}
 .lead{color:#444;margin-top:0}table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
@@ -77,7 +82,26 @@ def _table(
         + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _answer(doc: Mapping[str, Any]) -> str:
+    """The paragraph the page opens with: the opening sentence, then one per form (its
+    name in code type), then what a break is."""
+    overview = doc.get("overview") or {}
+    if not overview:
+        return ""
+    parts = [f"<p><b>{_e(overview.get('opening'))}</b></p>"]
+    for form in overview.get("forms", []):
+        name, sentence = str(form["implementation"]), str(form["sentence"])
+        rest = sentence[len(name) :] if sentence.startswith(name) else f": {sentence}"
+        parts.append(f"<p><code>{_e(name)}</code>{_e(rest)}</p>")
+    if overview.get("definition"):
+        parts.append(f'<p class="muted">{_e(overview["definition"])}</p>')
+    return f'<section class="answer" id="answer">{"".join(parts)}</section>'
 
 
 def _summary(doc: Mapping[str, Any]) -> str:
@@ -261,6 +285,7 @@ def render_html(doc: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         f"<h1>{_e(title)}</h1>"
         '<p class="lead">Is the gradient right, and where does floating point make it wrong? '
         "Every gradient below is judged against an exact (mpmath) reference.</p>"
+        f"{_answer(doc)}"
         f'<h2 id="verdicts">Verdicts</h2>{_summary(doc)}'
         f'<h2 id="thresholds">Thresholds: where each dtype breaks</h2>{_thresholds(doc)}'
         f'<h2 id="figures">Figures</h2>{_figures(doc, images)}'

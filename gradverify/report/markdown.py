@@ -1,4 +1,5 @@
-"""The Markdown summary: verdicts, thresholds and counterexamples for a CI job summary.
+"""The Markdown summary: the answer, verdicts, thresholds and counterexamples for a CI job
+summary.
 
 GitHub limits a job summary to 1 MiB, so the text is kept under :data:`MAX_BYTES`: when
 it would be larger, whole sections are dropped from the end (counterexamples last in,
@@ -48,6 +49,24 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _answer(doc: Mapping[str, Any]) -> list[str]:
+    """The report's opening paragraph (:mod:`gradverify.report.overview`): its first
+    sentence in bold, then one item per form, name in bold; nothing without an overview."""
+    overview = doc.get("overview") or {}
+    if not overview:
+        return []
+    items = []
+    for form in overview.get("forms", []):
+        name, sentence = str(form["implementation"]), str(form["sentence"])
+        rest = sentence[len(name) :] if sentence.startswith(name) else f": {sentence}"
+        items.append(f"- **{_text(name)}**{' ' if rest[:1].isspace() else ''}{_text(rest)}")
+    sections = [f"**{_text(overview.get('opening'))}**"]
+    sections += ["\n".join(items)] if items else []
+    if overview.get("definition"):
+        sections.append(f"*{_text(overview['definition'])}*")
+    return sections
 
 
 def _verdicts(doc: Mapping[str, Any]) -> str:
@@ -153,6 +172,7 @@ def render_markdown(doc: Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> st
     notes = [f"- {_text(n)}" for n in doc.get("notes", [])]  # e.g. "skipped bfloat16: ..."
     head = [
         f"## {title}",
+        *_answer(doc),
         _verdicts(doc),
         *(["\n".join(notes)] if notes else []),
         "### Thresholds: where each dtype breaks",

@@ -31,6 +31,7 @@ from gradverify.report.document import SCHEMA, as_dict, build_document, to_json
 from gradverify.report.figures.catalog import FIGURES, figure_drawers
 
 __all__ = [
+    "DEFAULT_OUT_DIR",
     "DEFAULT_TITLE",
     "REPORT_MAX_EXAMPLES",
     "render_report",
@@ -39,6 +40,12 @@ __all__ = [
 ]
 
 DEFAULT_TITLE = "gradverify report"
+DEFAULT_OUT_DIR = "gradverify-report"
+"""Where ``write_report`` and ``gradverify report`` write when no directory is given, relative
+to the working directory: a name of its own, so that it cannot be a folder the user keeps
+for something else, and one a project can ignore (gradverify's own ``.gitignore`` does; its
+committed sample report lives in ``reports/``, written with ``gradverify report --out
+reports``)."""
 REPORT_MAX_EXAMPLES = 60
 """Search examples per implementation in a report (the search's own default is larger):
 enough for the verdicts and thresholds of the built-ins, and the whole report stays
@@ -214,7 +221,7 @@ def _available(dtypes: tuple[str, ...] | None) -> tuple[str, ...] | None:
 @with_own_errstate
 @isolate_each
 def write_report(
-    out_dir: str | Path = "reports",
+    out_dir: str | Path = DEFAULT_OUT_DIR,
     implementations: Mapping[str, Callable] | Sequence[Callable] | Callable | None = None,
     dtypes: Sequence[str] | None = None,
     max_examples: int = REPORT_MAX_EXAMPLES,
@@ -230,7 +237,8 @@ def write_report(
     """Search and scan each implementation, draw the figures and write the report.
 
     Args:
-        out_dir: the report directory (replaced atomically; default ``reports``).
+        out_dir: the report directory (replaced atomically; default
+            :data:`DEFAULT_OUT_DIR`, ``gradverify-report``).
         implementations: ``{name: backprop}`` (or a list of backprops); None: the three
             built-ins (naive, epsilon, fused).
         dtypes: dtypes to check (default: what each implementation declares and is

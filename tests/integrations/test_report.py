@@ -118,6 +118,62 @@ def test_report_numbers_agree_with_the_results_they_came_from(report):
     assert fused_nonfinite and not any(t["found"] for t in fused_nonfinite)
 
 
+def _naive_db(h: np.ndarray, y: float) -> np.ndarray:
+    """dJ/db of the naive form on a 1 -> 1 network whose logit is h exactly (W = 0, b = h),
+    one call per float16 h."""
+    out = np.empty(h.size)
+    for k, value in enumerate(h):
+        _, db = naive_bce_backprop(
+            [np.zeros((1, 1), np.float16)],
+            [np.array([value])],
+            np.ones((1, 1), np.float16),
+            np.full((1, 1), y, np.float16),
+            activations=("sigmoid",),
+            loss="bce",
+        )
+        out[k] = float(db[0][0])
+    return out
+
+
+def _float16s_from_zero(last: np.float16) -> np.ndarray:
+    """Every float16 from 0 out to ``last`` (inclusive), on ``last``'s side of 0."""
+    bits = np.arange(int(abs(last).view(np.uint16)) + 1, dtype=np.uint16).view(np.float16)
+    return -bits if last < 0 else bits
+
+
+def test_the_opening_paragraph_names_the_first_float16_a_brute_force_finds(report):
+    """Brute force over float16: the first h (moving out from 0, both labels, both sides)
+    where the naive form returns inf/NaN, or is 100% wrong where the exact gradient stays
+    about 1, is the float the paragraph names, with what it returns there."""
+    doc = load(report)
+    first_bad = None
+    for y, side in ((0.0, 1), (1.0, 1), (0.0, -1), (1.0, -1)):
+        h = _float16s_from_zero(np.float16(side * 12.0))
+        got = _naive_db(h, y)
+        exact = 1.0 / (1.0 + np.exp(-h.astype(np.float64))) - y  # dJ/db, accurate in float64
+        bad = ~np.isfinite(got)
+        if (y == 0.0) == (side > 0):  # a confident wrong prediction: |exact| about 1
+            bad |= np.abs(got - exact) >= np.abs(exact)
+        if bad.any():
+            k = int(np.argmax(bad))
+            if first_bad is None or abs(h[k]) < abs(first_bad[0]):
+                first_bad = (h[k], y, got[k], exact[k])
+    assert first_bad is not None
+    h, y, got, exact = first_bad
+    bits = f"0x{abs(h).view(np.uint16) | (0x8000 if h < 0 else 0):04x}"
+    overview = doc["overview"]
+    (naive,) = [f for f in overview["forms"] if f["implementation"] == NAIVE]
+    assert not naive["safe"] and NAIVE not in overview["safe"]
+    sentence = naive["sentence"]
+    assert f"first lost at h = {float(h):.6g} ({bits}) in float16" in sentence, sentence
+    side = "h > 0" if h > 0 else "h < 0"
+    assert f"with y = {y:g} and {side}" in sentence
+    returned = "NaN" if np.isnan(got) else f"{got:.4g}"
+    assert f"it returns {returned}, where the exact gradient is about {exact:.2g}" in sentence
+    assert overview["safe"] == [EVIL]  # fused: passes, and the scan finds no break
+    assert overview["text"].startswith(f"Safe: {EVIL}. Not safe: {NAIVE} (unstable).")
+
+
 # ---------------------------------------------------------------------------
 # index.html
 # ---------------------------------------------------------------------------
@@ -141,7 +197,7 @@ def test_html_is_self_contained(report):
 
 def test_html_sections_come_in_order(report):
     page = (report / "index.html").read_text(encoding="utf-8")
-    ids = ["verdicts", "thresholds", "figures", "worst", "counterexamples"]
+    ids = ["answer", "verdicts", "thresholds", "figures", "worst", "counterexamples"]
     positions = [page.index(f'id="{i}"') for i in ids]
     assert positions == sorted(positions)
     # the naive counterexample is there, with its reproduction snippet

@@ -3,7 +3,11 @@
 Chromium is started with ``--remote-debugging-pipe`` (commands on fd 3, answers on fd 4,
 NUL-separated JSON), so only the standard library is needed. The page must load with no
 console error, no uncaught exception, no failed request and no request that leaves the
-file itself (everything is inline); every figure must decode; a screenshot is saved.
+file itself (everything is inline); every image must load (``naturalWidth > 0``) and every
+figure decode; at a 1280 px wide viewport, with every ``<details>`` open, nothing may
+overflow sideways (an implementation name too long to wrap is in the page to try it); a
+screenshot is saved. The same measurements are then taken on the page with a wide element
+and a broken image added, and must catch both.
 
 Without a Chromium binary the test is skipped with the reason (``pytest -ra`` lists it).
 Set ``GRADVERIFY_SCREENSHOT_DIR`` to keep the screenshots.
@@ -28,6 +32,8 @@ from gradverify.engine.implementations import fused_bce_backprop, naive_bce_back
 from gradverify.report import write_report
 
 EVIL = "<script>alert(1)</script>"
+UNBREAKABLE = "_with_a_name_that_has_nowhere_to_wrap" * 4  # about 150 characters
+VIEWPORT_WIDTH = 1280
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = (
     "--headless",
@@ -183,7 +189,7 @@ def report_page(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("browser") / "report"
     write_report(
         out,
-        implementations={"naive": naive_bce_backprop, EVIL: fused_bce_backprop},
+        implementations={"naive": naive_bce_backprop, EVIL + UNBREAKABLE: fused_bce_backprop},
         dtypes=("float16",),
         max_examples=6,
         seed=3,
@@ -200,44 +206,81 @@ def report_page(tmp_path_factory) -> Path:
     return out / "index.html"
 
 
-def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, tmp_path):
-    browser = DevTools(chromium, tmp_path / "profile", tmp_path / "chromium.log")
-    try:
+IMAGES = (
+    "Array.from(document.querySelectorAll('img')).map(i => "
+    "[i.complete, i.naturalWidth, i.naturalHeight, i.dataset.file || i.src.slice(0, 40)])"
+)
+OPEN_DETAILS = "document.querySelectorAll('details').forEach(d => { d.open = true; }); true"
+WIDTHS = "[document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]"
+SPOIL = (
+    "new Promise(done => { const wide = document.createElement('div');"
+    " wide.style.width = '3000px'; wide.textContent = 'wide';"
+    " document.body.appendChild(wide);"
+    " const broken = new Image(); broken.onerror = broken.onload = () => done(true);"
+    " broken.src = 'data:image/png;base64,AAAA'; document.body.appendChild(broken); })"
+)
+
+
+def overflow(widths: list[int]) -> int:
+    """How many CSS px the page is wider than the viewport (0: it fits)."""
+    page, body, viewport = widths
+    return max(page, body) - viewport
+
+
+def unloaded(images: list[list[Any]]) -> list[Any]:
+    """The images that did not load: not complete, or no decoded width."""
+    return [name for complete, width, _, name in images if not (complete and width > 0)]
+
+
+class Page:
+    """One tab of a DevTools browser, at a fixed viewport width."""
+
+    def __init__(self, browser: DevTools) -> None:
+        self.browser = browser
         target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+        self.session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
             "sessionId"
         ]
         for domain in ("Page", "Runtime", "Log", "Network"):
-            browser.call(f"{domain}.enable", session=session)
+            browser.call(f"{domain}.enable", session=self.session)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": VIEWPORT_WIDTH, "height": 1600, "deviceScaleFactor": 1, "mobile": False},
+        )
+
+    def call(self, method: str, params: dict | None = None) -> dict:
+        return self.browser.call(method, params, session=self.session)
+
+    def evaluate(self, expression: str) -> Any:
+        answer = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
+        return answer["result"]["value"]
+
+
+def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, tmp_path):
+    browser = DevTools(chromium, tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        page = Page(browser)
         url = report_page.resolve().as_uri()
-        navigation = browser.call("Page.navigate", {"url": url}, session=session)
+        navigation = page.call("Page.navigate", {"url": url})
         assert "errorText" not in navigation, navigation
         browser.wait_for("Page.loadEventFired")
         browser.drain(1.0)  # late console messages or requests
 
-        def evaluate(expression: str) -> Any:
-            answer = browser.call(
-                "Runtime.evaluate",
-                {"expression": expression, "returnByValue": True},
-                session=session,
-            )
-            return answer["result"]["value"]
+        images = page.evaluate(IMAGES)
+        title = page.evaluate("document.title")
+        scripts = page.evaluate("document.querySelectorAll('script').length")
+        assert page.evaluate(OPEN_DETAILS)
+        widths = page.evaluate(WIDTHS)
+        events = list(browser.events)  # before the controls below add their own
 
-        images = evaluate(
-            "Array.from(document.images).map(i => "
-            "[i.complete, i.naturalWidth, i.naturalHeight, i.dataset.file])"
-        )
-        title = evaluate("document.title")
-        scripts = evaluate("document.querySelectorAll('script').length")
-        dialogs = [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
-
-        metrics = browser.call("Page.getLayoutMetrics", session=session)
+        metrics = page.call("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
         shots = {
-            "report_top.png": browser.call(
-                "Page.captureScreenshot", {"format": "png"}, session=session
-            ),
-            "report_full.png": browser.call(
+            "report_top.png": page.call("Page.captureScreenshot", {"format": "png"}),
+            "report_full.png": page.call(
                 "Page.captureScreenshot",
                 {
                     "format": "png",
@@ -250,9 +293,11 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
                         "scale": 1,
                     },
                 },
-                session=session,
             ),
         }
+        # controls: the same measurements catch a wide element and a broken image
+        assert page.evaluate(SPOIL)
+        spoilt_widths, spoilt_images = page.evaluate(WIDTHS), page.evaluate(IMAGES)
     finally:
         browser.close()
 
@@ -265,7 +310,6 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
             Path(keep).mkdir(parents=True, exist_ok=True)
             (Path(keep) / name).write_bytes(data)
 
-    events = browser.events
     console_errors = [
         e["params"]
         for e in events
@@ -282,6 +326,7 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
     requests = [
         e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"
     ]
+    dialogs = [e for e in events if e["method"] == "Page.javascriptDialogOpening"]
     assert not console_errors, console_errors
     assert not exceptions, exceptions
     assert not log_errors, log_errors
@@ -293,7 +338,13 @@ def test_report_page_loads_cleanly_in_headless_chromium(chromium, report_page, t
 
     assert scripts == 0
     assert title == f"browser check {EVIL}"  # shown as text, not run
-    assert len(images) >= 4
+    assert len(images) == report_page.read_text(encoding="utf-8").count("<img ") >= 4
+    assert not unloaded(images), f"images that did not load: {unloaded(images)}"
     for complete, width, height, name in images:
         assert complete and width >= 400 and height >= 250, (name, width, height)
         assert (report_page.parent / name).is_file()
+    assert widths[2] == VIEWPORT_WIDTH
+    assert overflow(widths) <= 0, f"the page is {overflow(widths)} px wider than the viewport"
+
+    assert overflow(spoilt_widths) > 0, spoilt_widths
+    assert unloaded(spoilt_images) == [spoilt_images[-1][3]], spoilt_images

@@ -44,6 +44,7 @@ def _report_dir(
     args: argparse.Namespace, settings: Settings | None, config: GradverifyConfig | None
 ) -> Path:
     from gradverify.report.atomic import check_output_directory
+    from gradverify.report.writer import DEFAULT_OUT_DIR
 
     from_config = (
         getattr(args, "report_dir", None) is None
@@ -52,7 +53,7 @@ def _report_dir(
     )
     what = f"report-dir ({config.path})" if from_config else "--out"
     return check_output_directory(
-        (settings.report_dir if settings else None) or "reports", what=what, base=args.cwd
+        (settings.report_dir if settings else None) or DEFAULT_OUT_DIR, what=what, base=args.cwd
     )
 
 

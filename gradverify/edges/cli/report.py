@@ -1,4 +1,9 @@
-"""``gradverify report``: the HTML/Markdown/JSON report, and its verdicts as the exit code."""
+"""``gradverify report``: the HTML/Markdown/JSON report, and its verdicts as the exit code.
+
+It writes to ``--out`` (or ``report-dir`` in the configuration), else to
+``gradverify-report/`` in the working directory
+(:data:`gradverify.report.writer.DEFAULT_OUT_DIR`).
+"""
 
 from __future__ import annotations
 

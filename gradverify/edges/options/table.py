@@ -291,7 +291,7 @@ OPTIONS: tuple[Option, ...] = (
         "path",
         None,
         "directory for the HTML/Markdown/JSON report (the CLI's report command writes to "
-        "'reports' by default; the pytest plugin writes one only when this is set)",
+        "'gradverify-report' by default; the pytest plugin writes one only when this is set)",
         metavar="DIR",
         cli_flag="--out",
         subcommands=("report",),
