@@ -177,6 +177,19 @@ def test_implementation_colours_are_fixed_for_builtins_and_distinct_for_others()
     assert len(set(colours.values())) == 5
 
 
+def test_every_implementation_gets_its_own_colour_and_marker_pair():
+    names = ["fused", *(f"user{k}" for k in range(30)), "naive", "epsilon"]
+    styles = figures.implementation_styles(names)
+    for name in ("naive", "epsilon", "fused"):
+        assert styles[name].color == figures.IMPLEMENTATION_COLORS[name]
+        assert styles[name].marker == figures.IMPLEMENTATION_MARKERS[name]
+    # the built-ins and the first 24 others: no two drawn alike
+    first = [styles[n] for n in ["naive", "epsilon", "fused", *names[1:25]]]
+    assert len({(s.color, s.marker) for s in first}) == len(first)
+    # the order of first appearance decides, not the order of the dict
+    assert figures.implementation_styles(names[::-1])["user0"] != styles["user0"]
+
+
 def test_names_with_mathtext_and_markup_are_drawn_as_plain_text():
     searches = [
         dict(SEARCHES[0], implementation=r"cost $\nosuchcommand{x$ and $_$"),

@@ -1,4 +1,9 @@
-"""What every figure shares: the style, the colours, a fresh canvas and the PNG bytes.
+"""What every figure shares: the style, the colours and markers, a fresh canvas and the PNG.
+
+One visual language: each implementation has one colour and one marker in every figure
+(:func:`implementation_styles`, Okabe-Ito colours, safe for the common colour-vision
+deficiencies); dtypes are told apart by panel or by black and grey line styles
+(:data:`DTYPE_LINES`), never by an implementation's colour; reference lines are grey.
 
 No pyplot and no ``matplotlib.use``: every figure is a fresh ``Figure`` with its own Agg
 canvas, so nothing leaks into (or out of) a user's matplotlib state. Figures are drawn
@@ -10,8 +15,9 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gradverify.common.formatting import as_float, format_label, shorten
@@ -23,17 +29,23 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DPI",
     "DTYPE_BITS",
-    "DTYPE_COLORS",
+    "DTYPE_LINES",
     "DTYPE_ORDER",
     "EXTRA_COLORS",
+    "EXTRA_MARKERS",
     "FAILED",
     "IMPLEMENTATION_COLORS",
-    "LABEL_STYLES",
-    "NONFINITE_SHADE",
+    "IMPLEMENTATION_MARKERS",
+    "NOTE_SIZE",
+    "REFERENCE_COLOR",
+    "ImplementationStyle",
+    "bits_axis",
     "empty",
     "figure_png",
     "grid",
     "implementation_colors",
+    "implementation_handles",
+    "implementation_styles",
     "label_text",
     "new_figure",
     "number",
@@ -48,18 +60,40 @@ DPI = 100
 
 DTYPE_ORDER = ("float16", "bfloat16", "float32", "float64")
 DTYPE_BITS = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
-DTYPE_COLORS = {
-    "float16": "#d62728",
-    "bfloat16": "#9467bd",
-    "float32": "#1f77b4",
-    "float64": "#2ca02c",
+
+# One visual language for every figure. An implementation has one colour and one marker
+# everywhere, from the Okabe-Ito palette (safe for the common colour-vision deficiencies);
+# the built-ins get fixed ones, others follow in order. Dtypes are told apart by panel or,
+# where they share an axes, by black and grey line styles: never by an implementation's
+# colour. Reference lines (baselines, tolerances, limits) are grey.
+IMPLEMENTATION_COLORS = {"naive": "#D55E00", "epsilon": "#0072B2", "fused": "#009E73"}
+"""The colour of each built-in implementation (Okabe-Ito vermillion, blue, bluish green)."""
+IMPLEMENTATION_MARKERS = {"naive": "o", "epsilon": "s", "fused": "^"}
+"""The marker of each built-in implementation."""
+EXTRA_COLORS = ("#CC79A7", "#E69F00", "#56B4E9")
+"""Colours of other implementations, in order (Okabe-Ito reddish purple, orange, sky blue)."""
+EXTRA_MARKERS = ("D", "v", "P", "X", "<", ">", "h", "*")
+"""Markers of other implementations, in order; with the colours they make distinct pairs."""
+DTYPE_LINES = {
+    "float16": ("#000000", "-"),
+    "bfloat16": ("#000000", (0, (5, 2))),
+    "float32": ("#6e6e6e", (0, (5, 1.5, 1.2, 1.5))),
+    "float64": ("#6e6e6e", (0, (1.2, 1.2))),
 }
-# implementation colours: the built-ins get fixed ones, others follow in order
-IMPLEMENTATION_COLORS = {"naive": "#d62728", "epsilon": "#ff7f0e", "fused": "#2ca02c"}
-EXTRA_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-LABEL_STYLES = ("-", "--", ":", "-.")
+"""(colour, line style) of each dtype where dtypes share an axes: black and grey only."""
+REFERENCE_COLOR = "#5a5a5a"
+"""Grey of reference lines and notes (baselines, tolerances, the dtype's width)."""
+NOTE_SIZE = 9
+"""Font size (points) of the notes a figure states inside itself."""
 FAILED = ("unstable", "incorrect", "error")
-NONFINITE_SHADE = "#f4a6a6"
+
+
+@dataclass(frozen=True)
+class ImplementationStyle:
+    """How one implementation is drawn in every figure: its colour and marker."""
+
+    color: str
+    marker: str
 
 
 @contextmanager
@@ -106,14 +140,58 @@ def figure_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def implementation_colors(names: Sequence[str]) -> dict[str, str]:
-    """A fixed colour per implementation name: built-ins fixed, others in order."""
-    colors: dict[str, str] = {}
-    extra = iter(EXTRA_COLORS * (1 + len(names) // len(EXTRA_COLORS)))
+def implementation_styles(names: Sequence[str]) -> dict[str, ImplementationStyle]:
+    """A fixed colour and marker per implementation name: built-ins fixed, others in order.
+
+    Others cycle through :data:`EXTRA_COLORS` and :data:`EXTRA_MARKERS` together, so the
+    first 24 of them differ in colour, marker or both.
+    """
+    styles: dict[str, ImplementationStyle] = {}
+    extra = 0
     for name in names:
-        if name not in colors:
-            colors[name] = IMPLEMENTATION_COLORS.get(name) or next(extra)
-    return colors
+        if name in styles:
+            continue
+        if name in IMPLEMENTATION_COLORS:
+            styles[name] = ImplementationStyle(
+                IMPLEMENTATION_COLORS[name], IMPLEMENTATION_MARKERS[name]
+            )
+            continue
+        color = EXTRA_COLORS[extra % len(EXTRA_COLORS)]
+        styles[name] = ImplementationStyle(color, EXTRA_MARKERS[extra % len(EXTRA_MARKERS)])
+        extra += 1
+    return styles
+
+
+def implementation_colors(names: Sequence[str]) -> dict[str, str]:
+    """The colour of each implementation name (:func:`implementation_styles`)."""
+    return {name: look.color for name, look in implementation_styles(names).items()}
+
+
+def implementation_handles(styles: Mapping[str, ImplementationStyle]) -> list[Any]:
+    """Legend handles for the implementations: each its colour, marker and name."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D(
+            [],
+            [],
+            color=look.color,
+            marker=look.marker,
+            markersize=6,
+            markeredgecolor="white",
+            markeredgewidth=0.6,
+            linewidth=2,
+            label=plain_text(name, 28),
+        )
+        for name, look in styles.items()
+    ]
+
+
+def bits_axis(ax: Axes, width: float, *, lanes: float = 0.0) -> None:
+    """A y axis of bits of error from 0 to ``width`` (the dtype's width): ticks at multiples
+    of ``width / 4``, never negative; ``lanes`` (a fraction of ``width``) is room above it."""
+    ax.set_ylim(-0.04 * width, width * (1.04 + lanes))
+    ax.set_yticks([width * k / 4 for k in range(5)])
 
 
 def ordered_dtypes(names: Sequence[str]) -> list[str]:
