@@ -177,9 +177,10 @@ def _figures(doc: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
         if data is None:
             continue
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        alt = f"{fig['title']} {fig.get('caption', '').split('. ')[0]}".strip()
         parts.append(
             f'<figure id="{_e(fig["id"])}"><h3>{_e(fig["title"])}</h3>'
-            f'<img src="{uri}" alt="{_e(fig["title"])}" data-file="{_e(fig["file"])}">'
+            f'<img src="{uri}" alt="{_e(alt)}" data-file="{_e(fig["file"])}">'
             f"<figcaption>{_e(fig.get('caption', ''))} File: "
             f'<a href="{_e(fig["file"])}"><code>{_e(fig["file"])}</code></a></figcaption>'
             "</figure>"
