@@ -106,12 +106,17 @@ def _to_numpy(t: Any, like: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def mlp_factory(*, final_activation: bool = True) -> Callable[[Sequence[int], Sequence[str]], Any]:
+def mlp_factory(
+    *, final_activation: bool = True, device: str | None = None
+) -> Callable[[Sequence[int], Sequence[str]], Any]:
     """A factory of ``nn.Sequential(Linear, act, Linear, act, ...)`` for any widths.
 
     Args:
         final_activation: apply the last layer's activation. Use False when the loss
             module takes logits (``BCEWithLogitsLoss``: the sigmoid is inside the loss).
+        device: the ``nn.Linear`` layers' device (None: torch's default). The adapter's
+            own default factory uses ``"meta"``: it replaces every weight and bias before
+            the forward pass, so initialising them on the CPU would be wasted work per call.
     """
 
     def build(widths: Sequence[int], activations: Sequence[str]) -> Any:
@@ -119,7 +124,7 @@ def mlp_factory(*, final_activation: bool = True) -> Callable[[Sequence[int], Se
 
         layers: list[Any] = []
         for i, name in enumerate(activations):
-            layers.append(nn.Linear(widths[i], widths[i + 1]))
+            layers.append(nn.Linear(widths[i], widths[i + 1], device=device))
             if i < len(activations) - 1 or final_activation:
                 layers.append(activation_module(name))
         return nn.Sequential(*layers)
@@ -217,7 +222,7 @@ def from_module(
     loss_names, takes_logits, batch_mean = describe_loss(loss, losses)
     indices = check_targets(targets, loss_names)
     loss_module = loss  # the protocol's keyword ``loss`` (a name) shadows it below
-    build = factory or mlp_factory(final_activation=not takes_logits)
+    build = factory or mlp_factory(final_activation=not takes_logits, device="meta")
     label = name or f"torch:{type(loss_module).__name__}"
     declared = {"labels": "hard"} if indices else {}
 
