@@ -1,14 +1,20 @@
-"""Time the exact reference gradient alone: [32, 64, 64, 1], sigmoid, BCE, batch 16.
+"""Time the exact reference alone: mpmath, Arb (python-flint) and the automatic choice.
 
-    python benchmarks/bench_reference.py [--repeats 5] [--bits 166]
+    python benchmarks/bench_reference.py [--repeats 5] [--bits 80] [--search 200]
 
-50 significant decimal digits are 50 * log2(10) = 166.1 bits, so ``--bits 166`` (the default)
-asks :func:`gradverify.exact.reference.reference_gradients` for two working precisions that agree to
-166 bits (it computes at 166 + 32 = 198 and 396 bits). Prints the median of ``--repeats``
-runs, the working precision used and mpmath's backend (``gmpy`` when gmpy2 is installed,
-else ``python``). Run it under two environments to compare the backends. With python-flint
-installed it also times the Arb ball-arithmetic reference (gradverify.exact.reference_flint) and
-reports how far it is from the mpmath one.
+Three networks, sigmoid everywhere, BCE, float64, N(0, 1/fan_in) weights: a search-sized
+[4, 8, 8, 1] with batch 8 (121 parameters), [32, 64, 64, 1] with batch 16 (6,337 parameters)
+and [32, 256, 256, 1] with batch 16 (74,497 parameters). For each, the three backends of
+:func:`gradverify.exact.reference.reference_gradients` run in turn, ``--repeats`` times
+(interleaved, so that a change in the machine's load reaches all three alike); the line gives
+their medians, the ratios mpmath / Arb and mpmath / auto, the backend auto chose and whether
+the float64 gradients (values and residuals) are bit for bit the same.
+
+``--search N`` also times the three on N problems drawn (derandomized) by the default
+search's strategy with every built-in activation and loss, the four dtypes, up to 3 layers of
+up to 8 units and batch up to 8: their total and median seconds, and how often auto fell back
+to mpmath. ``--bits`` is the significant bits asked for (80, the default, is what checks use;
+166 is 50 decimal digits).
 """
 
 from __future__ import annotations
@@ -17,23 +23,28 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gradverify.exact.reference import mpmath_backend, reference_gradients  # noqa: E402
+from gradverify.exact.precision import DEFAULT_BITS, ExactReferenceError  # noqa: E402
+from gradverify.exact.reference import BACKENDS, reference_gradients  # noqa: E402
+from gradverify.exact.reference_flint import flint_available  # noqa: E402
+from gradverify.exact.reference_mpmath import mpmath_backend  # noqa: E402
 from gradverify.model.network import NetworkSpec, Problem  # noqa: E402
 
 TARGET_SECONDS = 1.0
+"""The target for the default (auto) reference at 6,337 parameters."""
+
+ORDER = ("mpmath", "flint", "auto")
 
 
-def benchmark_problem(width: int = 64, batch: int = 16, seed: int = 0) -> Problem:
-    """[32, width, width, 1], sigmoid everywhere, BCE, float64, N(0, 1/fan_in) weights."""
+def benchmark_problem(width: int = 64, batch: int = 16, seed: int = 0, inputs: int = 32) -> Problem:
+    """[inputs, width, width, 1], sigmoid everywhere, BCE, float64, N(0, 1/fan_in) weights."""
     rng = np.random.default_rng(seed)
-    widths = (32, width, width, 1)
+    widths = (inputs, width, width, 1)
     spec = NetworkSpec(widths, ("sigmoid",) * 3, "bce")
     weights = [
         rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i]) for i in range(3)
@@ -44,72 +55,137 @@ def benchmark_problem(width: int = 64, batch: int = 16, seed: int = 0) -> Proble
     return Problem.from_arrays(spec, weights, biases, x, y, "float64")
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+def _seconds(backend: str, problem: Problem, bits: int) -> tuple[float, object]:
+    start = time.perf_counter()
+    try:
+        result: object = reference_gradients(problem, bits=bits, backend=backend)
+    except ExactReferenceError as exc:
+        result = exc
+    return time.perf_counter() - start, result
+
+
+def _same_floats(a: object, b: object) -> bool:
+    if isinstance(a, Exception) or isinstance(b, Exception):
+        return isinstance(a, Exception) and isinstance(b, Exception)
+    pairs = zip(a.tensors(), b.tensors(), strict=True)  # type: ignore[attr-defined]
+    return a.loss == b.loss and all(  # type: ignore[attr-defined]
+        np.array_equal(x[1].view(np.uint64), y[1].view(np.uint64))
+        and np.array_equal(x[2].view(np.uint64), y[2].view(np.uint64))
+        for x, y in pairs
+    )
+
+
+def _interleaved(
+    problem: Problem, bits: int, repeats: int, backends: tuple[str, ...]
+) -> dict[str, tuple[list[float], object]]:
+    """Each backend once per round (after one warm-up round): its times and last result."""
+    runs: dict[str, tuple[list[float], object]] = {b: ([], None) for b in backends}
+    for round_ in range(repeats + 1):
+        for backend in backends:
+            seconds, result = _seconds(backend, problem, bits)
+            if round_:
+                runs[backend][0].append(seconds)
+            runs[backend] = (runs[backend][0], result)
+    return runs
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds < 0.1 else f"{seconds:.3f} s"
+
+
+def _network_line(label: str, problem: Problem, args: argparse.Namespace) -> dict[str, float]:
+    backends = ORDER if flint_available() else ("mpmath", "auto")
+    runs = _interleaved(problem, args.bits, args.repeats, backends)
+    medians = {b: statistics.median(t) for b, (t, _) in runs.items()}
+    results = {b: r for b, (_, r) in runs.items()}
+    chosen = getattr(results["auto"], "backend", "error")
+    parts = [f"{b if b != 'flint' else 'Arb'} {_fmt(medians[b])}" for b in backends]
+    ratios = [
+        f"mpmath/{b if b != 'flint' else 'Arb'} {medians['mpmath'] / medians[b]:.2f}x"
+        for b in backends[1:]
+    ]
+    same = all(_same_floats(results["mpmath"], results[b]) for b in backends[1:])
+    precisions = ", ".join(f"{b} {getattr(results[b], 'precision', '-')}" for b in backends)
+    print(
+        f"{label} ({problem.spec.parameter_count:,} parameters, batch {problem.batch_size}): "
+        f"{'; '.join(parts)} (medians of {args.repeats}, interleaved); {'; '.join(ratios)}; "
+        f"auto chose {chosen}; working bits {precisions}; float64 bits identical: {same}"
+    )
+    return medians
+
+
+def _search_problems(count: int) -> list[Problem]:
+    from hypothesis import HealthCheck, given, settings
+
+    from gradverify.exploration.strategies import problems
+    from gradverify.model.functions import ACTIVATIONS, LOSSES
+
+    drawn: list[Problem] = []
+
+    @settings(
+        max_examples=count,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        problems(
+            activations=list(ACTIVATIONS),
+            losses=list(LOSSES),
+            dtypes=["float16", "bfloat16", "float32", "float64"],
+            max_width=8,
+            max_batch=8,
+        )
+    )
+    def collect(problem: Problem) -> None:
+        drawn.append(problem)
+
+    collect()
+    return drawn
+
+
+def _search_line(args: argparse.Namespace) -> None:
+    backends = ORDER if flint_available() else ("mpmath", "auto")
+    drawn = _search_problems(args.search)
+    times: dict[str, list[float]] = {b: [] for b in backends}
+    fallbacks = 0
+    for problem in drawn:
+        for backend in backends:
+            seconds, result = _seconds(backend, problem, args.bits)
+            times[backend].append(seconds)
+            if backend == "auto" and getattr(result, "backend", "flint") != "flint":
+                fallbacks += 1
+    parts = [
+        f"{b if b != 'flint' else 'Arb'} total {sum(t):.2f} s, median {_fmt(statistics.median(t))}"
+        for b, t in times.items()
+    ]
+    ratio = statistics.median(m / a for m, a in zip(times["mpmath"], times["auto"], strict=True))
+    print(
+        f"{len(drawn)} search-drawn problems (every activation and loss, 4 dtypes, <= 3 layers "
+        f"of <= 8 units, batch <= 8): {'; '.join(parts)}; auto fell back to mpmath on "
+        f"{fallbacks}; median ratio mpmath/auto {ratio:.2f}x"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bits", type=int, default=DEFAULT_BITS, help="significant bits")
     parser.add_argument(
-        "--bits",
-        type=int,
-        default=166,
-        help="significant bits the two precisions must agree on (166 = 50 digits)",
+        "--search", type=int, default=0, help="also time this many search-drawn problems"
     )
     args = parser.parse_args(argv)
-
-    problem = benchmark_problem()
-    print(
-        f"network {problem.spec.describe()}, batch {problem.batch_size}, float64, "
-        f"{problem.spec.parameter_count} parameters"
-    )
-    result = reference_gradients(problem, bits=args.bits)  # also a warm-up
-    seconds, times = median_seconds(
-        lambda: reference_gradients(problem, bits=args.bits), args.repeats
-    )
-    verdict = "met" if seconds < TARGET_SECONDS else "MISSED"
-    print(
-        f"mpmath reference ({args.bits} bits agreed, working precision {result.precision} "
-        f"bits, mpmath backend {mpmath_backend()}): median {seconds:.3f} s of "
-        f"{args.repeats} ({', '.join(f'{t:.3f}' for t in times)}); target < "
-        f"{TARGET_SECONDS:g} s: {verdict}"
-    )
-
-    try:
-        from gradverify.exact.reference_flint import flint_available, flint_reference_gradients
-    except ImportError:
-        flint_available = None  # type: ignore[assignment]
-    if flint_available is None:
-        print("python-flint reference: not implemented in this checkout")
-    elif not flint_available():
-        print(
-            "python-flint reference: python-flint is not installed (pip install gradverify[fast])"
-        )
-    else:
-        flint_result = flint_reference_gradients(problem, bits=args.bits)
-        seconds_f, times_f = median_seconds(
-            lambda: flint_reference_gradients(problem, bits=args.bits), args.repeats
-        )
-        same = all(
-            np.array_equal(a, b)
-            for a, b in zip(
-                (*result.dweights, *result.dbiases),
-                (*flint_result.dweights, *flint_result.dbiases),
-                strict=True,
-            )
-        )
-        print(
-            f"python-flint (Arb) reference ({args.bits} bits, working precision "
-            f"{flint_result.precision} bits): median {seconds_f:.3f} s of {args.repeats} "
-            f"({', '.join(f'{t:.3f}' for t in times_f)}); {seconds / seconds_f:.1f}x faster "
-            f"than mpmath; float64 gradients identical to mpmath's: {same}"
-        )
+    assert set(ORDER) == set(BACKENDS)
+    flint = "python-flint installed" if flint_available() else "python-flint NOT installed"
+    print(f"{args.bits} bits; mpmath backend {mpmath_backend()}; {flint}")
+    _network_line("[4, 8, 8, 1]", benchmark_problem(8, batch=8, inputs=4), args)
+    medians = _network_line("[32, 64, 64, 1]", benchmark_problem(64), args)
+    verdict = "met" if medians["auto"] < TARGET_SECONDS else "MISSED"
+    print(f"  target < {TARGET_SECONDS:g} s for the default (auto) reference: {verdict}")
+    _network_line("[32, 256, 256, 1]", benchmark_problem(256), args)
+    if args.search:
+        _search_line(args)
     return 0
 
 

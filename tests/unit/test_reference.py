@@ -1,7 +1,10 @@
-"""The exact reference against an independent derivative: mpmath.diff of a plain forward pass."""
+"""The mpmath backend of the exact reference against an independent derivative (mpmath.diff
+of a plain forward pass), and its reused private contexts. The Arb backend and the automatic
+choice between them: test_reference_backends.py."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -12,10 +15,13 @@ import pytest
 
 from gradverify.exact.contexts import fresh_contexts, working_context
 from gradverify.exact.precision import MAX_PRECISION, working_precisions
-from gradverify.exact.reference import Dyadic, ExactReferenceError, reference_gradients
+from gradverify.exact.reference import Dyadic, ExactReferenceError
+from gradverify.exact.reference import reference_gradients as any_reference_gradients
 from gradverify.exact.rounding import round_to_float64, split_to_float64
 from gradverify.model.network import NetworkSpec, Problem
 from tests.strategies import random_problem
+
+reference_gradients = functools.partial(any_reference_gradients, backend="mpmath")
 
 # --- an independent forward pass: textbook formulas at a very high precision -------------
 
@@ -161,7 +167,7 @@ def test_precision_is_raised_until_two_precisions_agree():
     problem = random_problem((2, 2, 1), ("sigmoid", "sigmoid"), "bce", batch=2, seed=5)
     ref = reference_gradients(problem, bits=300)
     assert ref.agreed_bits == 300
-    assert ref.precision >= 2 * (300 + 32)
+    assert ref.precision >= 2 * (300 + 53 + 32)  # the residual's 53 bits and 32 guard bits
 
 
 def test_reference_refuses_when_precisions_cannot_agree():
@@ -186,7 +192,7 @@ def test_reference_never_touches_the_global_mpmath_context():
 
 def test_reference_records_the_backend():
     ref = reference_gradients(random_problem((2, 2, 1), ("tanh", "sigmoid"), seed=1))
-    assert ref.backend == mpmath.libmp.BACKEND
+    assert ref.backend == f"mpmath-{mpmath.libmp.BACKEND}"
 
 
 def test_low_precision_inputs_are_taken_exactly():

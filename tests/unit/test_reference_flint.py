@@ -12,9 +12,12 @@ flint = pytest.importorskip(
 from gradverify.engine.check import check_problem  # noqa: E402
 from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop  # noqa: E402
 from gradverify.engine.results import Verdict  # noqa: E402
-from gradverify.exact.precision import agree_to_bits  # noqa: E402
+from gradverify.exact.precision import ExactReferenceError, agree_to_bits  # noqa: E402
 from gradverify.exact.reference import reference_gradients  # noqa: E402
-from gradverify.exact.reference_flint import flint_reference_gradients  # noqa: E402
+from gradverify.exact.reference_flint import (  # noqa: E402
+    Unsettled,
+    flint_reference_gradients,
+)
 from tests.strategies import random_problem  # noqa: E402
 
 PROBLEMS = [
@@ -37,16 +40,17 @@ def test_flint_reference_equals_the_mpmath_reference(kwargs):
         batch=5,
         **kwargs,
     )
-    expected = reference_gradients(problem)
+    expected = reference_gradients(problem, backend="mpmath")
     got = flint_reference_gradients(problem)
     assert got.backend == "flint"
-    for name, (_, hi, lo, exact), (_, hi_f, lo_f, exact_f) in zip(
-        [t[0] for t in expected.tensors()], expected.tensors(), got.tensors(), strict=True
+    assert np.float64(got.loss).view(np.uint64) == np.float64(expected.loss).view(np.uint64)
+    for (name, hi, lo, exact), (_, hi_f, lo_f, exact_f) in zip(
+        expected.tensors(), got.tensors(), strict=True
     ):
-        # both are correctly rounded: the float64 values are identical
-        np.testing.assert_array_equal(hi_f, hi, err_msg=name)
-        # the residuals and exact values agree to the 80 bits both certify
-        np.testing.assert_allclose(lo_f, lo, rtol=0, atol=float(np.max(np.abs(hi))) * 2.0**-78)
+        # both give the correctly rounded double-double: the same float64 bits, residuals too
+        np.testing.assert_array_equal(hi_f.view(np.uint64), hi.view(np.uint64), err_msg=name)
+        np.testing.assert_array_equal(lo_f.view(np.uint64), lo.view(np.uint64), err_msg=name)
+        # the exact values agree to the 80 bits both certify
         assert all(agree_to_bits(a, b, 78) for a, b in zip(exact_f.flat, exact.flat, strict=True))
 
 
@@ -64,3 +68,21 @@ def test_check_problem_accepts_the_flint_reference(shift, verdict):
     assert result.verdict is verdict
     assert result.reference_backend == "flint"
     assert check_problem(fused_bce_backprop, problem, reference=reference).passed
+
+
+def test_a_pass_that_cannot_separate_a_zero_says_so():
+    # two identical hidden units with opposite outgoing weights: h_2 = 0 exactly, through
+    # sigmoid balls that are not points, so the relu above cannot tell its side
+    spec_problem = _identical_units_problem("relu")
+    with pytest.raises(ExactReferenceError, match=Unsettled.STUCK.value):
+        flint_reference_gradients(spec_problem, max_stuck_passes=2)
+
+
+def _identical_units_problem(activation: str):
+    from gradverify.model.network import NetworkSpec, Problem
+
+    spec = NetworkSpec((1, 2, 1, 1), ("sigmoid", activation, "sigmoid"), "bce")
+    weights = [np.array([[0.75], [0.75]]), np.array([[1.5, -1.5]]), np.array([[2.0]])]
+    biases = [np.array([0.25, 0.25]), np.array([0.0]), np.array([0.5])]
+    x, y = np.array([[1.0, -2.0]]), np.array([[1.0, 0.0]])
+    return Problem.from_arrays(spec, weights, biases, x, y)
