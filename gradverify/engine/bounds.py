@@ -46,7 +46,7 @@ evaluated in the dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,7 +57,14 @@ from gradverify.model.functions import Activation, activation, has_fused_delta, 
 from gradverify.model.names import check_name
 from gradverify.model.network import ForwardPass, Problem, output_delta
 
-__all__ = ["FORMULATIONS", "FUNCTION_ROUNDINGS", "Formulation", "SAFETY", "rounding_error_bounds"]
+__all__ = [
+    "FORMULATIONS",
+    "FUNCTION_ROUNDINGS",
+    "SAFETY",
+    "Formulation",
+    "rounding_error_bounds",
+    "rounding_floors",
+]
 
 Formulation = Literal["stable", "autograd"]
 FORMULATIONS: tuple[str, ...] = ("stable", "autograd")
@@ -205,6 +212,7 @@ class _Forward:
 
 def _forward_errors(
     problem: Problem,
+    fp: ForwardPass,
     acts: list[Activation],
     weights: list[np.ndarray],
     u: float,
@@ -213,12 +221,12 @@ def _forward_errors(
 ) -> _Forward:
     """Bounds on the errors of each layer's h and z as the dtype computes them.
 
-    Under ``"autograd"`` an activation whose conventional forward differs (torch's GELU,
-    which cancels for negative h) has that form's error bound.
+    ``fp`` is the float64 forward pass on the problem's values. Under ``"autograd"`` an
+    activation whose conventional forward differs (torch's GELU, which cancels for
+    negative h) has that form's error bound.
     """
     spec = problem.spec
     biases = [np.abs(b.astype(np.float64)) for b in problem.biases]
-    fp = problem.forward64()
     inputs = [fp.x, *fp.z[:-1]]  # z_0 .. z_{L-1}
     e_inputs = [np.zeros_like(fp.x)]
     e_hs, e_zs = [], []
@@ -257,6 +265,81 @@ def _layer_bounds(
     return dw, db
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What every formulation's bounds of one problem share."""
+
+    problem: Problem
+    u: float
+    eta: float
+    weights: list[np.ndarray]  # |W_i| in float64
+    signed_weights: list[np.ndarray]  # W_i in float64
+    acts: list[Activation]
+    fp: ForwardPass
+
+    @classmethod
+    def of(cls, problem: Problem) -> _Setup:
+        signed = [w.astype(np.float64) for w in problem.weights]
+        return cls(
+            problem,
+            unit_roundoff(problem.dtype),
+            smallest_normal(problem.dtype),
+            [np.abs(w) for w in signed],
+            signed,
+            [activation(name) for name in problem.spec.activations],
+            problem.forward64(),
+        )
+
+    def forward_errors(self, formulation: Formulation) -> _Forward:
+        return _forward_errors(
+            self.problem, self.fp, self.acts, self.weights, self.u, self.eta, formulation
+        )
+
+    def changes_forward(self, formulation: Formulation) -> bool:
+        """Whether ``formulation`` bounds some layer's forward pass differently from stable."""
+        return formulation == "autograd" and any(
+            act.conventional_forward is not None for act in self.acts
+        )
+
+
+def _bounds(setup: _Setup, fw: _Forward, formulation: Formulation) -> list[np.ndarray]:
+    """The bounds of one formulation, given its forward errors (see rounding_error_bounds)."""
+    problem, u, eta, weights = setup.problem, setup.u, setup.eta, setup.weights
+    spec, fp = problem.spec, fw.fp
+    with np.errstate(all="ignore"):
+        # the exact deltas' magnitudes, from a stable float64 backward pass
+        delta = output_delta(spec, fp, problem.y.astype(np.float64))
+        e_delta = _output_delta_error(
+            problem, fp.h[-1], fp.z[-1], fw.e_hs[-1], fw.e_zs[-1], delta, formulation, u, eta
+        )
+        bounds: list[np.ndarray] = [np.empty(0)] * (2 * spec.depth)
+        for i in reversed(range(spec.depth)):
+            bounds[2 * i], bounds[2 * i + 1] = _layer_bounds(
+                delta, e_delta, np.abs(fw.inputs[i]), fw.e_inputs[i], problem.batch_size, u, eta
+            )
+            if i > 0:
+                g = setup.signed_weights[i].T @ delta
+                e_g = (
+                    _gamma(spec.widths[i + 1], u) * (weights[i].T @ np.abs(delta))
+                    + weights[i].T @ e_delta
+                    + spec.widths[i + 1] * eta
+                )
+                slope, e_slope = _derivative_and_error(
+                    setup.acts[i - 1],
+                    fp.h[i - 1],
+                    fp.z[i - 1],
+                    fw.e_hs[i - 1],
+                    fw.e_zs[i - 1],
+                    formulation,
+                    problem.dtype,
+                    eta,
+                )
+                delta = g * slope
+                e_delta = e_g * np.abs(slope) + np.abs(g) * e_slope + u * np.abs(delta) + eta
+    # where no finite bound exists (n u >= 1/2), the floor allows nothing: the baselines decide
+    return [SAFETY * np.where(np.isfinite(b), b, 0.0) for b in bounds]
+
+
 def rounding_error_bounds(
     problem: Problem, formulation: Formulation = "stable"
 ) -> list[np.ndarray]:
@@ -271,44 +354,36 @@ def rounding_error_bounds(
         :meth:`gradverify.exact.reference.ReferenceGradients.tensors`, each of that tensor's shape.
     """
     check_name("formulation", formulation, FORMULATIONS)
-    u = unit_roundoff(problem.dtype)
-    eta = smallest_normal(problem.dtype)
-    spec = problem.spec
-    weights = [np.abs(w.astype(np.float64)) for w in problem.weights]
-    signed_weights = [w.astype(np.float64) for w in problem.weights]
-    acts = [activation(name) for name in spec.activations]
-
+    setup = _Setup.of(problem)
     with np.errstate(all="ignore"):
-        fw = _forward_errors(problem, acts, weights, u, eta, formulation)
-        fp = fw.fp
-        # the exact deltas' magnitudes, from a stable float64 backward pass
-        delta = output_delta(spec, fp, problem.y.astype(np.float64))
-        e_delta = _output_delta_error(
-            problem, fp.h[-1], fp.z[-1], fw.e_hs[-1], fw.e_zs[-1], delta, formulation, u, eta
-        )
-        bounds: list[np.ndarray] = [np.empty(0)] * (2 * spec.depth)
-        for i in reversed(range(spec.depth)):
-            bounds[2 * i], bounds[2 * i + 1] = _layer_bounds(
-                delta, e_delta, np.abs(fw.inputs[i]), fw.e_inputs[i], problem.batch_size, u, eta
+        return _bounds(setup, setup.forward_errors(formulation), formulation)
+
+
+def rounding_floors(problem: Problem, formulations: Sequence[Formulation]) -> list[np.ndarray]:
+    """The elementwise largest of :func:`rounding_error_bounds` over ``formulations``.
+
+    The same arrays as taking ``np.maximum`` of each formulation's bounds, computed once per
+    problem where the formulations agree: the float64 forward pass, the weights' magnitudes
+    and (unless an activation has a conventional forward form) the forward errors.
+    """
+    for formulation in formulations:
+        check_name("formulation", formulation, FORMULATIONS)
+    setup = _Setup.of(problem)
+    floors: list[np.ndarray] | None = None
+    stable_forward = None
+    with np.errstate(all="ignore"):
+        for formulation in formulations:
+            if setup.changes_forward(formulation):
+                fw = setup.forward_errors(formulation)
+            else:
+                stable_forward = stable_forward or setup.forward_errors("stable")
+                fw = stable_forward
+            bounds = _bounds(setup, fw, formulation)
+            floors = (
+                bounds
+                if floors is None
+                else [np.maximum(a, b) for a, b in zip(floors, bounds, strict=True)]
             )
-            if i > 0:
-                g = signed_weights[i].T @ delta
-                e_g = (
-                    _gamma(spec.widths[i + 1], u) * (weights[i].T @ np.abs(delta))
-                    + weights[i].T @ e_delta
-                    + spec.widths[i + 1] * eta
-                )
-                slope, e_slope = _derivative_and_error(
-                    acts[i - 1],
-                    fp.h[i - 1],
-                    fp.z[i - 1],
-                    fw.e_hs[i - 1],
-                    fw.e_zs[i - 1],
-                    formulation,
-                    problem.dtype,
-                    eta,
-                )
-                delta = g * slope
-                e_delta = e_g * np.abs(slope) + np.abs(g) * e_slope + u * np.abs(delta) + eta
-    # where no finite bound exists (n u >= 1/2), the floor allows nothing: the baselines decide
-    return [SAFETY * np.where(np.isfinite(b), b, 0.0) for b in bounds]
+    if floors is None:
+        raise ValueError("rounding_floors needs at least one formulation")
+    return floors

@@ -10,7 +10,7 @@ problem is one message naming what was expected and what came back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,38 +30,60 @@ class Given:
     biases: list
     x: np.ndarray
     y: np.ndarray
-    arrays: tuple[tuple[str, np.ndarray, np.ndarray], ...]  # (name, array passed, its copy)
+    arrays: tuple[tuple[str, np.ndarray, np.ndarray], ...]  # (name, array passed, its value)
     weight_ids: tuple[int, ...]
     bias_ids: tuple[int, ...]
 
+    def again(self) -> Given:
+        """The same arrays in new lists, for another call on the same input.
+
+        Only after :func:`modified_input` found the previous call left them unchanged.
+        """
+        weights, biases = list(self.weights), list(self.biases)
+        return replace(
+            self,
+            weights=weights,
+            biases=biases,
+            weight_ids=tuple(map(id, weights)),
+            bias_ids=tuple(map(id, biases)),
+        )
+
 
 def given_inputs(problem: Problem, layout: str) -> Given:
-    """Fresh copies of ``problem``'s arrays, ``x`` and ``y`` transposed for ``layout="rows"``."""
+    """Fresh copies of ``problem``'s arrays, ``x`` and ``y`` transposed for ``layout="rows"``.
+
+    The problem's own arrays are read-only, so they serve as the values to compare the
+    copies with after the call.
+    """
     weights = [w.copy() for w in problem.weights]
     biases = [b.copy() for b in problem.biases]
-    x, y = problem.x.copy(), problem.y.copy()
-    if layout == "rows":
-        x, y = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
+    x, y = (problem.x.T, problem.y.T) if layout == "rows" else (problem.x, problem.y)
+    passed_x, passed_y = np.array(x, order="C"), np.array(y, order="C")  # C-ordered copies
     named = [
-        *((f"weights[{i}]", w) for i, w in enumerate(weights)),
-        *((f"biases[{i}]", b) for i, b in enumerate(biases)),
-        ("x", x),
-        ("y", y),
+        *((f"weights[{i}]", w, problem.weights[i]) for i, w in enumerate(weights)),
+        *((f"biases[{i}]", b, problem.biases[i]) for i, b in enumerate(biases)),
+        ("x", passed_x, x),
+        ("y", passed_y, y),
     ]
     return Given(
         weights,
         biases,
-        x,
-        y,
-        tuple((n, a, a.copy()) for n, a in named),
+        passed_x,
+        passed_y,
+        tuple(named),
         tuple(map(id, weights)),
         tuple(map(id, biases)),
     )
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether ``a`` and ``b`` have the same shape, dtype and bytes."""
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    """Whether ``a`` and ``b`` have the same shape, dtype and bits (in any memory layout)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.itemsize in (1, 2, 4, 8) and not a.dtype.hasobject:
+        bits = np.dtype(f"u{a.dtype.itemsize}")
+        return bool(np.array_equal(a.view(bits), b.view(bits)))
+    return np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
 
 
 def describe(a: Any) -> str:
@@ -104,14 +126,15 @@ def modified_input(given: Given) -> str | None:
         message = _modified_list(kind, now, ids)
         if message is not None:
             return message
-    for name, passed, before in given.arrays:
-        if not same_bits(passed, before):
+    for name, passed, value in given.arrays:
+        if not same_bits(passed, value):
             return f"modified its input {name} in place"
     return None
 
 
-def _array(a: Any, name: str, param: np.ndarray, problem: Problem) -> np.ndarray | str:
-    """One returned gradient as a plain array, or a message saying what is wrong with it."""
+def _array(a: Any, name: str, param: np.ndarray, problem: Problem, copy: bool) -> np.ndarray | str:
+    """One returned gradient as a plain array (a copy if ``copy``), or a message saying what
+    is wrong with it."""
     if isinstance(a, np.ma.MaskedArray):
         return (
             f"expected {name} to be a plain numpy array; got a masked array "
@@ -120,7 +143,7 @@ def _array(a: Any, name: str, param: np.ndarray, problem: Problem) -> np.ndarray
         )
     if not isinstance(a, np.ndarray):
         return f"expected {name} to be a numpy array of shape {param.shape}; got {describe(a)}"
-    plain = np.array(a, copy=True, subok=False)
+    plain = np.array(a, copy=True, subok=False) if copy else a
     if plain.shape != param.shape:
         return f"expected {name} to have shape {param.shape}; got shape {plain.shape}"
     if plain.dtype != problem.dtype:
@@ -131,7 +154,7 @@ def _array(a: Any, name: str, param: np.ndarray, problem: Problem) -> np.ndarray
     return plain
 
 
-def _arrays(kind: str, arrays: Any, params: Sequence, problem: Problem) -> tuple | str:
+def _arrays(kind: str, arrays: Any, params: Sequence, problem: Problem, copy: bool) -> tuple | str:
     """``dweights`` or ``dbiases`` as a tuple of plain arrays, or a message."""
     depth = problem.spec.depth
     if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence):
@@ -140,15 +163,19 @@ def _arrays(kind: str, arrays: Any, params: Sequence, problem: Problem) -> tuple
         return f"expected {depth} arrays in {kind} (one per layer); got {len(arrays)}"
     converted = []
     for i in range(depth):
-        plain = _array(arrays[i], f"{kind}[{i}]", params[i], problem)
+        plain = _array(arrays[i], f"{kind}[{i}]", params[i], problem, copy)
         if isinstance(plain, str):
             return plain
         converted.append(plain)
     return tuple(converted)
 
 
-def validated(result: Any, problem: Problem) -> tuple[tuple, tuple] | str:
-    """The gradients as tuples of plain arrays, or a message saying what is wrong."""
+def validated(result: Any, problem: Problem, *, copy: bool = True) -> tuple[tuple, tuple] | str:
+    """The gradients as tuples of plain arrays, or a message saying what is wrong.
+
+    With ``copy=False`` the arrays returned are the implementation's own (fit only to be
+    compared at once, as the repeated calls of the nondeterminism check are).
+    """
     depth = problem.spec.depth
     expected = f"(dweights, dbiases): two sequences of {depth} arrays each, in {problem.dtype_name}"
     if not isinstance(result, (tuple, list)) or len(result) != 2:
@@ -156,10 +183,10 @@ def validated(result: Any, problem: Problem) -> tuple[tuple, tuple] | str:
             f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""
         )
         return f"expected {expected}; got {got}"
-    dweights = _arrays("dweights", result[0], problem.weights, problem)
+    dweights = _arrays("dweights", result[0], problem.weights, problem, copy)
     if isinstance(dweights, str):
         return dweights
-    dbiases = _arrays("dbiases", result[1], problem.biases, problem)
+    dbiases = _arrays("dbiases", result[1], problem.biases, problem, copy)
     if isinstance(dbiases, str):
         return dbiases
     return dweights, dbiases

@@ -102,7 +102,7 @@ def elementwise_errors(
     value: np.ndarray, ref_hi: np.ndarray, ref_lo: np.ndarray, dtype: str | np.dtype
 ) -> ElementwiseErrors:
     """Errors of ``value`` (any float dtype) against the reference ``ref_hi + ref_lo``."""
-    a = np.asarray(value).astype(np.float64)
+    a = np.asarray(value, dtype=np.float64)  # a copy only when converting
     with np.errstate(all="ignore"):
         nonfinite = ~np.isfinite(a) & np.isfinite(ref_hi)
         absolute = np.abs((a - ref_hi) - ref_lo)
@@ -116,7 +116,7 @@ def elementwise_errors(
 
 def normwise_error(value: np.ndarray, ref_hi: np.ndarray, ref_lo: np.ndarray) -> float:
     """``||a - r||_2 / ||r||_2``, scaled against overflow; 0/0 is 0, x/0 is inf."""
-    a = np.asarray(value).astype(np.float64)
+    a = np.asarray(value, dtype=np.float64)  # a copy only when converting
     with np.errstate(all="ignore"):
         if not np.all(np.isfinite(a)):
             return float("inf")
@@ -146,7 +146,7 @@ def error_beyond_floor(
     0 when every entry is within its floor; inf when the reference is all zero and some
     entry is not within its floor, or when ``a`` has inf/NaN.
     """
-    a = np.asarray(value).astype(np.float64)
+    a = np.asarray(value, dtype=np.float64)  # a copy only when converting
     with np.errstate(all="ignore"):
         if not np.all(np.isfinite(a)):
             return float("inf")

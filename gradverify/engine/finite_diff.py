@@ -123,7 +123,7 @@ def finite_difference_gradients(
             f"the problem has {count} parameters, more than max_parameters={max_parameters}; "
             f"full finite differences would need about {6 * count} loss evaluations. Use the "
             f"directional mode instead: directional_check(problem, dweights, dbiases, "
-            f"directions=k) compares v^T g along k random directions at 7 evaluations each."
+            f"directions=k) compares v^T g along k random directions at 6 evaluations each."
         )
     p = Float64Problem.of(problem)
     eps_j = evaluation_error_bound(p)

@@ -34,6 +34,7 @@ from typing import Any
 
 from gradverify.common.errstate import caller_errstate
 from gradverify.engine.call_checks import (
+    Given,
     given_inputs,
     modified_input,
     nondeterminism,
@@ -165,15 +166,20 @@ def call_once(
     errstate: dict[str, str],
     *,
     in_worker: bool = False,
+    given: Given | None = None,
+    keep: bool = True,
 ) -> CallOutcome:
     """One call of ``impl`` on fresh copies of ``problem``'s arrays, checked.
 
     Runs in this process, or inside a worker process (``in_worker``: no time limit, the
     supervising parent keeps the time, and every KeyboardInterrupt is the code's own, as
     the worker ignores SIGINT). ``errstate`` is numpy's error state for the call. Only a
-    real Ctrl-C escapes.
+    real Ctrl-C escapes. ``given``: the inputs of a previous call on the same problem that
+    left them unchanged (default: fresh copies). ``keep=False`` leaves the gradients the
+    implementation's own arrays instead of copies: for an answer that is only compared with
+    a kept one, at once.
     """
-    given = given_inputs(problem, layout)
+    given = given_inputs(problem, layout) if given is None else given
     spec = problem.spec
     call = functools.partial(
         impl,
@@ -199,7 +205,7 @@ def call_once(
         return failed(*failure, elapsed, state.caught)
     try:
         modified = modified_input(given)
-        result = modified if modified is not None else validated(raw, problem)
+        result = modified if modified is not None else validated(raw, problem, copy=keep)
     except Exception as exc:  # noqa: BLE001 - a returned object that breaks when read
         result = f"returned an object that could not be read ({type(exc).__name__}: {exc})"
     if isinstance(result, str):
@@ -248,10 +254,12 @@ def call_backprop(
     layout = capabilities_of(impl).layout
     errstate = caller_errstate()
     start = time.perf_counter()
-    outcomes = []
-    for _ in range(max(1, repeat)):
-        outcome = call_once(impl, problem, layout, timeout, errstate)
-        outcomes.append(outcome)
-        if not outcome.ok:
-            break
+    given = given_inputs(problem, layout)
+    outcomes = [call_once(impl, problem, layout, timeout, errstate, given=given)]
+    while outcomes[-1].ok and len(outcomes) < repeat:
+        # the same input again: the arrays the first call left unchanged, in new lists; the
+        # answer is only compared with the first one's copies (combine_calls)
+        outcomes.append(
+            call_once(impl, problem, layout, timeout, errstate, given=given.again(), keep=False)
+        )
     return combine_calls(outcomes, (time.perf_counter() - start) / len(outcomes))

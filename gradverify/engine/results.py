@@ -316,7 +316,7 @@ class CheckResult:
             "worst": [w.to_dict() for w in self.worst],
             "reference": {
                 "precision_bits": self.reference_precision,
-                "mpmath_backend": self.reference_backend,
+                "backend": self.reference_backend,
             },
             "interior_verdict": self.interior_verdict.value if self.interior_verdict else None,
             "policy": self.policy,
@@ -366,7 +366,7 @@ class CheckResult:
         lines.extend(warning_lines(self.warnings))
         if self.reference_precision:
             lines.append(
-                f"  reference: mpmath reverse mode at {self.reference_precision} bits "
+                f"  reference: exact reverse mode at {self.reference_precision} bits "
                 f"(backend {self.reference_backend})"
             )
         return "\n".join(lines)

@@ -32,6 +32,7 @@ formula (about ``6.6 eps_J / h``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "TYPICAL_SCALE",
     "UNIT_ROUNDOFF",
     "Float64Problem",
+    "Perturbation",
     "central_differences",
     "evaluation_error_bound",
     "richardson",
@@ -122,9 +124,14 @@ class Float64Problem:
 
     @classmethod
     def of(cls, problem: Problem) -> Float64Problem:
-        weights, biases, x, y = problem.float64_arrays()
-        base = forward(problem.spec, weights, biases, x)
-        return cls(problem.spec, tuple(weights), tuple(biases), x, y, base)
+        """The problem's values in float64 (exact; the problem's own read-only arrays when
+        they are float64 already) and their forward pass."""
+        weights, biases, x, y = (
+            tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+            for arrays in (problem.weights, problem.biases, (problem.x,), (problem.y,))
+        )
+        base = forward(problem.spec, weights, biases, x[0])
+        return cls(problem.spec, weights, biases, x[0], y[0], base)
 
 
 def _kink_side(h: np.ndarray, kinks: tuple[float, ...]) -> list[np.ndarray]:
@@ -132,13 +139,22 @@ def _kink_side(h: np.ndarray, kinks: tuple[float, ...]) -> list[np.ndarray]:
     return [np.sign(h - k) for k in kinks]
 
 
-def _straddles(sides: list[np.ndarray], copies: int, batch: int) -> np.ndarray:
-    """Per copy: whether any entry is on another side of a kink than in copy 0."""
+def _straddles(
+    sides: list[np.ndarray], reference: list[np.ndarray] | None, copies: int, batch: int
+) -> np.ndarray:
+    """Per copy: whether any entry is on another side of a kink than in ``reference`` (the
+    sides of one unstacked batch), or than in copy 0 when ``reference`` is None."""
     out = np.zeros(copies, dtype=bool)
-    for side in sides:
+    for k, side in enumerate(sides):
         side = side.reshape(side.shape[0], copies, batch)
-        out |= np.any(side != side[:, :1, :], axis=(0, 2))
+        ref = side[:, :1, :] if reference is None else reference[k][:, None, :]
+        out |= np.any(side != ref, axis=(0, 2))
     return out
+
+
+Perturbation = Callable[[int, np.ndarray], np.ndarray]
+"""``(i, z) -> dh``: what a perturbation of layer ``i``'s parameters adds to its pre-activation
+``W_i z + b_i``, for stacked columns ``z`` (shape ``(n_out, copies * batch)``)."""
 
 
 def stacked_losses(
@@ -146,36 +162,41 @@ def stacked_losses(
     layer: int,
     h_stack: np.ndarray,
     copies: int,
-    direction: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray] | None = None,
+    perturbation: Perturbation | None = None,
+    *,
+    unperturbed_first: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Finish the forward pass for ``copies`` stacked copies of the batch.
 
     ``h_stack`` is the pre-activation of layer ``layer`` (0-based), shape
-    ``(n, copies * batch)``, copy ``k`` in columns ``k*batch:(k+1)*batch``. Copy 0 must be
-    the unperturbed point. With ``direction = (V, c, s_cols)`` later layers are evaluated at
-    ``W + s V``, ``b + s c`` as ``(W z + b) + s (V z + c)`` with ``s`` per column.
+    ``(n, copies * batch)``, copy ``k`` in columns ``k*batch:(k+1)*batch``. With a
+    ``perturbation`` later layers are evaluated as ``(W z + b) + perturbation(i, z)`` (the
+    directional mode: ``s (V z + c)``, ``s`` per column).
 
     Returns J per copy, shape (copies,), and a bool per copy: True where some pre-activation
-    of a kinked layer (from ``layer`` on) is on a different side of a kink than in copy 0.
+    of a kinked layer (from ``layer`` on) is on a different side of a kink than at the
+    unperturbed point: copy 0 if ``unperturbed_first``, else the base forward pass.
     """
-    spec, batch = p.spec, p.x.shape[1]
+    spec, batch, base = p.spec, p.x.shape[1], p.base
     straddles = np.zeros(copies, dtype=bool)
     h, z = h_stack, h_stack
     with np.errstate(all="ignore"):
         for i in range(layer, spec.depth):
             if i > layer:
                 h = p.weights[i] @ z + p.biases[i][:, None]
-                if direction is not None:
-                    V, c, s_cols = direction
-                    h = h + s_cols * (V[i] @ z + c[i][:, None])
+                if perturbation is not None:
+                    h += perturbation(i, z)
             act = activation(spec.activations[i])
-            straddles |= _straddles(_kink_side(h, act.kinks), copies, batch)
+            if act.kinks:
+                reference = None if unperturbed_first else _kink_side(base.h[i], act.kinks)
+                straddles |= _straddles(_kink_side(h, act.kinks), reference, copies, batch)
             z = act.forward(h)
         n_out = h.shape[0]
         y = np.tile(p.y, (1, copies))
         loss = loss_function(spec.loss)
         if loss.kink_sides is not None:
-            straddles |= _straddles(loss.kink_sides(h, z, y), copies, batch)
+            reference = None if unperturbed_first else loss.kink_sides(base.h[-1], base.z[-1], p.y)
+            straddles |= _straddles(loss.kink_sides(h, z, y), reference, copies, batch)
         per_element = loss.value(h, z, y)
         losses = per_element.reshape(n_out, copies, batch).sum(axis=(0, 2)) / p.y.size
     return losses, straddles

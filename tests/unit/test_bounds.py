@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
-from gradverify.engine.bounds import rounding_error_bounds
+from gradverify.engine.bounds import rounding_error_bounds, rounding_floors
 from gradverify.engine.check import check_problem
 from gradverify.engine.compare import error_beyond_floor
 from gradverify.engine.implementations import fused_bce_backprop
@@ -203,6 +203,22 @@ def test_unknown_formulation_is_refused():
     problem = _problem(0, "float32")
     with pytest.raises(ValueError, match="formulation"):
         rounding_error_bounds(problem, "textbook")
+    with pytest.raises(ValueError, match="formulation"):
+        rounding_floors(problem, ("stable", "textbook"))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_floors_are_the_largest_bound_of_each_formulation_bit_for_bit(seed):
+    # shared work (one forward pass; one set of forward errors unless an activation has a
+    # conventional forward form, as gelu and silu do) must not change a single bit
+    problem = _new_problem(seed, "float32")
+    stable = rounding_error_bounds(problem, "stable")
+    autograd = rounding_error_bounds(problem, "autograd")
+    both = rounding_floors(problem, ("stable", "autograd"))
+    for floor, a, b in zip(both, stable, autograd, strict=True):
+        np.testing.assert_array_equal(floor, np.maximum(a, b))
+    for floor, a in zip(rounding_floors(problem, ("stable",)), stable, strict=True):
+        np.testing.assert_array_equal(floor, a)
 
 
 NEW_HIDDEN = ["gelu", "gelu_tanh", "silu", "leaky_relu(0.2)", "elu(0.5)"]

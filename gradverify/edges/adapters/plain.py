@@ -232,7 +232,7 @@ class FunctionCheckResult:
             "worst": [w.to_dict() for w in self.worst],
             "message": self.message,
             "reference_precision": self.reference_precision,
-            "mpmath_backend": self.reference_backend,
+            "reference_backend": self.reference_backend,
             "elapsed_seconds": self.elapsed,
         }
 
@@ -360,7 +360,8 @@ def _mpmath_reference(
             f"{mpmath.nstr(value, 17)}): they are not the same function"
         )
     result.reference, result.allowed = "mpmath", result.tolerance
-    result.reference_precision, result.reference_backend = precision, mpmath_backend()
+    result.reference_precision = precision
+    result.reference_backend = f"mpmath-{mpmath_backend()}"
     result.fd_normwise_error = normwise_error(fd.values, hi, lo)
     return hi, lo
 
