@@ -1,76 +1,144 @@
-"""Time a full scan of the three built-in implementations over float16, float32 and float64.
+"""Time the default scan of the three built-in implementations, per dtype, against a baseline.
 
-    python benchmarks/bench_scan.py [--repeats 3] [--dtypes float16,float32,float64]
+    python benchmarks/bench_scan.py [--repeats 3] [--dtypes float16,bfloat16,float32,float64]
+                                    [--before DIR]
 
-One run is ``gradverify.scan`` on naive, epsilon and fused with the default settings:
-output-layer thresholds for y = 0 and y = 1 on both sides, the hidden sigmoid/tanh underflow
-scan, and the sweep data (200 points per label and dtype). Nothing is cached between runs:
-each scan starts from an empty cache. Prints the median wall time of ``--repeats`` runs,
-the CPU time of the process over those runs (wall time grows when other processes compete
-for the cores; CPU time does not), the number of implementation calls and mpmath's backend.
+One run is ``gradverify.scan`` on naive, epsilon and fused with the default settings, one
+dtype at a time: output-layer thresholds for y = 0 and y = 1 on both sides, the hidden
+sigmoid/tanh underflow scan and the sweep data (200 points per label and dtype); float16
+and bfloat16 are judged at every float, the others bisected and sampled. The default dtypes
+are what ``gradverify report`` scans. Each run is a fresh process, so nothing is cached
+between runs. Prints the median wall time of ``--repeats`` runs, in all and for the 16-bit
+dtypes, the CPU time, the number of implementation calls and mpmath's backend.
+
+``--before DIR``: also time the code in ``DIR`` (e.g. ``git worktree add /tmp/scan-before
+HEAD``), in runs interleaved with these, and print the time the 16-bit dtypes add (the
+median of after minus before) against the target of :data:`TARGET_ADDED_SECONDS`. Other
+processes competing for the cores lengthen wall times; compare runs made together.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from gradverify.engine.implementations import BUILTIN_IMPLEMENTATIONS  # noqa: E402
-from gradverify.exact.reference import mpmath_backend  # noqa: E402
-from gradverify.exploration.scan import scan  # noqa: E402
-
-TARGET_SECONDS = 20.0
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_ADDED_SECONDS = 10.0
+"""At most this much longer than before, for the three built-ins over float16 + bfloat16."""
+DEFAULT_DTYPES = "float16,bfloat16,float32,float64"
 
 
-def full_scan(dtypes: list[str]) -> int:
-    """Scan the three built-ins; returns how many floats were checked in all."""
-    checked = 0
+def one_run(dtypes: list[str]) -> dict:
+    """Scan the three built-ins one dtype at a time, in this process: seconds per dtype."""
+    from gradverify.engine.implementations import BUILTIN_IMPLEMENTATIONS
+    from gradverify.exact.reference import mpmath_backend
+    from gradverify.exploration.scan import probes, scan
+
+    calls = {"count": 0}
+    original = probes.Caller.call
+
+    def counted(self: object, problem: object) -> object:
+        calls["count"] += 1
+        return original(self, problem)
+
+    probes.Caller.call = counted  # type: ignore[method-assign]
+    seconds, cpu = dict.fromkeys(dtypes, 0.0), dict.fromkeys(dtypes, 0.0)
     for impl in BUILTIN_IMPLEMENTATIONS.values():
-        result = scan(impl, dtypes=dtypes)
-        checked += sum(side.checked_points for row in result.rows for side in row.sides)
-        checked += sum(h.checked_points for h in result.hidden)
-        checked += sum(len(s.h) for s in result.sweeps)
-    return checked
+        for dtype in dtypes:
+            start, cpu0 = time.perf_counter(), time.process_time()
+            scan(impl, dtypes=[dtype])
+            seconds[dtype] += time.perf_counter() - start
+            cpu[dtype] += time.process_time() - cpu0
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "cpu": sum(cpu.values()),
+        "calls": calls["count"],
+        "backend": mpmath_backend(),
+    }
+
+
+def timed(code: Path, dtypes: list[str]) -> dict:
+    """One run in a fresh process importing gradverify from ``code``."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one-run", "--code", str(code), "--dtypes", ",".join(dtypes)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _sixteen_bit(run: dict, key: str = "seconds") -> float:
+    return sum(s for d, s in run[key].items() if d in ("float16", "bfloat16"))
+
+
+def _summary(label: str, runs: list[dict]) -> None:
+    total = [sum(r["seconds"].values()) for r in runs]
+    print(
+        f"  {label}: median {statistics.median(total):.2f} s wall "
+        f"(float16 + bfloat16: {statistics.median(_sixteen_bit(r) for r in runs):.2f} s), "
+        f"{statistics.median(r['cpu'] for r in runs):.2f} s CPU, "
+        f"{statistics.median(r['calls'] for r in runs):.0f} implementation calls; "
+        f"runs: {', '.join(f'{t:.2f}' for t in total)} s"
+    )
+    for dtype in runs[0]["seconds"]:
+        per = statistics.median(r["seconds"][dtype] for r in runs)
+        print(f"    {dtype}: {per:.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dtypes", default="float16,float32,float64")
+    parser.add_argument("--dtypes", default=DEFAULT_DTYPES)
+    parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--code", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    parser.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if args.one_run:
+        sys.path.insert(0, str(args.code))
+        print(json.dumps(one_run(dtypes)))
+        return 0
 
-    walls, cpus = [], []
-    checked = 0
+    after, before = [], []
     for _ in range(max(1, args.repeats)):
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        checked = full_scan(dtypes)
-        walls.append(time.perf_counter() - wall0)
-        cpus.append(time.process_time() - cpu0)
-    wall = statistics.median(walls)
-    cpu = statistics.median(cpus)
+        if args.before is not None:
+            before.append(timed(args.before, dtypes))
+        after.append(timed(ROOT, dtypes))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"default scan of naive, epsilon, fused over {', '.join(dtypes)}, one dtype at a time")
+    _summary("this code", after)
+    if before:
+        _summary(f"before ({args.before})", before)
+        added = [_sixteen_bit(a) - _sixteen_bit(b) for a, b in zip(after, before, strict=True)]
+        total = [
+            sum(a["seconds"].values()) - sum(b["seconds"].values())
+            for a, b in zip(after, before, strict=True)
+        ]
+        median = statistics.median(added)
+        added_cpu = statistics.median(
+            _sixteen_bit(a, "cpu_seconds") - _sixteen_bit(b, "cpu_seconds")
+            for a, b in zip(after, before, strict=True)
+            if "cpu_seconds" in b
+        )
+        verdict = "met" if median < TARGET_ADDED_SECONDS else "MISSED"
+        print(
+            f"  added by float16 + bfloat16: median {median:+.2f} s wall, {added_cpu:+.2f} s "
+            f"CPU (pairs: {', '.join(f'{a:+.2f}' for a in added)} s wall); all dtypes: "
+            f"{statistics.median(total):+.2f} s wall"
+        )
+        print(f"  target: under {TARGET_ADDED_SECONDS:g} s added: {verdict}")
     print(
-        f"full scan of naive, epsilon, fused over {', '.join(dtypes)} "
-        f"(thresholds, hidden underflow, sweeps)"
-    )
-    print(
-        f"  median of {len(walls)}: {wall:.2f} s wall, {cpu:.2f} s CPU "
-        f"(runs: {', '.join(f'{w:.2f}' for w in walls)} s wall)"
-    )
-    print(f"  floats checked per run (summed over scans, sides, hidden rows, sweeps): {checked}")
-    print(
-        f"  mpmath backend: {mpmath_backend()}; load average at the end: {load:.2f}; "
+        f"  mpmath backend: {after[0]['backend']}; load average at the end: {load:.2f}; "
         f"cores: {os.cpu_count()}"
     )
-    verdict = "within" if wall < TARGET_SECONDS else "OVER"
-    print(f"  target < {TARGET_SECONDS:g} s wall: {verdict}")
     return 0
 
 

@@ -31,7 +31,9 @@ __all__ = [
     "index_at_least",
     "lattice_index",
     "lattice_values",
+    "round_to_format",
     "shortest_decimal",
+    "side_floats",
 ]
 
 
@@ -121,6 +123,36 @@ def lattice_values(indices: Any, negative: bool, fmt: FloatFormat) -> np.ndarray
     sign = fmt.sign_bit if negative else 0
     bits = np.array([i | sign for i in flat], dtype=fmt.uint).reshape(raw.shape)
     return bits.view(fmt.dtype)
+
+
+def side_floats(negative: bool, fmt: FloatFormat) -> np.ndarray:
+    """Every finite float of one side in lattice order (index 0 first), in ``fmt.dtype``.
+
+    ``side_floats(False, fmt)[i]`` is the float at lattice index ``i``; the negative side
+    starts at -0.0. There are ``fmt.max_index + 1`` of them.
+    """
+    sign = fmt.sign_bit if negative else 0
+    return (np.arange(fmt.max_index + 1, dtype=np.uint64) | sign).astype(fmt.uint).view(fmt.dtype)
+
+
+def round_to_format(values: Any, fmt: FloatFormat) -> np.ndarray:
+    """float64 ``values`` rounded to the nearest float of ``fmt`` (ties to even), as float64.
+
+    One rounding, straight from float64 (not through float32, as a cast to bfloat16 may
+    go): subnormals round to the fixed spacing ``fmt.min_subnormal``, magnitudes from
+    ``max_finite + ulp/2`` on give +-inf, the sign of a zero is kept and NaN stays NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    a = np.abs(v)
+    with np.errstate(all="ignore"):
+        _, e = np.frexp(a)  # a = m * 2**e, m in [0.5, 1)
+        exponent = np.maximum(e - 1, fmt.emin) - (fmt.precision - 1)  # log2 of the spacing
+        finite = np.isfinite(a) & (a <= fmt.max_finite * 2.0)
+        scaled = np.ldexp(np.where(finite, a, 0.0), -exponent)  # exact: a power of 2
+        rounded = np.ldexp(np.rint(scaled), exponent)  # rint: ties to even
+        rounded = np.where(finite, rounded, a)
+        rounded = np.where(rounded > fmt.max_finite, np.inf, rounded)
+    return np.copysign(rounded, v)
 
 
 def lattice_index(value: Any, fmt: FloatFormat) -> tuple[int, bool]:

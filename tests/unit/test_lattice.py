@@ -205,3 +205,61 @@ def test_round_mpf_agrees_with_the_dtype_conversion_of_exact_float64_values(name
         expected = values.astype(fmt.dtype).astype(np.float64)
     for v, e in zip(values.tolist(), expected.tolist(), strict=True):
         assert round_mpf(CTX.mpf(v), fmt) == e, (v, e)
+
+
+# ---------------------------------------------------------------------------
+# Every float of a side, and rounding float64 to a 16-bit format in one step
+# ---------------------------------------------------------------------------
+
+
+def test_side_floats_are_every_finite_float_in_lattice_order():
+    from gradverify.model.lattice import side_floats
+
+    pytest.importorskip("ml_dtypes")
+    for name, count in (("float16", 0x7C00), ("bfloat16", 0x7F80)):
+        fmt = float_format(name)
+        for negative in (False, True):
+            floats = side_floats(negative, fmt).astype(np.float64)
+            assert len(floats) == count == fmt.max_index + 1
+            assert np.all(np.isfinite(floats))
+            magnitudes = np.abs(floats)
+            assert magnitudes[0] == 0 and np.all(np.diff(magnitudes) > 0)
+            assert np.all(np.signbit(floats) == negative)
+            assert magnitudes[-1] == fmt.max_finite and magnitudes[1] == fmt.min_subnormal
+
+
+def test_round_to_format_is_numpys_float16_rounding():
+    from gradverify.model.lattice import round_to_format
+
+    fmt = float_format("float16")
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal(100_000) * 10.0 ** rng.integers(-10, 6, 100_000)
+    # ties and the ends: half the smallest subnormal, the overflow boundary, signed zeros
+    special = [2.0**-25, 3 * 2.0**-25, 65504.0, 65519.99, 65520.0, 0.0, -0.0, np.inf, -np.inf]
+    values = np.concatenate([values, special, -np.array(special)])
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).astype(np.float64)  # numpy rounds once
+    got = round_to_format(values, fmt)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+    assert np.isnan(round_to_format(np.array([np.nan]), fmt)[0])
+
+
+def test_round_to_format_gives_the_nearest_bfloat16_with_ties_to_even():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from gradverify.model.lattice import round_to_format, side_floats
+
+    fmt = float_format("bfloat16")
+    lattice = side_floats(False, fmt).astype(np.float64)
+    # midpoints between neighbours (ties) and points a float64 ulp either side of them,
+    # where rounding through float32 first can land on the wrong neighbour
+    mid = (lattice[:-1] + lattice[1:]) / 2
+    for values in (mid, np.nextafter(mid, 0), np.nextafter(mid, np.inf)):
+        got = round_to_format(values, fmt)
+        below, above = lattice[:-1], lattice[1:]
+        nearest = np.where(values - below < above - values, below, above)
+        tie = values - below == above - values
+        even = np.where(np.arange(len(below)) % 2 == 0, below, above)  # even bit pattern
+        assert np.array_equal(got, np.where(tie, even, nearest))
+    assert np.all(round_to_format(lattice, fmt) == lattice)
+    assert np.dtype(ml_dtypes.bfloat16).itemsize == 2

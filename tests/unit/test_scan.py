@@ -427,7 +427,7 @@ def test_non_monotone_regions_are_reported_not_assumed_away():
 
 
 def test_hidden_underflow_thresholds_against_brute_force():
-    result = scan(fused_bce_backprop, dtypes=["float16"], labels=(0.0,), sweep_points=0)
+    result = scan(naive_bce_backprop, dtypes=["float16"], labels=(0.0,), sweep_points=0)
     dtype = np.dtype(np.float16)
     rows = {(h.activation, h.side): h for h in result.hidden}
     assert set(rows) == {(a, s) for a in ("sigmoid", "tanh") for s in SIDES}
@@ -438,7 +438,7 @@ def test_hidden_underflow_thresholds_against_brute_force():
 
         def returns_zero(i, act=act, negative=negative):
             h = lattice_float(i, negative, dtype)
-            dW, _ = fused_bce_backprop(
+            dW, _ = naive_bce_backprop(
                 [np.zeros((1, 1), dtype), np.ones((1, 1), dtype)],
                 [np.array([h], dtype), np.zeros(1, dtype)],
                 np.ones((1, 1), dtype),
@@ -538,10 +538,10 @@ def test_json_document_is_versioned_serialisable_and_valid():
 
 
 def test_table_has_one_row_per_implementation_dtype_and_label():
-    results = [output_scan("naive", "float16"), output_scan("fused", "float16")]
+    results = [output_scan("naive", "float16"), output_scan("epsilon", "float16")]
     table = format_scan_table(results)
     lines = table.splitlines()
-    for impl in ("naive", "fused"):
+    for impl in ("naive", "epsilon"):
         for y in ("0", "1"):
             assert sum(1 for line in lines if line.split()[:3] == [impl, "float16", y]) == 1
     t = results[0].row("float16", 0.0).threshold("positive", "nonfinite")
@@ -571,7 +571,7 @@ def test_progress_callback_and_default_dtypes():
 
 
 def test_progress_true_writes_one_line_per_step_on_stderr(capsys):
-    scan(fused_bce_backprop, dtypes="float16", labels=(0.0,), sweep_points=0, progress=True)
+    scan(naive_bce_backprop, dtypes="float16", labels=(0.0,), sweep_points=0, progress=True)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3  # y=0 output layer, hidden sigmoid, hidden tanh
     assert all(line.startswith("gradverify scan: ") for line in lines)

@@ -70,9 +70,10 @@ def _add_command_flags(sub: argparse.ArgumentParser, name: str) -> None:
         sub.add_argument(
             "--exhaustive",
             action="store_true",
-            help="check every finite float of float16 and bfloat16 instead of "
-            "bisecting and sampling (slower; catches isolated first-bad "
-            "floats that sampling can miss)",
+            help="call the implementation once per float at every finite float16 and "
+            "bfloat16 value, for every scan including --activations/--losses (slow; "
+            "the default already judges every 16-bit float of the output and hidden "
+            "scans, from batched calls checked against single ones)",
         )
     if name == "report":
         sub.add_argument("--title", help="title of the report page")

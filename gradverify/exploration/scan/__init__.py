@@ -2,9 +2,10 @@
 
 :func:`scan` walks the float lattice of each dtype (float16, bfloat16, float32, float64)
 outward from 0 and finds, for any implementation of the backprop protocol, the **first
-float** at which its gradient goes wrong, and how its error grows on the way there: for a
-saturated output unit (thresholds per criterion, side of 0 and label) and a saturated hidden
-unit (where its weight gradient underflows to 0, against where the dtype forces it to).
+float** at which its gradient goes wrong (in float16 and bfloat16: among every float), and
+how its error grows on the way there: for a saturated output unit (thresholds per
+criterion, side of 0 and label) and a saturated hidden unit (where its weight gradient
+underflows to 0, against where the dtype forces it to).
 
 Any activation or loss (``scan(impl, activations=("softplus",), losses=("mse",))``): the
 hidden-layer derivative of each named activation and the output delta of each named loss,
@@ -25,7 +26,10 @@ The modules, in the order a scan uses them:
   gradients;
 * :mod:`.probes`, :mod:`.function_probe` and :mod:`.observations`: one call at one float,
   judged;
-* :mod:`.locate`: the first bad float on one side, bisected then verified;
+* :mod:`.locate`: the first bad float on one side, bisected then verified (float32,
+  float64);
+* :mod:`.batched`, :mod:`.certified` and :mod:`.every_float`: float16 and bfloat16, where
+  every float is judged: many floats per call, exact gradients of a whole side at once;
 * :mod:`.sides`: which floats verify it; one side's thresholds, underflow and sweep;
 * :mod:`.function_scans`: what named activations and losses ask for; one function scan;
 * :mod:`.run`: :func:`scan` itself;

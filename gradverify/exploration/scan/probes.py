@@ -16,6 +16,7 @@ depth of exactly 1 leaves no hidden layer (:func:`probe_layout` gives None).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "HiddenProbe",
     "Layout",
     "OutputProbe",
+    "Returned",
     "ScanAborted",
     "probe_layout",
 ]
@@ -77,6 +79,33 @@ class Caller:
                 f"{outcome.error}); the scan makes thousands, so it stopped"
             )
         return outcome
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What one call at one float gave: the entries the probe compares (float64), or the
+    call's error message (``values`` is then empty)."""
+
+    values: tuple[float, ...]
+    error: str | None = None
+
+
+def _with_probed_bias(template: Problem, layer: int, bias: np.ndarray) -> Problem:
+    """``template`` with layer ``layer``'s bias replaced by ``bias`` (same shape and dtype).
+
+    A shallow copy that shares the template's read-only arrays: the probes make one such
+    problem per call, and the template was validated once (the harness copies every array
+    before the implementation sees it).
+    """
+    bias = np.array(bias, dtype=template.x.dtype, copy=True)
+    bias.setflags(write=False)
+    biases = list(template.biases)
+    if bias.shape != biases[layer].shape:
+        raise ValueError(f"bias of shape {bias.shape} for a layer of {biases[layer].shape}")
+    biases[layer] = bias
+    problem = copy.copy(template)
+    object.__setattr__(problem, "biases", tuple(biases))
+    return problem
 
 
 def _one_float(index: int, negative: bool, fmt: FloatFormat) -> np.ndarray:
@@ -142,27 +171,27 @@ class OutputProbe:
         self.y = np.full((n[-1], layout.batch), label, dtype=np.float64).astype(dt)
         self.label = float(self.y.astype(np.float64)[0, 0])
         self.cache: dict[tuple[bool, int], Observation] = {}
+        self.calls_made: dict[tuple[bool, int], Returned] = {}
+        last = np.zeros(n[-1], dtype=dt)
+        self.template = Problem(
+            self.spec, self.weights, (*self.hidden_biases, last), self.x, self.y
+        )
 
     def label_for(self, side: str) -> float:
         """The label on ``side``: the same on both."""
         return self.label
 
-    def observe(self, negative: bool, index: int) -> Observation:
+    def returned(self, negative: bool, index: int) -> Returned:
+        """The call at one float alone: the entries compared (dJ/dW, dJ/db), or its error."""
         key = (negative, index)
-        hit = self.cache.get(key)
+        hit = self.calls_made.get(key)
         if hit is not None:
             return hit
         b = _one_float(index, negative, self.fmt)
-        h = float(b.astype(np.float64)[0])
-        g = exact_output_gradient(h, self.label, evaluator=self.exact, outputs=self.outputs)
         last = b if self.outputs == 1 else np.repeat(b, self.outputs)
-        problem = Problem(self.spec, self.weights, (*self.hidden_biases, last), self.x, self.y)
-        outcome = self.calls.call(problem)
-        hi, lo = split_to_float64(g)
+        outcome = self.calls.call(_with_probed_bias(self.template, -1, last))
         if not outcome.ok:
-            obs = Observation(
-                h, "error", (), None, hi, lo, math.nan, frozenset({"raises"}), outcome.error
-            )
+            hit = Returned((), outcome.error)
         else:
             db = float(outcome.dbiases[-1].astype(np.float64)[0])
             values = (
@@ -170,8 +199,26 @@ class OutputProbe:
                 if self.layout.depth == 1
                 else (db,)
             )
-            status, worst, rel, bad = judge(values, g, self.fmt)
-            obs = Observation(h, status, values, worst, hi, lo, rel, bad)
+            hit = Returned(values)
+        self.calls_made[key] = hit
+        return hit
+
+    def observe(self, negative: bool, index: int) -> Observation:
+        key = (negative, index)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        h = float(_one_float(index, negative, self.fmt).astype(np.float64)[0])
+        g = exact_output_gradient(h, self.label, evaluator=self.exact, outputs=self.outputs)
+        returned = self.returned(negative, index)
+        hi, lo = split_to_float64(g)
+        if returned.error is not None:
+            obs = Observation(
+                h, "error", (), None, hi, lo, math.nan, frozenset({"raises"}), returned.error
+            )
+        else:
+            status, worst, rel, bad = judge(returned.values, g, self.fmt)
+            obs = Observation(h, status, returned.values, worst, hi, lo, rel, bad)
         self.cache[key] = obs
         return obs
 
@@ -204,6 +251,8 @@ class HiddenProbe:
         self.y = np.zeros((n[-1], layout.batch), dtype=dt)
         self.exact_cache: dict[tuple[bool, int], tuple[float, Any]] = {}
         self.cache: dict[tuple[bool, int], Observation] = {}
+        self.calls_made: dict[tuple[bool, int], Returned] = {}
+        self.template = Problem(self.spec, self.weights, tuple(biases), self.x, self.y)
 
     def exact_at(self, negative: bool, index: int) -> tuple[float, Any]:
         key = (negative, index)
@@ -222,26 +271,37 @@ class HiddenProbe:
     def exact_rounds_to_zero(self, negative: bool, index: int) -> bool:
         return round_mpf(self.exact_at(negative, index)[1], self.fmt) == 0
 
+    def returned(self, negative: bool, index: int) -> Returned:
+        """The call at one float alone: the hidden gradient compared, or its error."""
+        key = (negative, index)
+        hit = self.calls_made.get(key)
+        if hit is not None:
+            return hit
+        probed = _one_float(index, negative, self.fmt)
+        if self.biases[-2].shape[0] > 1:
+            probed = np.concatenate([probed, self.biases[-2][1:]])
+        outcome = self.calls.call(_with_probed_bias(self.template, -2, probed))
+        if not outcome.ok:
+            hit = Returned((), outcome.error)
+        else:
+            # dJ/dW1 (x = 1) in the 1 -> 1 -> 1 network; dJ/db_{L-1} in a deeper one
+            grad = outcome.dweights[0][0, 0] if self.layout.depth == 2 else outcome.dbiases[-2][0]
+            hit = Returned((float(np.asarray(grad).astype(np.float64)),))
+        self.calls_made[key] = hit
+        return hit
+
     def observe(self, negative: bool, index: int) -> Observation:
         key = (negative, index)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
         h, g = self.exact_at(negative, index)
-        probed = _one_float(index, negative, self.fmt)
-        biases = list(self.biases)
-        if biases[-2].shape[0] > 1:
-            probed = np.concatenate([probed, biases[-2][1:]])
-        biases[-2] = probed
-        problem = Problem(self.spec, self.weights, tuple(biases), self.x, self.y)
-        outcome = self.calls.call(problem)
+        returned = self.returned(negative, index)
         hi, lo = split_to_float64(g)
-        if not outcome.ok:
-            obs = Observation(h, "error", (), None, hi, lo, math.nan, frozenset(), outcome.error)
+        if returned.error is not None:
+            obs = Observation(h, "error", (), None, hi, lo, math.nan, frozenset(), returned.error)
         else:
-            # dJ/dW1 (x = 1) in the 1 -> 1 -> 1 network; dJ/db_{L-1} in a deeper one
-            grad = outcome.dweights[0][0, 0] if self.layout.depth == 2 else outcome.dbiases[-2][0]
-            value = float(np.asarray(grad).astype(np.float64))
+            value = returned.values[0]
             status = "ok" if math.isfinite(value) else "nonfinite"
             bad = frozenset({"first_zero"}) if value == 0 and g != 0 else frozenset()
             obs = Observation(h, status, (value,), value, hi, lo, math.nan, bad)

@@ -105,9 +105,12 @@ class Threshold:
 class SideScan:
     """The output-layer thresholds on one side of 0 for one dtype and label.
 
-    ``checked_points``: floats at which the implementation was called; ``verification``:
-    ``"exhaustive"`` or ``"sampled"``; ``max_relative_error`` and ``max_error_bits``: over
-    the checked floats whose call returned; ``raises_anywhere``: some call failed.
+    ``checked_points``: floats whose result is known (called, or determined by a batched
+    call); ``verification``: ``"exhaustive"`` (every threshold is the first bad float
+    among every finite float of the side, and ``monotone`` is exact; float16 and bfloat16)
+    or ``"sampled"`` (bisected, verified on samples); ``max_relative_error`` and
+    ``max_error_bits``: over the checked floats whose call returned; ``raises_anywhere``:
+    some call failed. Recoveries (:class:`Threshold`) are counted among the checked floats.
     """
 
     side: str
@@ -177,6 +180,9 @@ class HiddenUnderflow:
     one is not; ``representable_limit``: the first float where the exact gradient itself
     rounds to 0 in the dtype. ``nonfinite_points`` and ``error_points`` count the checked
     floats where the call returned inf/NaN or failed; ``message`` is the first failure's.
+    In float16 and bfloat16 (``verification="exhaustive"``) both are the first such float
+    among every float of the side; past ``first_zero``, a float whose batched call returned
+    0 is not called alone, so recoveries there are among the checked floats.
     """
 
     implementation: str

@@ -15,6 +15,7 @@ from gradverify.engine.implementations import Capabilities, capabilities_of, imp
 from gradverify.engine.isolation import isolate_option
 from gradverify.exploration.scan.criteria import HIDDEN_ACTIVATIONS, SIDES
 from gradverify.exploration.scan.designs import Design
+from gradverify.exploration.scan.every_float import NotBatchable, hidden_side, output_side
 from gradverify.exploration.scan.exact_forms import ExactEvaluator
 from gradverify.exploration.scan.function_scans import plan_functions, scan_function
 from gradverify.exploration.scan.probes import (
@@ -28,6 +29,7 @@ from gradverify.exploration.scan.records import (
     FunctionScan,
     HiddenUnderflow,
     ScanRow,
+    SideScan,
     SweepSeries,
 )
 from gradverify.exploration.scan.result import ScanResult
@@ -56,6 +58,11 @@ def _checked_capabilities(impl: Callable, default_scan: bool) -> Capabilities:
             f"({', '.join(caps.activations)})"
         )
     return caps
+
+
+def _free_widths(caps: Capabilities, last: int) -> bool:
+    """Whether the ``last`` layers' widths are free, so a probe can hold many floats."""
+    return caps.widths is None or all(n is None for n in caps.widths[-last:])
 
 
 def _check_settings(
@@ -165,6 +172,32 @@ class _Scanner:
     settings: dict[str, Any]  # as recorded in ScanResult.settings
     functions: tuple[tuple[Design, Layout], ...] = ()
     exact: ExactEvaluator = field(default_factory=ExactEvaluator)
+    batchable: tuple[bool, bool] = (False, False)  # output, hidden: free widths to batch in
+
+    def every_float(self, plan: Plan, hidden: bool) -> bool:
+        """Whether a side is judged at every float from batched calls (16-bit, by default)."""
+        return plan.fmt.width == 16 and not plan.exhaustive and self.batchable[hidden]
+
+    def output_sides(self, probe: OutputProbe, plan: Plan) -> tuple[SideScan, SideScan]:
+        """Both sides' thresholds: at every float, or (32/64-bit, exhaustive=True, or an
+        implementation batched calls do not suit) bisected and verified on samples."""
+        if self.every_float(plan, False):
+            try:
+                return tuple(output_side(probe, s, self.calls.timeout) for s in SIDES)
+            except NotBatchable:
+                pass  # the floats called alone stay cached for the sampled scan
+        return scan_side(probe, plan, "positive"), scan_side(probe, plan, "negative")
+
+    def hidden_sides(
+        self, probe: HiddenProbe, plan: Plan, hidden_plan: Plan
+    ) -> list[HiddenUnderflow]:
+        """Both sides' hidden underflow, as :meth:`output_sides` decides."""
+        if self.every_float(plan, True):
+            try:
+                return [hidden_side(probe, s, self.name, self.calls.timeout) for s in SIDES]
+            except NotBatchable:
+                pass
+        return [scan_hidden(probe, hidden_plan, side, self.name) for side in SIDES]
 
     def run(self, dtypes: tuple[str, ...], progress: ProgressCallback | bool | None) -> _Found:
         """Every dtype, in order; ``progress`` hears of each label's and activation's step."""
@@ -174,7 +207,7 @@ class _Scanner:
         with Progress(total, title="gradverify scan", progress=shown, lines=True) as steps:
             for dt in dtypes:
                 fmt, settings = float_format(dt), self.settings
-                exhaustive = settings["exhaustive"] and fmt.width == 16
+                exhaustive = settings["exhaustive"] and fmt.width == 16  # one call per float
                 plan = Plan(fmt, settings["check_points"], settings["neighbourhood"], exhaustive)
                 self.output_layer(plan, steps, found)
                 self.hidden_layer(plan, steps, found)
@@ -186,13 +219,7 @@ class _Scanner:
         for y in self.labels:
             steps.step(f"{self.name} {fmt.name} y={y:g}: output layer")
             probe = OutputProbe(self.calls, fmt, y, self.exact, self.output_layout)
-            row = ScanRow(
-                self.name,
-                fmt.name,
-                probe.label,
-                scan_side(probe, plan, "positive"),
-                scan_side(probe, plan, "negative"),
-            )
+            row = ScanRow(self.name, fmt.name, probe.label, *self.output_sides(probe, plan))
             found.rows.append(row)
             if self.settings["sweep_points"]:
                 points = self.settings["sweep_points"]
@@ -208,7 +235,7 @@ class _Scanner:
         for act in self.hidden:
             steps.step(f"{self.name} {fmt.name}: hidden {act} underflow")
             probe = HiddenProbe(self.calls, fmt, act, self.exact, self.hidden_layout)
-            found.hidden.extend(scan_hidden(probe, hidden_plan, side, self.name) for side in SIDES)
+            found.hidden.extend(self.hidden_sides(probe, plan, hidden_plan))
             steps.advance(announce=False)
 
     def function_scans(self, plan: Plan, steps: Progress, found: _Found) -> None:
@@ -265,8 +292,12 @@ def scan(
             :data:`~gradverify.common.progress.ProgressCallback` of the search and reports).
         check_points: floats per side spread over the lattice to verify monotonicity.
         neighbourhood: every float within this many ULPs of a threshold is checked.
-        exhaustive: check every finite float of float16 and bfloat16 (the other dtypes
-            are always sampled); about 64k calls per label and dtype.
+        exhaustive: call ``impl`` once per float at every finite float of float16 and
+            bfloat16, in every scan (about 64k calls per label and dtype: the definition
+            itself, for cross-checks). Without it the output and hidden scans of float16
+            and bfloat16 still judge every float, from batched calls checked against
+            calls alone (:mod:`.every_float`); function scans and float32/float64 are
+            bisected and sampled.
         hidden_activations: hidden activations for the underflow scan (default: sigmoid
             and tanh, where declared); () skips it.
         timeout: seconds allowed per call of ``impl`` (None: no limit).
@@ -315,6 +346,7 @@ def scan(
         hidden_layout,
         settings,
         functions.designs,
+        batchable=(_free_widths(caps, 1), _free_widths(caps, 2)),
     )
     start = time.perf_counter()
     found = scanner.run(dtype_names, progress)

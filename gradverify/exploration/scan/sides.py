@@ -6,7 +6,9 @@ Verification (:class:`Plan`): a threshold found by bisection is checked on
   and every 16th of the DENSE_WINDOW floats below it;
 * ``check_points`` floats spread over the whole lattice and over the saturation range
   (1/8 to twice ``ln(1/smallest subnormal)``);
-* or, exhaustively, every finite float of a 16-bit dtype.
+* or, exhaustively, every finite float of a 16-bit dtype, each called alone
+  (``exhaustive=True``; the default judges every 16-bit float of the output and hidden
+  scans from batched calls instead, :mod:`.every_float`).
 
 Sweep data (:func:`sweep`): points log-spaced in |h| (rounded to the lattice) from 1/16 past
 the thresholds, plus the floats next to every threshold, with the bits and the relative
@@ -40,7 +42,7 @@ from gradverify.model.lattice import (
     shortest_decimal,
 )
 
-__all__ = ["Plan", "scan_hidden", "scan_side", "sweep"]
+__all__ = ["Plan", "scan_hidden", "scan_side", "sweep", "threshold_record"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def _value(i: int, negative: bool, fmt: FloatFormat) -> float:
     return float(lattice_values([i], negative, fmt).astype(np.float64)[0])
 
 
-def _threshold(
+def threshold_record(
     criterion: str,
     fmt: FloatFormat,
     side: str,
@@ -147,7 +149,7 @@ def scan_side(probe: OutputProbe | FunctionProbe, plan: Plan, side: str) -> Side
         located = locate(
             lambda i, c=criterion: c in observe(i).bad, fmt.max_index, base, plan.around, evaluated
         )
-        thresholds[criterion] = _threshold(criterion, fmt, side, located, observe)
+        thresholds[criterion] = threshold_record(criterion, fmt, side, located, observe)
     seen = [o for (neg, _), o in probe.cache.items() if neg == negative]
     returned = [o for o in seen if o.status not in ("error", "unjudged")]
     return SideScan(
@@ -191,8 +193,8 @@ def scan_hidden(probe: HiddenProbe, plan: Plan, side: str, name: str) -> HiddenU
         dtype=fmt.name,
         activation=probe.activation,
         side=side,
-        first_zero=_threshold("first_zero", fmt, side, first_zero, observe),
-        representable_limit=_threshold("representable_limit", fmt, side, limit, None),
+        first_zero=threshold_record("first_zero", fmt, side, first_zero, observe),
+        representable_limit=threshold_record("representable_limit", fmt, side, limit, None),
         checked_points=len(seen),
         verification=plan.verification,
         nonfinite_points=sum(o.status == "nonfinite" for o in seen),

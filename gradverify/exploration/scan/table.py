@@ -87,8 +87,8 @@ def _output_notes(rows: Sequence[ScanRow | FunctionScan], criteria: Sequence[str
     if sampled:
         notes.append(
             f"Checked on sampled floats ({', '.join(sorted(sampled))}): a bad float "
-            "isolated between checked floats below a threshold can be missed; "
-            "exhaustive=True checks every float16/bfloat16."
+            "isolated between checked floats below a threshold can be missed (float16 "
+            "and bfloat16 output and hidden scans are checked at every float)."
         )
     if any(t.found and not t.monotone for t in thresholds):  # the cells marked *
         notes.append(
