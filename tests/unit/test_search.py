@@ -4,8 +4,10 @@ smaller problems it tries (gradverify.model.rewrites)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -101,6 +103,28 @@ def test_a_seed_is_chosen_reported_and_replays_the_same_examples():
         fused_bce_backprop, dtypes=("float64",), max_examples=12, database=None, seed=first.seed + 1
     )
     assert _trace(other) != _trace(first)
+
+
+def test_a_seed_draws_the_same_examples_whatever_other_modules_are_loaded(tmp_path):
+    first = search(fused_bce_backprop, dtypes=("float64",), max_examples=30, database=None, seed=5)
+    # a new local module full of literals Hypothesis would otherwise mix into its draws:
+    # floats where the scales and bands are drawn, strings of the arrays' letters
+    name = "gradverify_test_constants_module"
+    floats = ", ".join(f"{0.01 + k / 17:.6f}" for k in range(100))
+    strings = ", ".join(repr("0123456789:;<=>?@"[: 5 + k % 9]) for k in range(40))
+    path = tmp_path / f"{name}.py"
+    path.write_text(f"FLOATS = ({floats},)\nSTRINGS = ({strings},)\n")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        again = search(
+            fused_bce_backprop, dtypes=("float64",), max_examples=30, database=None, seed=5
+        )
+    finally:
+        sys.modules.pop(name, None)
+    assert _trace(again) == _trace(first)
 
 
 def test_ci_means_derandomized_and_no_database(monkeypatch):

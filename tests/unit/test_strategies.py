@@ -164,6 +164,26 @@ def test_scales_and_bands_shrink_to_none():
     assert 100 < find(logit_bands(), lambda t: t is not None and t > 100, settings=FIND) <= 128
 
 
+def test_array_entries_are_uniform_in_the_unit_interval_with_full_precision():
+    entries: list[np.ndarray] = []
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @given(inputs(4, 4))
+    def collect(x):
+        entries.append(x.ravel())
+
+    collect()
+    x = np.concatenate(entries)
+    assert np.all((-1 <= x) & (x <= 1))
+    # uniform: every eighth of [-1, 1] holds about an eighth of the entries
+    counts, _ = np.histogram(x, bins=8, range=(-1.0, 1.0))
+    assert np.all(np.abs(counts / x.size - 1 / 8) < 0.04), counts
+    # not on a coarse grid: most entries use more than 40 bits of their significand
+    fine = x[np.abs(x) > 2**-8]
+    significand = np.frexp(fine)[0] * 2.0**40
+    assert np.mean(significand != np.round(significand)) > 0.9
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -216,15 +236,22 @@ def test_shrunk_problems_keep_the_declared_widths_and_batch():
     assert 30 < minimal.max_abs_logit() < 64  # values still shrink inside the architecture
 
 
-def test_a_declared_depth_range_shrinks_to_its_minimum():
-    seen: list[int] = []
+def test_a_declared_depth_range_is_drawn_whole_and_shrinks_to_its_minimum():
+    seen: set[int] = set()
+
+    @FAST
+    @given(problems(depth=(2, 3), losses=["bce"]))
+    def collect(problem):
+        seen.add(problem.spec.depth)
+
+    collect()
+    assert seen == {2, 3}
     minimal = find(
         problems(depth=(2, 3), losses=["bce"]),
-        lambda p: seen.append(p.spec.depth) or p.max_abs_logit() > 30,
+        lambda p: p.max_abs_logit() > 30,
         settings=FIND,
         random=Random(0),
     )
-    assert set(seen) == {2, 3}
     assert minimal.spec.depth == 2 and minimal.spec.widths == (1, 1, 1)
 
 

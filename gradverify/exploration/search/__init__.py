@@ -32,9 +32,10 @@ the diagnostic variants skip whatever falls outside it.
 
 Reproducibility: the seed (chosen at random and reported when not given) fixes the
 examples Hypothesis generates, and so every number in the result apart from timings, given
-the same program and the same versions of gradverify, Hypothesis and numpy. Hypothesis also
-mixes in literal constants from the local (not installed) modules that are loaded, so a
-program that has imported other modules draws other examples from the same seed. A seed
+the same versions of gradverify, Hypothesis and numpy, whatever else the program has loaded:
+Hypothesis would mix in literal constants from the local (not installed) modules loaded so
+far, and the search switches that off while it draws
+(:func:`gradverify.exploration.hypothesis_compat.without_local_constants`). A seed
 given by the caller switches Hypothesis's default example database off (saved failures would
 otherwise replay first and change the examples from one run to the next); a database passed
 explicitly is still used. The reproduction snippet rebuilds the counterexample itself,
@@ -47,10 +48,6 @@ example database), :mod:`.rounds` (the Hypothesis run of one dtype), :mod:`.mini
 
 from __future__ import annotations
 
-# Loaded now rather than by the first counterexample's check: Hypothesis draws a few values
-# from the literals of the local modules loaded so far, so a module first loaded halfway
-# through a search would make the next search in the same process draw other examples.
-from gradverify.engine.finite_diff import finite_difference_gradients as _loaded_early  # noqa: F401
 from gradverify.exploration.search.database import DEFAULT_DATABASE
 from gradverify.exploration.search.results import (
     DEFAULT_MAX_EXAMPLES,

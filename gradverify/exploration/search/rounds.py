@@ -40,6 +40,7 @@ from gradverify.exploration.hypothesis_compat import (
     add_database_digest,
     outside_pytest_item,
     use_seed,
+    without_local_constants,
 )
 from gradverify.exploration.strategies import problems
 from gradverify.model.network import Problem
@@ -179,7 +180,7 @@ def _run_round(
     )
     found: dict[Verdict, CheckResult] = {}
     try:
-        with outside_pytest_item():
+        with outside_pytest_item(), without_local_constants():
             test()
     except _Stop as stop:
         found[Verdict.ERROR] = stop.result

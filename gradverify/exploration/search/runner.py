@@ -70,8 +70,8 @@ def search(
         max_examples: generated examples per dtype (shrinking runs more).
         seed: the Hypothesis seed; None picks one at random (reported in the result)
             unless derandomized. A given seed reproduces the same examples and numbers
-            (timings apart) on every run of the same program: the default example database
-            is then off, so no saved failure replays first.
+            (timings apart) on every run, whatever else the program has imported: the
+            default example database is then off, so no saved failure replays first.
         derandomize: a fixed example sequence with no seed; default: on when the ``CI``
             environment variable is set.
         database: Hypothesis example database: None (off), a directory path, or an
