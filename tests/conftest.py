@@ -20,7 +20,8 @@ settings.load_profile("gradverify-ci" if os.environ.get("CI") else "gradverify-d
 
 # Every gradverify module, numpy and ml_dtypes, imported once before any test runs:
 # - Hypothesis draws some values from the constants of the local modules loaded so far, so a
-#   seeded search would otherwise depend on which tests ran earlier in the same worker;
+#   seeded ``@given`` test would otherwise depend on which tests ran earlier in the same
+#   worker (gradverify's own search no longer depends on this);
 # - pytester's in-process runs restore sys.modules afterwards, and a second import of
 #   ml_dtypes in one process fails ("bfloat16 already registered").
 import importlib  # noqa: E402
