@@ -53,9 +53,8 @@ def test_softmax_specs_have_identity_output_and_two_classes(spec):
     assert spec.widths[-1] >= 2
 
 
-@pytest.mark.parametrize("dtype", available_dtypes())
-def test_problems_are_valid_and_finite_in_each_dtype(dtype):
-    @FAST
+def _valid_and_finite_in_each_dtype(dtype, chosen_settings):
+    @chosen_settings
     @given(problems(dtypes=[dtype], losses=["bce", "mse", "softmax_ce"]))
     def check(problem):
         assert isinstance(problem, Problem)
@@ -63,7 +62,7 @@ def test_problems_are_valid_and_finite_in_each_dtype(dtype):
         # the forward pass in the dtype itself stays finite
         fp = forward(problem.spec, problem.weights, problem.biases, problem.x)
         assert all(np.all(np.isfinite(h.astype(np.float64))) for h in fp.h)
-        assert problem.max_abs_logit() <= DEFAULT_MAX_SATURATION * 1.01
+        assert problem.max_abs_logit() <= DEFAULT_MAX_SATURATION
         if problem.spec.loss == "softmax_ce":
             np.testing.assert_allclose(problem.y.astype(np.float64).sum(axis=0), 1.0, rtol=1e-2)
         else:
@@ -71,6 +70,21 @@ def test_problems_are_valid_and_finite_in_each_dtype(dtype):
             assert np.all((0 <= y) & (y <= 1))
 
     check()
+
+
+@pytest.mark.parametrize("dtype", available_dtypes())
+def test_problems_are_valid_and_finite_in_each_dtype(dtype):
+    _valid_and_finite_in_each_dtype(dtype, FAST)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", available_dtypes())
+@pytest.mark.parametrize("hypothesis_seed", range(4))
+def test_problems_are_valid_and_finite_in_each_dtype_over_many_examples(dtype, hypothesis_seed):
+    # relu networks with equal weights and a band shift cancel logits of ~6e4 down to the
+    # band; rounded to float16 they once left max |h| = 1047 > 1024 or a value out of range
+    many = settings(FAST, max_examples=1500, derandomize=False)
+    _valid_and_finite_in_each_dtype(dtype, lambda f: seed(hypothesis_seed)(many(f)))
 
 
 def test_problems_respect_the_capabilities():

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from gradverify.engine.implementations import Capabilities
@@ -34,9 +35,13 @@ from gradverify.exploration.strategies.saturation import (
 from gradverify.model.dtypes import unit_roundoff
 from gradverify.model.functions import loss_function
 from gradverify.model.names import validate_names
-from gradverify.model.network import NetworkSpec, Problem
+from gradverify.model.network import NetworkSpec, Problem, cap_saturation, forward
 
 __all__ = ["problems"]
+
+_MAX_RECAPS = 12
+"""Lower caps tried (each half the previous) when a problem rounded to its dtype exceeds
+``max_saturation``; past them the example is rejected (``assume``)."""
 
 
 def problems(
@@ -187,8 +192,41 @@ def _problems(
     x = draw_inputs(draw, spec.widths[0], batch)
     y = draw_labels(draw, loss, spec.widths[-1], batch, label_kind)
     cap = max_saturation * _rounding_margin(spec, dtype)
+    unshifted = ([W.copy() for W in weights], [b.copy() for b in biases])
     band_and_cap(draw, spec, weights, biases, x, cap)
-    return Problem.from_arrays(spec, weights, biases, x, y, dtype)
+    problem = _in_dtype(spec, weights, biases, x, y, dtype, max_saturation)
+    weights, biases = unshifted
+    for _ in range(_MAX_RECAPS):
+        if problem is not None:
+            return problem
+        # Rounding to the dtype left max |h| over the cap or a value outside its range: the
+        # band's bias shift (or weights of both signs) cancelled terms far larger than h,
+        # whose rounding errors the margin does not cover. Keep the logits as drawn, capped
+        # lower each time, until the dtype's own forward pass is inside the cap.
+        cap_saturation(spec, weights, biases, x, cap)
+        problem = _in_dtype(spec, weights, biases, x, y, dtype, max_saturation)
+        cap /= 2
+    assume(problem is not None)
+    return problem
+
+
+def _in_dtype(
+    spec: NetworkSpec,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    dtype: str,
+    max_saturation: float,
+) -> Problem | None:
+    """The problem in ``dtype``, or None when it is not finite there or exceeds the cap."""
+    try:
+        problem = Problem.from_arrays(spec, weights, biases, x, y, dtype)
+    except ValueError:  # a parameter outside the dtype's range
+        return None
+    in_dtype = forward(spec, problem.weights, problem.biases, problem.x)
+    finite = all(np.all(np.isfinite(np.asarray(h, dtype=np.float64))) for h in in_dtype.h)
+    return problem if finite and problem.max_abs_logit() <= max_saturation else None
 
 
 def _rounding_margin(spec: NetworkSpec, dtype: str) -> float:
