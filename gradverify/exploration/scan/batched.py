@@ -46,6 +46,7 @@ from gradverify.model.network import NetworkSpec, Problem
 __all__ = [
     "FIRST_UNITS",
     "GUARD_POINTS",
+    "MAX_FAILING_ALONE",
     "MAX_HIDDEN_UNITS",
     "MAX_OUTPUT_UNITS",
     "Batches",
@@ -61,6 +62,13 @@ MAX_HIDDEN_UNITS = 64
 """Most floats per batched call of the hidden probe (its W_L has B**2 entries)."""
 GUARD_POINTS = 64
 """Floats per side spread over the lattice and also called alone, to check batching."""
+
+
+MAX_FAILING_ALONE = 32
+"""Floats that may fail alone (raise, hang, return something malformed) before the scan of a
+side stops judging every float and bisects instead: an implementation that fails on most
+floats would otherwise be called once per float, 65,536 times, each failure costing a
+traceback (and, isolated, a round trip to its worker)."""
 
 
 class NotBatchable(RuntimeError):
@@ -156,6 +164,11 @@ class Batches:
             returned = self._alone(int(indices[0]))
             if returned.error is not None:
                 self.errors[int(indices[0])] = returned.error
+                if len(self.errors) > MAX_FAILING_ALONE:
+                    raise NotBatchable(
+                        f"more than {MAX_FAILING_ALONE} floats failed alone (last: "
+                        f"{returned.error}); judging every float would call it once per float"
+                    )
                 return []
             return [(indices, 1, np.array([returned.values]))]
         outcome = self.probe.calls.call(self._problem(indices, units))
