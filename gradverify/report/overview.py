@@ -283,8 +283,8 @@ def _sentence(impl: Mapping[str, Any], form: Mapping[str, Any]) -> str:
     name, breaks = form["implementation"], form["breaks"]
     if form["safe"]:
         scan = (
-            ", and the float-by-float scan finds no inf/NaN, no failed call and no 100% error "
-            "where the gradient is about ±1"
+            ", and the scan of the float lattice finds no inf/NaN, no failed call and no 100% "
+            "error where the gradient is about ±1"
             if form["scanned"]
             else "; it was not scanned float by float"
         )
