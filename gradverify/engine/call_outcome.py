@@ -14,7 +14,7 @@ import numpy as np
 
 from gradverify.engine.results import WarningCount
 
-__all__ = ["CallFailure", "CallOutcome", "failed", "timeout_message"]
+__all__ = ["STOPPING_FAILURES", "CallFailure", "CallOutcome", "failed", "timeout_message"]
 
 
 class CallFailure(StrEnum):
@@ -25,6 +25,11 @@ class CallFailure(StrEnum):
     CRASHED = "crashed"  # the worker process died: a signal, os._exit (isolated calls only)
     MALFORMED = "malformed"  # wrong type/shape/dtype/count, wrote into inputs, nondeterministic,
     # or a signature that does not take the protocol's arguments
+
+
+STOPPING_FAILURES = frozenset({CallFailure.TIMED_OUT, CallFailure.CRASHED})
+"""Failures after which calling again costs too much: a time-out, or a dead worker
+(:mod:`gradverify.engine.stopping` decides what then)."""
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,10 @@ call (never from message text).
 
 from __future__ import annotations
 
+from gradverify.engine.call_outcome import STOPPING_FAILURES
 from gradverify.engine.harness import CallFailure
 
 __all__ = ["STOPPING_FAILURES", "CallGuard", "stops_calling"]
-
-STOPPING_FAILURES = frozenset({CallFailure.TIMED_OUT, CallFailure.CRASHED})
-"""Failures after which calling again costs too much: a time-out, or a dead worker."""
 
 
 def stops_calling(failure: CallFailure | str | None) -> bool:

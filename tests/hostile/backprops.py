@@ -135,6 +135,62 @@ def calls_breakpoint(weights, biases, x, y, *, activations, loss):
     return _right(weights, biases, x, y, activations, loss)
 
 
+# -- misbehaving on one problem of many --------------------------------------------------
+
+MARK = 3.0
+"""The first bias of the problem the implementations below misbehave on."""
+
+
+def _marked(biases) -> bool:
+    return float(biases[0][0]) == MARK
+
+
+@supports(**DECLARED)
+def exits_when_marked(weights, biases, x, y, *, activations, loss):
+    if _marked(biases):
+        os._exit(0)
+    return _right(weights, biases, x, y, activations, loss)
+
+
+@supports(**DECLARED)
+def pauses_in_c_when_marked(weights, biases, x, y, *, activations, loss):
+    if _marked(biases):
+        _announce()
+        ctypes.CDLL(None).pause()
+    return _right(weights, biases, x, y, activations, loss)
+
+
+@supports(**DECLARED)
+def raises_when_marked(weights, biases, x, y, *, activations, loss):
+    if _marked(biases):
+        raise ValueError("the marked problem")
+    return _right(weights, biases, x, y, activations, loss)
+
+
+@supports(**DECLARED)
+def prints_megabytes(weights, biases, x, y, *, activations, loss):
+    """Correct, but prints two megabytes to stdout and one to stderr on every call."""
+    print("x" * (2 << 20))
+    print("y" * (1 << 20), file=sys.stderr)
+    return _right(weights, biases, x, y, activations, loss)
+
+
+@supports(**DECLARED)
+def pauses_in_c_when_deep(weights, biases, x, y, *, activations, loss):
+    """Correct on one-layer networks; blocks in C on deeper ones (the hidden-layer scan)."""
+    if len(weights) > 1:
+        ctypes.CDLL(None).pause()
+    return _right(weights, biases, x, y, activations, loss)
+
+
+@supports(**DECLARED)
+def sleeps_when_deep(weights, biases, x, y, *, activations, loss):
+    """Correct on one-layer networks; sleeps for a minute on deeper ones."""
+    if len(weights) > 1:
+        time.sleep(60)
+    return _right(weights, biases, x, y, activations, loss)
+
+
 # -- returning or changing the wrong things -------------------------------------------------
 
 

@@ -613,6 +613,33 @@ def test_a_hanging_implementation_stops_the_scan_with_a_clear_message():
         scan(hangs, timeout=0)
 
 
+def test_a_hang_where_the_scan_calls_in_groups_still_stops_it_at_the_third():
+    """The float16 hidden-layer scan calls in groups (of 256); after each hang no call of
+    the group is made before the scan counts it, so the third hang is the last call."""
+    import time
+
+    from gradverify.exploration.scan import ScanAborted
+
+    deep_calls = []
+
+    @supports(losses=("bce",), name="hangs-when-deep")
+    def hangs_when_deep(weights, biases, x, y, *, activations, loss):
+        if len(weights) > 1:
+            deep_calls.append(1)
+            time.sleep(2)
+        return fused_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
+
+    with pytest.raises(ScanAborted, match=r"did not return within 0.25 s on 3 calls"):
+        scan(
+            hangs_when_deep,
+            dtypes="float16",
+            timeout=0.25,
+            hidden_activations=("sigmoid",),
+            sweep_points=0,
+        )
+    assert len(deep_calls) == 3
+
+
 def test_implementations_the_scanner_cannot_drive_are_refused():
     with pytest.raises(ValueError, match="needs a callable"):
         scan("not a function")

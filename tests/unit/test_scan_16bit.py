@@ -234,9 +234,10 @@ def test_a_declared_output_width_of_one_leaves_no_room_to_batch():
     assert {s.verification for s in result.rows[0].sides} == {"sampled"}
 
 
-@supports(losses=("bce",), dtypes=("float16",), name="raises-above-60000")
+@supports(losses=("bce",), dtypes=("float16",), name="raises-above-65000")
 def raises_far_out(weights, biases, x, y, *, activations, loss):
-    if np.any(biases[-1].astype(np.float64) > 60000):
+    # 16 float16 values lie above 65000: fewer than MAX_FAILING_ALONE, so every float is judged
+    if np.any(biases[-1].astype(np.float64) > 65000):
         raise RuntimeError("logit too large")
     return naive_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
 
@@ -246,9 +247,28 @@ def test_floats_that_fail_alone_are_found_inside_failing_batches():
     positive, negative = result.rows[0].sides
     t = positive.thresholds["raises"]
     assert positive.verification == "exhaustive" and positive.raises_anywhere
-    assert t.value == float(np.nextafter(np.float16(60000), np.float16(np.inf)))
+    assert t.value == float(np.nextafter(np.float16(65000), np.float16(np.inf)))
     assert t.status == "error" and "logit too large" in t.message and t.monotone
     assert not negative.raises_anywhere and not negative.thresholds["raises"].found
+
+
+@supports(losses=("bce",), dtypes=("float16",), name="fails-alone-near-minus-ten")
+def fails_alone_near_minus_ten(weights, biases, x, y, *, activations, loss):
+    """naive, but a call with one output unit raises for h in [-10, -9.9] (floats whose
+    batched results are subnormal, so the scan calls them alone)."""
+    b = biases[-1].astype(np.float64)
+    if b.size == 1 and -10 <= b[0] <= -9.9:
+        raise RuntimeError("alone near -10")
+    return naive_bce_backprop(weights, biases, x, y, activations=activations, loss=loss)
+
+
+def test_a_float_that_fails_alone_but_not_batched_is_scanned_one_float_at_a_time():
+    """The scan neither walks to such a float forever nor judges it from its batch: the
+    label is scanned one float at a time, where the failure is an error."""
+    result = scan(fails_alone_near_minus_ten, labels=(0.0,), hidden_activations=(), sweep_points=0)
+    positive, negative = result.rows[0].sides
+    assert (positive.verification, negative.verification) == ("sampled", "sampled")
+    assert negative.raises_anywhere and not positive.raises_anywhere
 
 
 # ---------------------------------------------------------------------------

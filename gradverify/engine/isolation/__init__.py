@@ -16,6 +16,13 @@ status, and judges whatever comes back:
 * threads the code leaves behind die with the worker, and whatever global state it changes
   (numpy's error state, the cwd, warning filters, mpmath's precision) stays in the worker.
 
+:func:`~gradverify.engine.harness.call_backprop_many` sends a list of problems in one
+request; the worker makes the calls in a row (its set-up once, a
+:class:`~gradverify.engine.harness.CallSession`) and answers each as it ends, and the parent
+times each answer as above. A hang or a crash
+ends the list at that call (the worker is then killed; the calls after it are the caller's
+to make again, in a new worker).
+
 One worker serves one implementation for the duration of its check and is started again
 after a crash or a kill. Workers come from multiprocessing's ``forkserver`` (``spawn`` where
 there is none): a fresh process forked from a small server that has already imported

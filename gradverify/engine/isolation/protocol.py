@@ -4,9 +4,11 @@ Every message is a pickled tuple whose first item names it:
 
 * worker -> parent, once: ``("ready", metadata)`` (:func:`metadata`, plain data) or
   ``("load-failed", stage, exception type, message, exception text)``;
-* parent -> worker: ``("call", problem, layout, repeat, errstate)`` or ``("close",)``;
-* worker -> parent, per call: ``("ok", dweights bytes, dbiases bytes, warnings, elapsed)``
-  or ``("failed", failure, message, warnings, elapsed)`` (:func:`encode`).
+* parent -> worker: ``("call", problem, layout, repeat, errstate)``, ``("calls", problems,
+  layout, errstate)`` (one call per problem, in a row) or ``("close",)``;
+* worker -> parent, per call, as soon as it ends: ``("ok", dweights bytes, dbiases bytes,
+  warnings, elapsed)`` or ``("failed", failure, message, warnings, elapsed)``
+  (:func:`encode`).
 
 The parent decodes replies with :func:`plain_loads`, an unpickler that accepts no classes at
 all: the worker can send tuples, bytes, strings and numbers, never an object that runs code

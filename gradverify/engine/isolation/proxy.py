@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from gradverify.common.errstate import caller_errstate
-from gradverify.engine.call_outcome import CallFailure, CallOutcome
+from gradverify.engine.call_outcome import STOPPING_FAILURES, CallFailure, CallOutcome
 from gradverify.engine.harness import combine_calls
 from gradverify.engine.implementations import (
     CAPABILITIES_ATTRIBUTE,
@@ -159,6 +159,49 @@ class IsolatedImplementation:
         if not usable:
             self._worker = None
         return combine_calls(outcomes, (time.perf_counter() - start) / len(outcomes))
+
+    def _gradverify_isolated_calls(
+        self, problems: list[Problem], *, timeout: float | None
+    ) -> list[CallOutcome]:
+        """What :func:`gradverify.engine.harness.call_backprop_many` does, in the worker."""
+        with self._lock:
+            return self._calls(problems, timeout)
+
+    def _exchange_many(
+        self, worker: Worker, problems: list[Problem], timeout: float | None
+    ) -> list[CallOutcome]:
+        """One request for every problem, then the replies, each within ``timeout`` of the
+        previous one; up to the first that timed out or crashed (the worker is then gone)."""
+        layout, errstate = capabilities_of(self).layout, caller_errstate()
+        try:
+            worker.request_many(problems, layout, errstate)
+        except OSError:  # it died between calls (a thread it left behind, ...)
+            self._worker = None
+            return [worker.crashed(0.0)]
+        outcomes = []
+        for problem in problems:
+            outcome, usable = worker.receive(problem, timeout)
+            outcomes.append(outcome)
+            if outcome.failure in STOPPING_FAILURES or not usable:
+                # the calls after it are not made: a late answer's worker is still busy
+                # with them, so it goes too
+                worker.kill()
+                self._worker = None
+                break
+        return outcomes
+
+    def _calls(self, problems: list[Problem], timeout: float | None) -> list[CallOutcome]:
+        if not problems:
+            return []
+        worker = self._started(time.perf_counter())
+        if isinstance(worker, CallOutcome):
+            return [worker]
+        try:
+            return self._exchange_many(worker, problems, timeout)
+        except BaseException:  # a real Ctrl-C while waiting: the worker is mid-call
+            worker.kill()
+            self._worker = None
+            raise
 
     def __call__(
         self, weights: Any, biases: Any, x: Any, y: Any, *, activations: Any, loss: str

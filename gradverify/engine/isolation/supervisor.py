@@ -3,7 +3,8 @@
 The parent keeps the time. A call with no reply within its limit ends with SIGKILL of the
 worker (a ``timed_out`` failure); a worker that dies is a ``crashed`` failure naming its
 exit code or signal; a reply that cannot be read is treated as a crash. Workers come from
-multiprocessing's ``forkserver`` (``spawn`` where there is none).
+multiprocessing's ``forkserver`` (``spawn`` where there is none), which has imported
+gradverify, numpy and, where installed, ml_dtypes.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def _context() -> Any:
     if _CONTEXT is None:
         if "forkserver" in multiprocessing.get_all_start_methods():
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["gradverify.engine.isolation", "cloudpickle"])
+            # ml_dtypes (bfloat16) where installed: a worker's first bfloat16 problem would
+            # otherwise import it, for half a second, in every worker
+            ctx.set_forkserver_preload(["gradverify.engine.isolation", "cloudpickle", "ml_dtypes"])
         else:  # pragma: no cover - Windows
             ctx = multiprocessing.get_context("spawn")
         _CONTEXT = ctx
@@ -164,6 +167,12 @@ class Worker:
     def request(self, problem: Problem, layout: str, repeat: int, errstate: dict) -> None:
         """Send one call request (OSError when the worker is gone)."""
         request = ("call", problem, layout, repeat, errstate)
+        self.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def request_many(self, problems: list[Problem], layout: str, errstate: dict) -> None:
+        """Send one request for a call per problem, in a row (OSError when the worker is
+        gone); the replies come one per call, as each ends."""
+        request = ("calls", problems, layout, errstate)
         self.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
 
     def receive(self, problem: Problem, timeout: float | None) -> tuple[CallOutcome, bool]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any, NoReturn
 
-from gradverify.engine.harness import call_once
+from gradverify.engine.harness import CallSession, call_once
 from gradverify.engine.isolation.protocol import encode, load_failure, metadata, send
 from gradverify.engine.isolation.registrations import install_registry
 
@@ -99,6 +99,17 @@ def _load(conn: Any, payload: bytes, by_factory: bool) -> tuple[Callable, dict[s
         _load_failed(conn, "load", exc)
 
 
+def _answer_calls(conn: Any, impl: Callable, problems: list, layout: str, errstate: dict) -> None:
+    """One reply per problem, each sent as soon as its call ends (the parent times each)."""
+    with CallSession(impl, layout, None, errstate, in_worker=True) as session:
+        for problem in problems:
+            reply = encode(session.call(problem))
+            try:
+                send(conn, reply)
+            except OSError:  # the parent has gone, or killed the call's list
+                _exit_now()
+
+
 def _serve(conn: Any, impl: Callable) -> NoReturn:
     """Answer call requests until the connection closes or the parent says anything else."""
     while True:
@@ -106,14 +117,18 @@ def _serve(conn: Any, impl: Callable) -> NoReturn:
             request = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             _exit_now()
-        if request[0] != "call":
+        if request[0] == "calls":
+            _, problems, layout, errstate = request
+            _answer_calls(conn, impl, problems, layout, errstate)
+        elif request[0] == "call":
+            _, problem, layout, repeat, errstate = request
+            for _ in range(repeat):
+                outcome = call_once(impl, problem, layout, None, errstate, in_worker=True)
+                send(conn, encode(outcome))
+                if not outcome.ok:
+                    break
+        else:
             _exit_now()
-        _, problem, layout, repeat, errstate = request
-        for _ in range(repeat):
-            outcome = call_once(impl, problem, layout, None, errstate, in_worker=True)
-            send(conn, encode(outcome))
-            if not outcome.ok:
-                break
         _flush()
 
 

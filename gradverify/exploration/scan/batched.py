@@ -30,7 +30,8 @@ contain a float that fails alone. Otherwise
 A failed batched call (raise, time limit, malformed answer) is split in halves until the
 floats that fail alone are found. Calls start with :data:`FIRST_UNITS` floats and grow to
 at most :data:`MAX_OUTPUT_UNITS` (hidden: :data:`MAX_HIDDEN_UNITS`, whose identity matrix
-has B**2 entries) while a call takes well under the time limit.
+has B**2 entries) while a call takes well under the time limit; at the most, the calls are
+made in groups (:meth:`.probes.Caller.each`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradverify.exploration.scan.probes import HiddenProbe, OutputProbe, Returned
+from gradverify.engine.call_outcome import CallOutcome
+from gradverify.exploration.scan.probes import (
+    HiddenProbe,
+    OutputProbe,
+    Returned,
+    with_probed_bias,
+)
 from gradverify.model.lattice import FloatFormat, side_floats
 from gradverify.model.network import NetworkSpec, Problem
 
@@ -92,7 +99,7 @@ class Batches:
 
     def __post_init__(self) -> None:
         self.floats = side_floats(self.negative, self.probe.fmt)
-        self._specs: dict[int, tuple[NetworkSpec, tuple, tuple, np.ndarray, np.ndarray]] = {}
+        self._networks: dict[int, Problem] = {}
         self._elapsed = 0.0
 
     @property
@@ -105,9 +112,9 @@ class Batches:
 
     # -- the network of B units -----------------------------------------------------
 
-    def _network(self, units: int) -> tuple[NetworkSpec, tuple, tuple, np.ndarray, np.ndarray]:
-        """(spec, weights, biases, x, y) of the probe with ``units`` probed units."""
-        made = self._specs.get(units)
+    def _network(self, units: int) -> Problem:
+        """The probe with ``units`` probed units (their biases 0), made and checked once."""
+        made = self._networks.get(units)
         if made is not None:
             return made
         probe, dt = self.probe, self.fmt.dtype
@@ -123,22 +130,17 @@ class Batches:
         x = np.ones((widths[0], probe.layout.batch), dtype=dt)
         label = 0.0 if self.hidden else probe.label
         y = np.full((units, probe.layout.batch), label, dtype=np.float64).astype(dt)
-        made = (
-            NetworkSpec(tuple(widths), probe.spec.activations, "bce"),
-            tuple(weights),
-            biases,
-            x,
-            y,
+        made = Problem(
+            NetworkSpec(tuple(widths), probe.spec.activations, "bce"), tuple(weights), biases, x, y
         )
-        self._specs[units] = made
+        self._networks[units] = made
         return made
 
     def _problem(self, indices: np.ndarray, units: int) -> Problem:
-        spec, weights, biases, x, y = self._network(units)
-        probed = self.floats[np.resize(indices, units)]  # padded with repeats
-        biases = list(biases)
-        biases[-2 if self.hidden else -1] = probed
-        return Problem(spec, weights, tuple(biases), x, y)
+        """The network of ``units`` floats, the ``indices`` ones (padded with repeats); it
+        shares every other array with the others of its size (one copy each when sent)."""
+        probed = self.floats[np.resize(indices, units)]
+        return with_probed_bias(self._network(units), -2 if self.hidden else -1, probed)
 
     def _entries(self, outcome: object, count: int) -> np.ndarray:
         """(count, entries) float64: what the one-float probe compares, per unit."""
@@ -171,7 +173,12 @@ class Batches:
                     )
                 return []
             return [(indices, 1, np.array([returned.values]))]
-        outcome = self.probe.calls.call(self._problem(indices, units))
+        return self._called(indices, units, self.probe.calls.call(self._problem(indices, units)))
+
+    def _called(
+        self, indices: np.ndarray, units: int, outcome: CallOutcome
+    ) -> list[tuple[np.ndarray, int, np.ndarray]]:
+        """:meth:`_call` from the outcome of the batched call of ``indices``."""
         if outcome.ok:
             self._elapsed = outcome.elapsed
             return [(indices, units, self._entries(outcome, len(indices)))]
@@ -198,13 +205,14 @@ class Batches:
         units = min(_power_of_two_at_most(first), most)
         done: list[tuple[np.ndarray, int, np.ndarray]] = []
         start = 0
-        while start < len(indices):
+        while start < len(indices) and units < most:
             chunk = indices[start : start + units]
             self._elapsed = 0.0
             done += self._call(chunk, units)
             start += len(chunk)
-            if units < most and self._quick():
+            if self._quick():
                 units = min(units * 8, most)
+        done += self._grouped(indices[start:], units)
         if not done:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 1))
         return (
@@ -212,6 +220,18 @@ class Batches:
             np.concatenate([np.full(len(d[0]), d[1]) for d in done]),
             np.concatenate([d[2] for d in done]),
         )
+
+    def _grouped(self, indices: np.ndarray, units: int) -> list[tuple[np.ndarray, int, np.ndarray]]:
+        """:meth:`_call` on each chunk of ``units`` floats, the calls made in groups
+        (:meth:`.probes.Caller.each`)."""
+        chunks = [indices[k : k + units] for k in range(0, len(indices), units)]
+        if units == 1:
+            return [r for chunk in chunks for r in self._call(chunk, 1)]
+        outcomes = self.probe.calls.each(self._problem(c, units) for c in chunks)
+        done = []
+        for chunk, outcome in zip(chunks, outcomes, strict=True):
+            done += self._called(chunk, units, outcome)
+        return done
 
     def _quick(self) -> bool:
         """Whether a call 8 times larger would still take under a tenth of the time limit."""

@@ -7,7 +7,8 @@ answer of calling the implementation at every float alone. Few calls do it
 determine (where the scaled result is subnormal or 0), smaller batches; every float called
 alone is also a check that batching changed nothing. The exact gradients come from the
 certified float64 enclosures of :mod:`.certified`, exact mpmath only where they do not
-decide.
+decide. Calls alone are made in groups (:meth:`.probes.Caller.each`), and a walk that stops
+at a float it cannot foresee keeps only the calls up to it.
 
 * Output layer (:func:`output_side`): a float whose batched result is subnormal or 0 is
   known to a range; where every float of the range gets the same verdicts it is judged
@@ -162,8 +163,10 @@ class _SideCalls:
         return np.where(unknown, lo, np.nan), np.where(unknown, hi, np.nan)
 
     def alone(self, indices: np.ndarray) -> None:
-        for i in np.asarray(indices).tolist():
-            returned = self.batches.probe.returned(self.batches.negative, i)
+        """Call each of ``indices`` alone (in groups: :meth:`.probes.Caller.each`)."""
+        indices = np.asarray(indices).tolist()
+        each = self.batches.probe.returned_each(self.batches.negative, indices)
+        for i, returned in zip(indices, each, strict=True):
             if returned.error is None:
                 self.values[i] = returned.values
                 self.known[i] = True
@@ -212,6 +215,9 @@ def _output_calls(probe: OutputProbe, negative: bool, timeout: float | None) -> 
     return calls
 
 
+WALK_GROUPS = (8, 64)
+"""Calls in the first and the largest group of the hidden walk to the first float returning
+0 alone (the groups double in between): a walk that stops early wastes at most a group."""
 MAX_REFINEMENTS = 8
 """Floats called alone to settle a side's largest error where only a range is known."""
 FIRST_WALK = 64
@@ -262,6 +268,11 @@ def _judged(probe: OutputProbe, calls: _SideCalls) -> Judged:
     while (needed := _next_needed(judged.bad, judged.undecided)) is not None:
         open_floats = np.flatnonzero(judged.undecided)
         calls.alone(open_floats[open_floats >= needed][:walk])
+        if not calls.known[needed]:
+            # its call alone failed where its batched call returned: batching does not suit
+            # (and the float would stay undecided, walked again and again)
+            calls.check()
+            raise NotBatchable(f"at h = {float(h[needed])!r} the call alone failed")
         judged, walk = judged_now(), walk * 2
     for _ in range(MAX_REFINEMENTS):
         worst = [_worst(judged.relative_error), _worst(judged.bits)]
@@ -328,10 +339,8 @@ def _hidden_calls(
     nonzero = np.zeros(len(everything), dtype=bool)
     for index, _, raw in calls.calls:
         nonzero[index] = raw[:, 0] != 0  # inf/NaN too: not 0
-    walked = []
-    for i in np.flatnonzero(~nonzero & calls.returned).tolist():
-        walked.append(i)
-        returned = probe.returned(negative, i)
+    walk = np.flatnonzero(~nonzero & calls.returned).tolist()
+    for returned in probe.returned_each(negative, walk, *WALK_GROUPS):
         if returned.error is None and returned.values[0] == 0:
             break
     calls.alone(_guard_points(batches.fmt))

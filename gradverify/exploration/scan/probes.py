@@ -17,14 +17,15 @@ depth of exactly 1 leaves no hidden layer (:func:`probe_layout` gives None).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gradverify.engine.harness import CallFailure, call_backprop
+from gradverify.engine.harness import CallFailure, CallOutcome, call_backprop, call_backprop_many
 from gradverify.engine.implementations import Capabilities
 from gradverify.engine.stopping import CallGuard
 from gradverify.exact.rounding import round_mpf, split_to_float64
@@ -38,6 +39,7 @@ from gradverify.model.lattice import FloatFormat
 from gradverify.model.network import NetworkSpec, Problem
 
 __all__ = [
+    "GROUP_CALLS",
     "MAX_TIMEOUTS",
     "Caller",
     "HiddenProbe",
@@ -46,6 +48,7 @@ __all__ = [
     "Returned",
     "ScanAborted",
     "probe_layout",
+    "with_probed_bias",
 ]
 
 
@@ -55,6 +58,9 @@ class ScanAborted(RuntimeError):
 
 MAX_TIMEOUTS = 3
 """Calls that may exceed the time limit before the scan is abandoned."""
+GROUP_CALLS = 256
+"""Most calls made together (:func:`~gradverify.engine.harness.call_backprop_many`): the
+per-call set-up, and an isolated implementation's round trip to its worker, once per group."""
 
 
 class Caller:
@@ -64,8 +70,34 @@ class Caller:
         self.impl, self.timeout, self.name = impl, timeout, name
         self.guard = CallGuard(limit=MAX_TIMEOUTS)
 
-    def call(self, problem: Problem) -> Any:
-        outcome = call_backprop(self.impl, problem, timeout=self.timeout)
+    def call(self, problem: Problem) -> CallOutcome:
+        """One call, counted by the guard."""
+        return self._counted(call_backprop(self.impl, problem, timeout=self.timeout))
+
+    def each(
+        self, problems: Iterable[Problem], first: int = GROUP_CALLS, most: int = GROUP_CALLS
+    ) -> Iterator[CallOutcome]:
+        """The outcome of a call per problem, in order, as :meth:`call` gives it one at a time.
+
+        The calls are made in groups (``first`` problems, then twice as many each time, up to
+        ``most``); an outcome is counted by the guard when it is taken. Stopping early
+        leaves the rest of a group's outcomes untaken (their calls made, none counted): a
+        walk that stops at a float it cannot foresee loses at most a group. After a call
+        that timed out or crashed, the problems after it in its group are called again.
+        """
+        pending, queue, size = iter(problems), [], max(1, min(first, most))
+        while True:
+            queue += itertools.islice(pending, size - len(queue))
+            if not queue:
+                return
+            outcomes = call_backprop_many(self.impl, queue, timeout=self.timeout)
+            for outcome in outcomes:
+                yield self._counted(outcome)
+            del queue[: len(outcomes)]
+            size = max(size, min(2 * size, most))
+
+    def _counted(self, outcome: CallOutcome) -> CallOutcome:
+        """``outcome``, counted; ScanAborted when it is the MAX_TIMEOUTS-th hang or crash."""
         if self.guard.record(outcome.failure):
             count = self.guard.counts[self.guard.stopped_by]
             if self.guard.stopped_by is CallFailure.TIMED_OUT:
@@ -90,7 +122,7 @@ class Returned:
     error: str | None = None
 
 
-def _with_probed_bias(template: Problem, layer: int, bias: np.ndarray) -> Problem:
+def with_probed_bias(template: Problem, layer: int, bias: np.ndarray) -> Problem:
     """``template`` with layer ``layer``'s bias replaced by ``bias`` (same shape and dtype).
 
     A shallow copy that shares the template's read-only arrays: the probes make one such
@@ -140,6 +172,54 @@ def probe_layout(caps: Capabilities, min_depth: int) -> Layout | None:
     )
 
 
+class _CallsAlone:
+    """A probe's calls at one float alone, cached per (side, float) in ``calls_made``."""
+
+    calls: Caller
+    calls_made: dict[tuple[bool, int], Returned]
+
+    def _problem(self, negative: bool, index: int) -> Problem:
+        raise NotImplementedError
+
+    def _values(self, outcome: CallOutcome) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def _kept(self, key: tuple[bool, int], outcome: CallOutcome) -> Returned:
+        """The call's Returned, cached (a result cached meanwhile stays)."""
+        hit = Returned(self._values(outcome)) if outcome.ok else Returned((), outcome.error)
+        return self.calls_made.setdefault(key, hit)
+
+    def returned(self, negative: bool, index: int) -> Returned:
+        """The call at one float alone: the entries compared (see the probe), or its error."""
+        hit = self.calls_made.get((negative, index))
+        if hit is not None:
+            return hit
+        return self._kept((negative, index), self.calls.call(self._problem(negative, index)))
+
+    def returned_each(
+        self,
+        negative: bool,
+        indices: Sequence[int],
+        first: int = GROUP_CALLS,
+        most: int = GROUP_CALLS,
+    ) -> Iterator[Returned]:
+        """:meth:`returned` at each of ``indices``, in order; the calls not cached are made
+        in groups (:meth:`Caller.each`: ``first`` calls, doubling up to ``most``). A call is
+        cached when its result is taken, so a walk that stops early caches exactly what it
+        would have, calling one float at a time."""
+        indices = [int(i) for i in indices]
+        todo = list(dict.fromkeys(i for i in indices if (negative, i) not in self.calls_made))
+        problems = (self._problem(negative, i) for i in todo)
+        pairs = zip(todo, self.calls.each(problems, first, most), strict=True)
+        for i in indices:
+            hit = self.calls_made.get((negative, i))
+            while hit is None:
+                j, outcome = next(pairs)
+                kept = self._kept((negative, j), outcome)
+                hit = kept if j == i else None
+            yield hit
+
+
 def _zero_layers(layout: Layout, dt: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     n = layout.widths
     return (
@@ -148,7 +228,7 @@ def _zero_layers(layout: Layout, dt: Any) -> tuple[list[np.ndarray], list[np.nda
     )
 
 
-class OutputProbe:
+class OutputProbe(_CallsAlone):
     """Calls the implementation on the one-layer network at lattice floats (cached)."""
 
     def __init__(
@@ -181,27 +261,17 @@ class OutputProbe:
         """The label on ``side``: the same on both."""
         return self.label
 
-    def returned(self, negative: bool, index: int) -> Returned:
-        """The call at one float alone: the entries compared (dJ/dW, dJ/db), or its error."""
-        key = (negative, index)
-        hit = self.calls_made.get(key)
-        if hit is not None:
-            return hit
+    def _problem(self, negative: bool, index: int) -> Problem:
         b = _one_float(index, negative, self.fmt)
         last = b if self.outputs == 1 else np.repeat(b, self.outputs)
-        outcome = self.calls.call(_with_probed_bias(self.template, -1, last))
-        if not outcome.ok:
-            hit = Returned((), outcome.error)
-        else:
-            db = float(outcome.dbiases[-1].astype(np.float64)[0])
-            values = (
-                (float(outcome.dweights[0].astype(np.float64)[0, 0]), db)
-                if self.layout.depth == 1
-                else (db,)
-            )
-            hit = Returned(values)
-        self.calls_made[key] = hit
-        return hit
+        return with_probed_bias(self.template, -1, last)
+
+    def _values(self, outcome: CallOutcome) -> tuple[float, ...]:
+        """(dJ/dW, dJ/db) in the one-layer network; dJ/db_L in a deeper one."""
+        db = float(outcome.dbiases[-1].astype(np.float64)[0])
+        if self.layout.depth == 1:
+            return float(outcome.dweights[0].astype(np.float64)[0, 0]), db
+        return (db,)
 
     def observe(self, negative: bool, index: int) -> Observation:
         key = (negative, index)
@@ -223,7 +293,7 @@ class OutputProbe:
         return obs
 
 
-class HiddenProbe:
+class HiddenProbe(_CallsAlone):
     """Calls the implementation on the 1 -> 1 -> 1 network at lattice floats (cached)."""
 
     def __init__(
@@ -271,24 +341,16 @@ class HiddenProbe:
     def exact_rounds_to_zero(self, negative: bool, index: int) -> bool:
         return round_mpf(self.exact_at(negative, index)[1], self.fmt) == 0
 
-    def returned(self, negative: bool, index: int) -> Returned:
-        """The call at one float alone: the hidden gradient compared, or its error."""
-        key = (negative, index)
-        hit = self.calls_made.get(key)
-        if hit is not None:
-            return hit
+    def _problem(self, negative: bool, index: int) -> Problem:
         probed = _one_float(index, negative, self.fmt)
         if self.biases[-2].shape[0] > 1:
             probed = np.concatenate([probed, self.biases[-2][1:]])
-        outcome = self.calls.call(_with_probed_bias(self.template, -2, probed))
-        if not outcome.ok:
-            hit = Returned((), outcome.error)
-        else:
-            # dJ/dW1 (x = 1) in the 1 -> 1 -> 1 network; dJ/db_{L-1} in a deeper one
-            grad = outcome.dweights[0][0, 0] if self.layout.depth == 2 else outcome.dbiases[-2][0]
-            hit = Returned((float(np.asarray(grad).astype(np.float64)),))
-        self.calls_made[key] = hit
-        return hit
+        return with_probed_bias(self.template, -2, probed)
+
+    def _values(self, outcome: CallOutcome) -> tuple[float, ...]:
+        """dJ/dW1 (x = 1) in the 1 -> 1 -> 1 network; dJ/db_{L-1} in a deeper one."""
+        grad = outcome.dweights[0][0, 0] if self.layout.depth == 2 else outcome.dbiases[-2][0]
+        return (float(np.asarray(grad).astype(np.float64)),)
 
     def observe(self, negative: bool, index: int) -> Observation:
         key = (negative, index)

@@ -18,7 +18,7 @@ error of the returned gradient, exact at every point.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +85,14 @@ class Plan:
         return points
 
 
+def _call_first(probe: object, negative: bool, indices: Iterable[int]) -> None:
+    """Call ``probe`` alone at each of ``indices`` now, in groups, for the observations that
+    follow (a probe that only calls one float at a time is left to do so)."""
+    if isinstance(probe, (OutputProbe, HiddenProbe)):
+        for _ in probe.returned_each(negative, sorted(indices)):
+            pass
+
+
 def _value(i: int, negative: bool, fmt: FloatFormat) -> float:
     return float(lattice_values([i], negative, fmt).astype(np.float64)[0])
 
@@ -144,6 +152,7 @@ def scan_side(probe: OutputProbe | FunctionProbe, plan: Plan, side: str) -> Side
         return [i for (neg, i) in probe.cache if neg == negative]
 
     base = plan.base()
+    _call_first(probe, negative, base)  # the first criterion's verification checks them all
     thresholds = {}
     for criterion in CRITERIA:
         located = locate(
@@ -172,6 +181,7 @@ def scan_hidden(probe: HiddenProbe, plan: Plan, side: str, name: str) -> HiddenU
         return probe.observe(negative, i)
 
     base = plan.base()
+    _call_first(probe, negative, base)  # the verification of first_zero checks them all
     first_zero = locate(
         lambda i: "first_zero" in observe(i).bad,
         fmt.max_index,
@@ -229,7 +239,9 @@ def sweep(
     series = []
     for side in sides:
         negative = side.side == "negative"
-        points = [probe.observe(negative, i) for i in _sweep_indices(side, magnitudes, fmt)]
+        indices = _sweep_indices(side, magnitudes, fmt)
+        _call_first(probe, negative, indices)
+        points = [probe.observe(negative, i) for i in indices]
         series.append(
             SweepSeries(
                 implementation=name,
