@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradverify.model.functions import activation, has_fused_delta, loss_function
-from gradverify.model.network import ForwardPass, NetworkSpec, Problem, forward, output_delta
+from gradverify.model.network import ForwardPass, NetworkSpec, Problem, output_delta
 
 __all__ = [
     "KINK_RETRIES",
@@ -130,8 +130,7 @@ class Float64Problem:
             tuple(np.asarray(a, dtype=np.float64) for a in arrays)
             for arrays in (problem.weights, problem.biases, (problem.x,), (problem.y,))
         )
-        base = forward(problem.spec, weights, biases, x[0])
-        return cls(problem.spec, weights, biases, x[0], y[0], base)
+        return cls(problem.spec, weights, biases, x[0], y[0], problem.forward64())
 
 
 def _kink_side(h: np.ndarray, kinks: tuple[float, ...]) -> list[np.ndarray]:

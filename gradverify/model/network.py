@@ -213,9 +213,26 @@ class Problem:
         )
 
     def forward64(self) -> ForwardPass:
-        """The forward pass in float64 on this problem's (exactly converted) values."""
-        weights, biases, x, _ = self.float64_arrays()
-        return forward(self.spec, weights, biases, x)
+        """The forward pass in float64 on this problem's (exactly converted) values.
+
+        Computed once per problem (its arrays are read-only, so the pass cannot go stale) and
+        read-only itself: the saturation, the rounding floors, the exact reference's
+        cancellation estimate and the finite differences all share it.
+        """
+        cached = self.__dict__.get("_forward64")
+        if cached is None:
+            weights, biases, x, _ = self.float64_arrays()
+            cached = forward(self.spec, weights, biases, x)
+            for a in (cached.x, *cached.h, *cached.z):
+                a.setflags(write=False)
+            object.__setattr__(self, "_forward64", cached)
+        return cached
+
+    def __getstate__(self) -> dict:
+        """The fields only: a cached forward pass is not sent to worker processes."""
+        state = dict(self.__dict__)
+        state.pop("_forward64", None)
+        return state
 
     def loss64(self) -> float:
         """J in float64, with the stable loss form."""

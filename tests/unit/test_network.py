@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradverify.model.network import NetworkSpec, Problem
+from gradverify.model.network import NetworkSpec, Problem, forward
 from gradverify.model.rewrites import desaturated
 from tests.strategies import random_problem
 
@@ -79,3 +79,27 @@ def test_loss64_matches_a_direct_formula():
     s = 1 / (1 + np.exp(-h2))
     expected = np.mean(-(p.y * np.log(s) + (1 - p.y) * np.log(1 - s)))
     assert p.loss64() == pytest.approx(expected, rel=1e-13)
+
+
+def test_the_float64_forward_pass_is_computed_once_read_only_and_not_pickled():
+    import pickle
+
+    problem = Problem.from_arrays(
+        NetworkSpec((2, 3, 1), ("tanh", "sigmoid"), "bce"),
+        [np.array([[0.5, -1.0], [2.0, 0.25], [-0.75, 1.5]]), np.array([[1.0, -2.0, 0.5]])],
+        [np.array([0.1, -0.2, 0.3]), np.array([-0.4])],
+        np.array([[1.0, -1.0], [0.5, 2.0]]),
+        np.array([[1.0, 0.0]]),
+        "float32",
+    )
+    first = problem.forward64()
+    assert problem.forward64() is first
+    weights, biases, x, _ = problem.float64_arrays()
+    fresh = forward(problem.spec, weights, biases, x)
+    for cached, expected in zip((*first.h, *first.z), (*fresh.h, *fresh.z), strict=True):
+        np.testing.assert_array_equal(cached, expected)
+        with pytest.raises(ValueError):
+            cached[...] = 0.0
+    copy = pickle.loads(pickle.dumps(problem))
+    assert "_forward64" not in copy.__dict__
+    np.testing.assert_array_equal(copy.forward64().h[-1], first.h[-1])
