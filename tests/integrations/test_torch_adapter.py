@@ -206,6 +206,96 @@ def test_mlp_factory_leaves_out_the_last_activation_for_logits():
     assert [type(m).__name__ for m in module] == ["Linear", "Tanh", "Linear"]
 
 
+# --- reusing the default factory's modules -----------------------------------------------
+
+REUSE_CASES = [
+    ((3, 4, 1), (first, "sigmoid"), dtype, seed)
+    for seed, first in enumerate(("tanh", "softplus"))
+    for dtype in ("float16", "float32", "float64")
+] + [((w, 3, 1), ("relu", "sigmoid"), "float64", w) for w in range(2, 10)]
+"""(widths, activations, dtype, seed): 14 different modules, more than the cache keeps."""
+
+
+def _same_gradients(a, b) -> bool:
+    return all(
+        np.array_equal(x, y, equal_nan=True) and x.dtype == y.dtype
+        for x, y in zip((*a.dweights, *a.dbiases), (*b.dweights, *b.dbiases), strict=True)
+    )
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list:
+    """The (widths, activations) of every module the adapter's default factory builds."""
+    import gradverify.edges.adapters.torch as adapter
+
+    built: list = []
+    own_factory = adapter.mlp_factory
+
+    def counting_factory(**options):
+        build = own_factory(**options)
+
+        def counted(widths, activations):
+            built.append((tuple(widths), tuple(activations)))
+            return build(widths, activations)
+
+        return counted
+
+    monkeypatch.setattr(adapter, "mlp_factory", counting_factory)
+    return built
+
+
+def test_reused_modules_give_the_gradients_of_new_ones(builds):
+    from gradverify.edges.adapters.torch import _ModuleCache
+
+    reused = from_module(nn.BCEWithLogitsLoss())
+    # every key twice in a row, then all again, last first, after more keys than it keeps
+    order = [case for case in REUSE_CASES for _ in range(2)] + REUSE_CASES[::-1]
+    for widths, activations, dtype, seed in order:
+        problem = random_problem(widths, activations, batch=3, seed=seed, dtype=dtype)
+        new = call_backprop(from_module(nn.BCEWithLogitsLoss()), problem)
+        again = call_backprop(reused, problem)
+        assert again.ok and _same_gradients(again, new), (widths, dtype, seed)
+    # each fresh adapter built one module per call; the reused one built one per key, the
+    # second call of each reusing it, and again in the last round for every key but the
+    # LIMIT latest ones, which the cache still keeps
+    keys = len({(w, a, d) for w, a, d, _ in REUSE_CASES})
+    assert keys == len(REUSE_CASES) > _ModuleCache.LIMIT
+    assert len(builds) - len(order) == keys + (keys - _ModuleCache.LIMIT)
+
+
+def test_a_module_is_not_reused_after_a_call_that_failed(builds):
+    class FailsOnce(nn.BCEWithLogitsLoss):
+        failed = False
+
+        def forward(self, input, target):
+            if not FailsOnce.failed:
+                FailsOnce.failed = True
+                raise RuntimeError("the first call fails")
+            return super().forward(input, target)
+
+    impl = from_module(FailsOnce(), losses=("bce",))
+    problem = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=3, seed=0)
+    failed = call_backprop(impl, problem)
+    assert not failed.ok and "the first call fails" in failed.error
+    outcomes = [call_backprop(impl, problem) for _ in range(3)]
+    assert len(builds) == 2  # the failed call's module was not given back
+    expected = call_backprop(from_module(FailsOnce(), losses=("bce",)), problem)
+    assert all(o.ok and _same_gradients(o, expected) for o in outcomes)
+
+
+def test_an_adapter_is_pickled_without_the_modules_it_keeps():
+    cloudpickle = pytest.importorskip("cloudpickle")  # how impls are sent to workers
+
+    impl = from_module(nn.BCEWithLogitsLoss())
+    before = cloudpickle.dumps(impl)
+    problem = random_problem((3, 4, 1), ("tanh", "sigmoid"), batch=3, seed=2)
+    here = call_backprop(impl, problem)
+    after = cloudpickle.dumps(impl)
+    assert len(after) == len(before)
+    there = call_backprop(cloudpickle.loads(after), problem)
+    assert there.ok and _same_gradients(here, there)
+
+
 # --- functions of tensors ---------------------------------------------------------------
 
 

@@ -133,6 +133,36 @@ def mlp_factory(
     return build
 
 
+class _ModuleCache:
+    """Modules of the adapter's own factory, one per (widths, activations, dtype), to reuse.
+
+    Building an ``nn.Sequential`` (even on the meta device) and moving it to the dtype
+    cost about as much as the forward and backward passes of a small network. A module of
+    the default factory holds no state of its own besides the weights and biases, which
+    every call replaces, so a call can take one built for an earlier call. :meth:`take`
+    removes it from the cache and :meth:`give_back` returns it after a call that
+    completed, so two calls never share a module (a call that raised or still runs, e.g.
+    one abandoned by a time limit, keeps its own). Not pickled: a worker starts empty.
+    """
+
+    LIMIT = 8
+    """The most modules kept (the oldest is dropped first)."""
+
+    def __init__(self) -> None:
+        self._modules: dict[tuple[Any, ...], Any] = {}
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (_ModuleCache, ())
+
+    def take(self, key: tuple[Any, ...]) -> Any | None:
+        return self._modules.pop(key, None)
+
+    def give_back(self, key: tuple[Any, ...], module: Any) -> None:
+        while len(self._modules) >= self.LIMIT:
+            self._modules.pop(next(iter(self._modules)), None)
+        self._modules[key] = module
+
+
 def _class_indices(y: np.ndarray) -> Any:
     """The class index of every one-hot column of ``y`` as a torch ``int64`` vector."""
     import torch
@@ -200,8 +230,10 @@ def from_module(
     Args:
         loss: a torch loss module instance, e.g. ``nn.BCELoss()`` or ``nn.BCEWithLogitsLoss()``.
         factory: ``(widths, activations) -> nn.Module``; its ``nn.Linear`` layers, in
-            ``modules()`` order, get the weights and biases. Default: :func:`mlp_factory`,
-            without the last activation when ``loss`` takes logits.
+            ``modules()`` order, get the weights and biases. It is called for every call, as
+            its modules may keep state. Default: :func:`mlp_factory`, without the last
+            activation when ``loss`` takes logits; its stateless modules are reused, one per
+            network and dtype (each call replaces every weight and bias).
         activations: the activations the module handles (default: an undeclared
             implementation's, sigmoid, tanh, relu, softplus, identity; the others,
             e.g. ``("gelu", "leaky_relu(0.2)", "sigmoid")``, are checked when named).
@@ -223,6 +255,7 @@ def from_module(
     indices = check_targets(targets, loss_names)
     loss_module = loss  # the protocol's keyword ``loss`` (a name) shadows it below
     build = factory or mlp_factory(final_activation=not takes_logits, device="meta")
+    reusable = _ModuleCache() if factory is None else None
     label = name or f"torch:{type(loss_module).__name__}"
     declared = {"labels": "hard"} if indices else {}
 
@@ -238,7 +271,10 @@ def from_module(
 
         check_declared(label, loss, loss_names)
         widths = (x.shape[0], *(w.shape[0] for w in weights))
-        module = build(widths, tuple(activations)).to(_torch_dtype(dtype_name(x.dtype)))
+        key = (widths, tuple(activations), dtype_name(x.dtype))
+        module = reusable.take(key) if reusable is not None else None
+        if module is None:
+            module = build(widths, key[1]).to(_torch_dtype(key[2]))
         linears = _linear_layers(module, len(weights), widths)
         for lin, W, b in zip(linears, weights, biases, strict=True):
             lin.weight = torch.nn.Parameter(_to_tensor(W))
@@ -253,6 +289,8 @@ def from_module(
         _scaled_loss(loss_module, out, target, y, batch_mean).backward()
         dweights = [_to_numpy(lin.weight.grad, W) for lin, W in zip(linears, weights, strict=True)]
         dbiases = [_to_numpy(lin.bias.grad, b) for lin, b in zip(linears, biases, strict=True)]
+        if reusable is not None:
+            reusable.give_back(key, module)
         return dweights, dbiases
 
     return torch_module_backprop
