@@ -48,6 +48,7 @@ from gradverify.exact.gradients import (
 from gradverify.exact.precision import (
     DEFAULT_BITS,
     MAX_PRECISION,
+    ExactReferenceError,
     agree_to_bits,
     outside_domain,
     verified_precision,
@@ -58,6 +59,7 @@ from gradverify.model.network import Problem
 
 __all__ = [
     "GUARD_BITS",
+    "MAX_EXACT_BITS",
     "Dyadic",
     "mpmath_backend",
     "mpmath_reference_backend",
@@ -67,6 +69,18 @@ __all__ = [
 GUARD_BITS = 32
 """Working bits of the first pass beyond those its double-doubles need (``bits`` of the value
 and :data:`~gradverify.exact.gradients.RESIDUAL_BITS` of its residual)."""
+
+
+MAX_EXACT_BITS = 1 << 31
+"""The most bits the integers of one exact array may take together (256 MiB).
+
+An array's integers share one power of two, so one value far below the others widens all of
+them: a hidden unit deep in a Gaussian or exponential tail (gelu at h = -1e4 is about
+``2**-(7e7)``) makes every other entry a 70-million-bit integer. Such an array stops the
+reference with :class:`ExactReferenceError` instead of exhausting memory (gelu at |h| ~ 1e5
+asked for more than 20 GB). For scale: the widest array of a [3, 4, 1] network with gelu at
+|h| ~ 1e4 takes 1.1e9 bits (3 s, 0.9 GB at most).
+"""
 
 
 def mpmath_backend() -> str:
@@ -109,6 +123,15 @@ class Dyadic:
         raw = [v._mpf_ for v in a.flat]
         exps = [e for _, m, e, _ in raw if m]
         base = min(exps) if exps else 0
+        needed = sum(e - base + bc for _, m, e, bc in raw if m)
+        if needed > MAX_EXACT_BITS:
+            top = max(e + bc for _, m, e, bc in raw if m)
+            raise ExactReferenceError(
+                f"exact arithmetic on these activations would take {needed:,} bits of "
+                f"integers (their magnitudes span 2**{base} to 2**{top}), more than the "
+                f"limit of {MAX_EXACT_BITS:,}: some hidden pre-activation is too far into "
+                "its activation's tail for the exact reference"
+            )
         ints = np.array(
             [(-m if s else m) << (e - base) if m else 0 for s, m, e, _ in raw], dtype=object
         ).reshape(a.shape)

@@ -375,3 +375,71 @@ def test_code_given_the_context_cannot_leave_its_settings_behind():
     with working_context(64) as again:
         assert again is ctx and (again.prec, again.trap_complex, again.pretty) == (64, False, False)
     assert _bits(reference_gradients(problem)) == expected
+
+
+# --- values deep in a tail: a clear error, not exhausted memory ----------------------------
+
+
+def _widest_exact_array(monkeypatch, problem: Problem) -> int:
+    """The most bits any exact activation array of ``problem``'s reference takes, counted
+    on the integers themselves (``int.bit_length``)."""
+    import gradverify.exact.reference_mpmath as backend
+
+    widest = [0]
+    make = backend.Dyadic.from_mpf.__func__
+
+    def counting(cls, a):
+        made = make(cls, a)
+        widest[0] = max(widest[0], sum(abs(int(n)).bit_length() for n in made.ints.flat))
+        return made
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backend.Dyadic, "from_mpf", classmethod(counting))
+        reference_gradients(problem)
+    return widest[0]
+
+
+def test_the_limit_on_exact_integers_is_exact(monkeypatch):
+    import gradverify.exact.reference_mpmath as backend
+
+    # gelu at |h| ~ 3e3: values down to about 2**-(6.5e6) widen every integer of the array
+    problem = random_problem((3, 4, 1), ("gelu", "sigmoid"), batch=4, seed=0, scale=3e3)
+    widest = _widest_exact_array(monkeypatch, problem)
+    assert 10**7 < widest < backend.MAX_EXACT_BITS
+    monkeypatch.setattr(backend, "MAX_EXACT_BITS", widest)
+    assert reference_gradients(problem).backend.startswith("mpmath")
+    monkeypatch.setattr(backend, "MAX_EXACT_BITS", widest - 1)
+    with pytest.raises(ExactReferenceError, match="too far into its activation's tail"):
+        reference_gradients(problem)
+
+
+def test_a_value_too_deep_in_a_tail_is_an_error_not_exhausted_memory(tmp_path):
+    # gelu at |h| ~ 1e5 asks for about 1e11 bits (more than 20 GB without the limit); run
+    # in a process limited to 3 GiB, so that a missing limit fails instead of swapping
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+        from gradverify.exact.reference import ExactReferenceError, reference_gradients
+        from tests.strategies import random_problem
+
+        problem = random_problem((3, 4, 1), ("gelu", "sigmoid"), batch=4, seed=0, scale=1e5)
+        try:
+            reference_gradients(problem)
+        except ExactReferenceError as exc:
+            print("refused:", exc)
+        """
+    )
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: exact arithmetic on these activations would take" in done.stdout
+    assert "more than the limit of 2,147,483,648" in done.stdout
