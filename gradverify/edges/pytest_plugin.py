@@ -288,11 +288,14 @@ class GradverifyFixture:
                 **options,
             }
         from gradverify.engine.isolation import IsolationError
+        from gradverify.exact.precision import ExactReferenceError
 
         try:
             result = check(impl, problem, **kwargs)
         except IsolationError as exc:
             pytest.fail(str(exc), pytrace=False)
+        except ExactReferenceError as exc:
+            pytest.fail(f"gradverify: no exact reference for this problem: {exc}", pytrace=False)
         policy = fail_on or settings.fail_on
         failed = counts_as_failure(result.verdict, policy)
         self.results.append(result)

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,7 @@ def sign_flipped(weights, biases, x, y, *, activations, loss):
     return [-w for w in dw], [-b for b in db]
 """
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ("--gradverify-max-examples=10", "--gradverify-seed=1", "-p", "no:cacheprovider")
 
 
@@ -106,6 +108,36 @@ def test_pass_fail_diagnosis_and_summary(suite):
     for line in lines:
         assert re.search(r"worst [0-9.]+ bits", line)
         assert "policy autograd, tolerance 32x" in line
+
+
+def test_a_problem_without_an_exact_reference_fails_with_the_reason(suite):
+    suite.makepyfile(
+        test_tail=f"""
+        import sys
+        import numpy as np
+        from gradverify import supports
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.strategies import random_problem
+
+        @supports(activations=("gelu", "sigmoid"))
+        def zeros(weights, biases, x, y, *, activations, loss):
+            return [np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases]
+
+        def test_deep_in_the_gelu_tail(gradverify):
+            # hidden gelu units at h ~ -1e5: values near 2**-(7.6e9); Arb cannot settle the
+            # gradients' signs, and exact integers would take about 1e11 bits
+            problem = random_problem(
+                (3, 4, 1), ("gelu", "sigmoid"), batch=4, seed=0, scale=1e5
+            )
+            gradverify.check(zeros, problem)
+    """
+    )
+    result = suite.runpytest_subprocess(*FAST)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "gradverify: no exact reference for this problem: exact arithmetic on these" in out
+    assert "too far into its activation's tail" in out
+    assert "Traceback" not in out and "gradverify/exact" not in out
 
 
 def test_xdist_workers_send_every_check_to_the_controller_and_report(suite):
