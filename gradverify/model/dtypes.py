@@ -68,9 +68,21 @@ def resolve_dtype(dtype: str | np.dtype | type) -> np.dtype:
     return dt
 
 
+_NAMES: dict[np.dtype | type | str, str] = {}
+"""Names already looked up: numpy's ``dtype.name`` is built anew each time (about 6 us), and
+the checks ask for it tens of thousands of times per search."""
+
+
 def dtype_name(dtype: np.dtype | type | str) -> str:
     """The canonical name of a dtype ('float16', 'bfloat16', 'float32', 'float64')."""
-    return np.dtype(dtype).name
+    try:
+        return _NAMES[dtype]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        pass
+    name = np.dtype(dtype).name
+    if isinstance(dtype, np.dtype | type | str) and len(_NAMES) < 256:
+        _NAMES[dtype] = name
+    return name
 
 
 def unavailable_dtypes() -> dict[str, str]:

@@ -139,3 +139,23 @@ def test_the_report_names_the_skipped_dtype(without_ml_dtypes, tmp_path):
     markdown = SKIPPED.replace("_", "\\_")  # escaped for Markdown
     assert f"- {markdown}" in (out / "summary.md").read_text("utf-8")
     assert SKIPPED in (out / "index.html").read_text("utf-8")
+
+
+def test_dtype_names_are_numpys_names_every_time():
+    import ml_dtypes
+    import numpy as np
+
+    from gradverify.model.dtypes import dtype_name
+
+    spellings = [
+        "float16", "float32", "float64", "bfloat16", "f2", "f4", "f8", "d", "<f8", ">f8",
+        np.float16, np.float32, np.float64, np.double, ml_dtypes.bfloat16,
+        np.dtype("float32"), np.dtype(">f4"), np.dtype(ml_dtypes.bfloat16),
+        np.dtype("int64"), "int8", np.complex128,
+    ]  # fmt: skip
+    for _ in range(2):  # the second time from what the first one kept
+        for spelling in spellings:
+            assert dtype_name(spelling) == np.dtype(spelling).name, spelling
+    with pytest.raises(TypeError):
+        dtype_name("no such dtype")
+    assert dtype_name(np.zeros(2, dtype=">f8").dtype) == "float64"
