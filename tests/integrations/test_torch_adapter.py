@@ -283,6 +283,36 @@ def test_a_module_is_not_reused_after_a_call_that_failed(builds):
     assert all(o.ok and _same_gradients(o, expected) for o in outcomes)
 
 
+def test_calls_from_several_threads_never_share_a_module():
+    from concurrent.futures import ThreadPoolExecutor
+
+    impl = from_module(nn.BCEWithLogitsLoss())
+    problems = [  # one network shape: the same cache key, different values
+        random_problem((6, 32, 32, 1), ("tanh", "tanh", "sigmoid"), batch=8, seed=s)
+        for s in range(2)
+    ]
+    expected = [call_backprop(from_module(nn.BCEWithLogitsLoss()), p) for p in problems]
+
+    def one_call(i: int) -> bool:
+        p = problems[i % 2]
+        dw, db = impl(
+            [w.copy() for w in p.weights],
+            [b.copy() for b in p.biases],
+            p.x.copy(),
+            p.y.copy(),
+            activations=p.spec.activations,
+            loss=p.spec.loss,
+        )
+        want = expected[i % 2]
+        return all(
+            np.array_equal(a, b)
+            for a, b in zip((*dw, *db), (*want.dweights, *want.dbiases), strict=True)
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(one_call, range(400)))
+
+
 def test_an_adapter_is_pickled_without_the_modules_it_keeps():
     cloudpickle = pytest.importorskip("cloudpickle")  # how impls are sent to workers
 

@@ -158,9 +158,13 @@ class _ModuleCache:
         return self._modules.pop(key, None)
 
     def give_back(self, key: tuple[Any, ...], module: Any) -> None:
-        while len(self._modules) >= self.LIMIT:
-            self._modules.pop(next(iter(self._modules)), None)
-        self._modules[key] = module
+        modules = self._modules
+        if len(modules) >= self.LIMIT:
+            try:
+                del modules[next(iter(modules))]
+            except (RuntimeError, StopIteration, KeyError):  # another thread changed it
+                modules.clear()
+        modules[key] = module
 
 
 def _class_indices(y: np.ndarray) -> Any:
