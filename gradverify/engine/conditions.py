@@ -18,6 +18,7 @@ from gradverify.model.functions import loss_function
 from gradverify.model.network import Problem
 from gradverify.model.rewrites import (
     activation_variant,
+    hard_label_variant,
     hidden_identity_variant,
     loss_variant,
     shallower_variant,
@@ -55,10 +56,11 @@ def condition_hints(
     A feature is reported as necessary when no variant that removes it fails with
     ``kind``: only at batch size > 1, only at depth >= k, only where a width is 1, only
     with a given activation, only with a given loss, only with non-identity hidden
-    activations, and only with non-symmetric square weight matrices (``W_i`` used where
-    ``W_i^T`` belongs). The hint says what the variants gave instead. When some other
-    losses fail too and some do not, the hint names both. No hints when ``problem`` itself
-    does not fail with ``kind``.
+    activations, only with non-symmetric square weight matrices (``W_i`` used where
+    ``W_i^T`` belongs), and only with soft labels (some label strictly between 0 and 1).
+    The hint says what the variants gave instead. When some other losses fail too and some
+    do not, the hint names both. No hints when ``problem`` itself does not fail with
+    ``kind``.
     """
     kind = str(kind)
     if verdict_of(problem) != kind:
@@ -72,6 +74,7 @@ def condition_hints(
         *_loss_hints(trial, losses),
         *_identity_hints(trial, activations),
         *_symmetric_hints(trial),
+        *_label_hints(trial),
     ]
 
 
@@ -242,4 +245,17 @@ def _symmetric_hints(trial: _Trial) -> list[str]:
     return [
         f"{trial.kind} only with non-symmetric square weights: with {layers} made symmetric it "
         f"{_outcome(verdicts)}; the backward pass probably uses W_i where W_i^T belongs"
+    ]
+
+
+def _label_hints(trial: _Trial) -> list[str]:
+    holds, verdicts = trial.gone(trial.allowed([hard_label_variant(trial.problem)]))
+    if not holds:
+        return []
+    one_hot = loss_function(trial.problem.spec.loss).labels == "distribution"
+    made = "one-hot" if one_hot else "0 or 1"
+    return [
+        f"{trial.kind} only with soft labels: with every label made hard ({made}) it "
+        f"{_outcome(verdicts)}; an implementation written for hard labels only can say so "
+        'with @gradverify.supports(labels="hard"), and the search then generates only those'
     ]

@@ -7,7 +7,8 @@ The checker and the search judge a failure by what happens on a rewritten proble
 * the condition hints (:mod:`gradverify.engine.conditions`) try variants that each remove
   one feature of a failing problem: :func:`single_sample_variants`,
   :func:`shallower_variant`, :func:`widened_variant`, :func:`activation_variant`,
-  :func:`loss_variant`, :func:`hidden_identity_variant` and :func:`symmetric_variant`;
+  :func:`loss_variant`, :func:`hidden_identity_variant`, :func:`symmetric_variant` and
+  :func:`hard_label_variant`;
 * the search's minimiser tries structurally smaller problems: :func:`shallower_variant`,
   :func:`without_hidden_layer`, :func:`without_sample` and :func:`without_units`;
 * :func:`at_depth` builds a small problem at another depth, to see whether an
@@ -30,6 +31,7 @@ __all__ = [
     "activation_variant",
     "at_depth",
     "desaturated",
+    "hard_label_variant",
     "hidden_identity_variant",
     "loss_variant",
     "shallower_variant",
@@ -274,6 +276,28 @@ def loss_variant(problem: Problem, loss: str) -> Problem | None:
     output = wanted.output_activation or spec.activations[-1]
     acts = (*spec.activations[:-1], output)
     return _rebuilt(problem, NetworkSpec(spec.widths, acts, wanted.name), weights, biases, x, y)
+
+
+def hard_label_variant(problem: Problem) -> Problem | None:
+    """The same network, parameters and inputs with every label made hard.
+
+    For a loss of probabilities (bce) each label becomes 1 from 0.5 up, else 0; for one of
+    distributions (softmax_ce) each column becomes one-hot at its largest entry (the first
+    of a tie). None where the labels are hard already, and for a loss that takes any real
+    label (mse, l1, huber), which has nothing to round.
+    """
+    kind = loss_function(problem.spec.loss).labels
+    weights, biases, x, y = problem.float64_arrays()
+    if kind == "probability":
+        hard = (y >= 0.5).astype(np.float64)
+    elif kind == "distribution":
+        hard = np.zeros_like(y)
+        hard[np.argmax(y, axis=0), np.arange(y.shape[1])] = 1.0
+    else:
+        return None
+    if np.array_equal(hard, y):
+        return None
+    return _rebuilt(problem, problem.spec, weights, biases, x, hard)
 
 
 def hidden_identity_variant(problem: Problem) -> Problem | None:

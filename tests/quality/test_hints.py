@@ -9,6 +9,8 @@ implementation must get it, and a near miss (the same symptom at first sight) mu
   float64, whose bias is at the level of float32 rounding;
 * the loss a failure needs: a BCE-only implementation searched with softmax_ce allowed,
   against one that is wrong for every loss;
+* soft labels: implementations written for hard labels (bce labels thresholded at 0.5,
+  softmax_ce labels read as class indices), against bugs that show with hard labels too;
 * each fact once: a search over two dtypes states each dtype's threshold once;
 * no bits of error on an ``error`` verdict, in any output.
 
@@ -17,6 +19,7 @@ Short seeded searches keep each test to a few seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -24,6 +27,7 @@ import pytest
 
 from gradverify.edges.ci_outputs import junit_xml, step_summary
 from gradverify.engine.implementations import (
+    capabilities_of,
     epsilon_bce_backprop,
     naive_bce_backprop,
     stable_backprop,
@@ -173,6 +177,57 @@ def test_a_failure_with_every_loss_names_no_loss():
     assert not any("with loss" in h or "only with" in h for h in result.diagnosis), "\n".join(
         result.diagnosis
     )
+
+
+# --- soft labels ---------------------------------------------------------------------------
+
+
+@supports(activations=("sigmoid", "tanh"), losses=("bce",), dtypes=("float64",), name="0/1 only")
+def thresholded_labels(weights, biases, x, y, *, activations, loss):
+    """Written for labels in {0, 1}: any label from 0.5 up is taken as 1, below as 0."""
+    hard = (y >= 0.5).astype(y.dtype)
+    return stable_backprop(weights, biases, x, hard, activations=activations, loss=loss)
+
+
+@supports(activations=("tanh",), losses=("softmax_ce",), dtypes=("float64",), name="indices")
+def class_indices(weights, biases, x, y, *, activations, loss):
+    """Written for class indices: each label column is read as the index of its largest entry."""
+    one_hot = np.zeros_like(y)
+    one_hot[np.argmax(y, axis=0), np.arange(y.shape[1])] = 1.0
+    return stable_backprop(weights, biases, x, one_hot, activations=activations, loss=loss)
+
+
+def _label_hints(diagnosis):
+    return [h for h in diagnosis if "soft labels" in h]
+
+
+@pytest.mark.parametrize(
+    "impl, made", [(thresholded_labels, "(0 or 1)"), (class_indices, "(one-hot)")]
+)
+def test_an_implementation_for_hard_labels_is_told_it_fails_only_with_soft_ones(impl, made):
+    result = search(impl, **FAST)
+    assert result.verdict is Verdict.INCORRECT, str(result)
+    y = result.counterexample.problem.y
+    assert np.any((y > 0) & (y < 1))  # the counterexample has a soft label
+    assert _label_hints(result.diagnosis) == [
+        f"incorrect only with soft labels: with every label made hard {made} it passes; "
+        "an implementation written for hard labels only can say so with "
+        '@gradverify.supports(labels="hard"), and the search then generates only those'
+    ], "\n".join(result.diagnosis)
+
+    # and what the hint says to do works: declared for hard labels only, it passes
+    def declared(*args, **kwargs):
+        return impl(*args, **kwargs)
+
+    declared.__gradverify_capabilities__ = dataclasses.replace(capabilities_of(impl), labels="hard")
+    assert search(declared, **FAST).verdict is Verdict.PASS
+
+
+@pytest.mark.parametrize("impl", [times_two, h_one_minus_h, negated])
+def test_bugs_that_show_with_hard_labels_get_no_label_hint(impl):
+    result = search(impl, **FAST)
+    assert result.verdict is Verdict.INCORRECT, str(result)
+    assert _label_hints(result.diagnosis) == [], "\n".join(result.diagnosis)
 
 
 # --- each fact once -----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from gradverify.model.network import NetworkSpec, Problem
 from gradverify.model.rewrites import (
     activation_variant,
     at_depth,
+    hard_label_variant,
     shallower_variant,
     single_sample_variants,
     symmetric_variant,
@@ -371,6 +372,46 @@ def test_other_variants():
     swapped = activation_variant(problem, "tanh", "relu")
     assert swapped.spec.activations == ("relu", "relu", "sigmoid")
     assert activation_variant(problem, "sigmoid", "relu") is None  # bce fixes the output
+
+
+def test_the_hard_label_variant_rounds_only_soft_labels():
+    base = _problem((2, 2, 2), ("tanh", "sigmoid"), batch=3)
+    soft = Problem.from_arrays(
+        base.spec, base.weights, base.biases, base.x,
+        np.array([[0.25, 0.5, 1.0], [0.75, 0.0, 0.4999]]), "float32",
+    )  # fmt: skip
+    hard = hard_label_variant(soft)
+    np.testing.assert_array_equal(hard.y, [[0, 1, 1], [1, 0, 0]])
+    assert hard.dtype == soft.dtype and hard.spec == soft.spec
+    np.testing.assert_array_equal(hard.weights[0], soft.weights[0])
+    np.testing.assert_array_equal(hard.x, soft.x)
+    assert hard_label_variant(hard) is None  # hard already
+    assert hard_label_variant(_problem((2, 2), ("identity",), loss="mse")) is None
+    ce = _problem((2, 3), ("identity",), batch=3, loss="softmax_ce")
+    distributions = np.array([[0.2, 0.5, 0.0], [0.5, 0.5, 1.0], [0.3, 0.0, 0.0]])
+    ce = Problem.from_arrays(ce.spec, ce.weights, ce.biases, ce.x, distributions, "float64")
+    np.testing.assert_array_equal(  # the largest entry of each column; a tie: the first
+        hard_label_variant(ce).y, [[0, 1, 0], [1, 0, 1], [0, 0, 0]]
+    )
+
+
+def test_condition_hints_name_soft_labels_only_when_hard_ones_pass():
+    problem = _problem((1, 2, 1), ("tanh", "sigmoid"), batch=2)
+    soft = Problem.from_arrays(
+        problem.spec, problem.weights, problem.biases, problem.x, np.array([[0.3, 1.0]])
+    )
+
+    def fails_with_soft_labels(p):
+        return "incorrect" if np.any((p.y > 0) & (p.y < 1)) else "pass"
+
+    hints = condition_hints(soft, fails_with_soft_labels, "incorrect", ("tanh",))
+    assert [h for h in hints if "soft labels" in h] == [
+        "incorrect only with soft labels: with every label made hard (0 or 1) it passes; an "
+        "implementation written for hard labels only can say so with "
+        '@gradverify.supports(labels="hard"), and the search then generates only those'
+    ]
+    always = condition_hints(soft, lambda p: "incorrect", "incorrect", ("tanh",))
+    assert not any("soft labels" in h for h in always)
 
 
 def test_condition_hints_report_only_what_the_variants_show():
