@@ -13,6 +13,7 @@ Example::
     activations = ["sigmoid", "tanh"]
     losses = ["bce"]
     layout = "columns"
+    labels = "hard"              # only labels in {0, 1}; default "any"
     depth = 2                    # or [2, 3]; widths = [784, 30, 10] or [784, "any", 10]
 
 An activation or loss written ``MODULE:ATTR`` is one that MODULE registers
@@ -35,6 +36,7 @@ from typing import Any
 
 from gradverify.edges.options import (
     FREE_WIDTH,
+    LABEL_CHOICES,
     LAYOUT_CHOICES,
     Option,
     option_by_config_key,
@@ -60,6 +62,7 @@ IMPLEMENTATION_KEYS: tuple[str, ...] = (
     "losses",
     "dtypes",
     "layout",
+    "labels",
     "depth",
     "widths",
     "batch",
@@ -80,6 +83,7 @@ class ImplementationEntry:
     losses: tuple[str, ...] | None = None
     dtypes: tuple[str, ...] | None = None
     layout: str | None = None
+    labels: str | None = None
     depth: int | tuple[int, int] | None = None
     widths: tuple[int | None, ...] | None = None
     batch: int | tuple[int, int] | None = None
@@ -202,6 +206,11 @@ def _implementation(where: str, index: int, table: Any) -> ImplementationEntry:
         raise ConfigError(
             f"{here} 'layout' must be one of {', '.join(LAYOUT_CHOICES)}; got {layout!r}"
         )
+    labels = table.get("labels")
+    if labels is not None and labels not in LABEL_CHOICES:
+        raise ConfigError(
+            f"{here} 'labels' must be one of {', '.join(LABEL_CHOICES)}; got {labels!r}"
+        )
     lists = {
         key: _names(here, key, table[key], key)
         for key in ("activations", "losses", "dtypes")
@@ -216,7 +225,9 @@ def _implementation(where: str, index: int, table: Any) -> ImplementationEntry:
         validate_architecture(shape)  # together: widths must agree with depth
     except ValueError as exc:
         raise ConfigError(f"{here} {exc}") from None
-    return ImplementationEntry(target=target, name=name, layout=layout, **lists, **shape)
+    return ImplementationEntry(
+        target=target, name=name, layout=layout, labels=labels, **lists, **shape
+    )
 
 
 def parse_section(section: Mapping[str, Any], path: Path | str) -> GradverifyConfig:

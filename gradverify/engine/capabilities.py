@@ -209,6 +209,7 @@ class Capabilities:
         depth: int | tuple[int, int] | None = None,
         widths: Sequence[int | None] | None = None,
         batch: int | tuple[int, int] | None = None,
+        labels: Labels | None = None,
     ) -> Capabilities:
         """These capabilities with any given field replaced (e.g. from the command line).
 
@@ -223,7 +224,7 @@ class Capabilities:
             depth=depth if depth is not None else (None if widths is not None else self.depth),
             widths=widths if widths is not None else self.widths,
             batch=batch if batch is not None else self.batch,
-            labels=self.labels,
+            labels=labels if labels is not None else self.labels,
         )
 
     def to_dict(self) -> dict:

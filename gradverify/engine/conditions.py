@@ -257,5 +257,6 @@ def _label_hints(trial: _Trial) -> list[str]:
     return [
         f"{trial.kind} only with soft labels: with every label made hard ({made}) it "
         f"{_outcome(verdicts)}; an implementation written for hard labels only can say so "
-        'with @gradverify.supports(labels="hard"), and the search then generates only those'
+        'with @gradverify.supports(labels="hard") (or --labels hard, or labels = "hard" in '
+        "[[tool.gradverify.implementations]]), and the search then generates only those"
     ]

@@ -694,3 +694,77 @@ def test_bad_architecture_flags_exit_2(two_layer_project, capsys, argv, reason):
     assert code == 2
     assert "Traceback" not in err
     assert reason in err.splitlines()[-1]  # after argparse's usage lines, if any
+
+
+# ---------------------------------------------------------------------------
+# Hard labels only: --labels and the config entry
+# ---------------------------------------------------------------------------
+
+HARD_LABELS = """
+from gradverify.engine.implementations import stable_backprop
+
+
+def thresholded(weights, biases, x, y, *, activations, loss):
+    '''Written for labels in {0, 1}: a label from 0.5 up is taken as 1, below as 0.'''
+    hard = (y >= 0.5).astype(y.dtype)
+    return stable_backprop(weights, biases, x, hard, activations=activations, loss=loss)
+"""
+
+HARD_ARGS = ["check", "hardlabels:thresholded", "--losses", "bce", "--dtypes", "float64", *FAST]
+
+
+@pytest.fixture
+def hard_label_project(project, monkeypatch):
+    (project / "hardlabels.py").write_text(HARD_LABELS, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, "hardlabels", raising=False)
+    yield project
+    sys.modules.pop("hardlabels", None)
+
+
+def test_labels_hard_declares_an_implementation_for_hard_labels(hard_label_project, capsys):
+    code, out, _ = run(capsys, *HARD_ARGS)
+    assert code == 1
+    assert "incorrect only with soft labels: with every label made hard (0 or 1) it passes" in out
+    code, out, _ = run(capsys, *HARD_ARGS, "--labels", "hard", "--json", "out.json")
+    assert code == 0, out
+    assert "hardlabels:thresholded -> PASS" in out
+    doc = json.loads((hard_label_project / "out.json").read_text())
+    assert doc["settings"]["labels"] == "hard"
+
+
+def test_labels_from_the_config_entry(hard_label_project, capsys):
+    entry = """
+        [tool.gradverify]
+        max-examples = 10
+        seed = 3
+        dtypes = ["float64"]
+
+        [[tool.gradverify.implementations]]
+        target = "hardlabels:thresholded"
+        losses = ["bce"]
+        labels = "{}"
+    """
+    (hard_label_project / "pyproject.toml").write_text(textwrap.dedent(entry.format("hard")))
+    code, out, _ = run(capsys, "check")
+    assert code == 0, out
+    (hard_label_project / "pyproject.toml").write_text(textwrap.dedent(entry.format("soft")))
+    code, _, err = run(capsys, "check")
+    assert code == 2
+    assert one_line_error(err).endswith("'labels' must be one of any, hard; got 'soft'")
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (
+            ["check", "good", "--labels", "soft"],
+            "argument --labels: expected one of any, hard; got 'soft'",
+        ),
+        (["scan", "good", "--labels", "hard"], "unrecognized arguments: --labels hard"),
+    ],
+)
+def test_bad_labels_flags_exit_2(project, capsys, argv, reason):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err
+    assert reason in err.splitlines()[-1]

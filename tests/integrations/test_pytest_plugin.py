@@ -140,6 +140,32 @@ def test_a_problem_without_an_exact_reference_fails_with_the_reason(suite):
     assert "Traceback" not in out and "gradverify/exact" not in out
 
 
+def test_the_fixture_takes_labels_hard(suite):
+    suite.makepyfile(
+        test_labels="""
+        from gradverify import supports
+        from gradverify.engine.implementations import stable_backprop
+
+        @supports(losses=("bce",), dtypes=("float64",))
+        def thresholded(weights, biases, x, y, *, activations, loss):
+            hard = (y >= 0.5).astype(y.dtype)
+            return stable_backprop(weights, biases, x, hard, activations=activations, loss=loss)
+
+        def test_hard(gradverify):
+            gradverify.check(thresholded, labels="hard")
+
+        def test_any(gradverify):
+            gradverify.check(thresholded)
+    """
+    )
+    result = suite.runpytest_subprocess(*FAST)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "_ test_hard _" not in out  # the one that passed
+    failure = out[out.index("_ test_any _") :]
+    assert "incorrect only with soft labels" in failure
+
+
 def test_xdist_workers_send_every_check_to_the_controller_and_report(suite):
     pytest.importorskip("xdist")
     suite.makepyfile(

@@ -212,7 +212,8 @@ def test_an_implementation_for_hard_labels_is_told_it_fails_only_with_soft_ones(
     assert _label_hints(result.diagnosis) == [
         f"incorrect only with soft labels: with every label made hard {made} it passes; "
         "an implementation written for hard labels only can say so with "
-        '@gradverify.supports(labels="hard"), and the search then generates only those'
+        '@gradverify.supports(labels="hard") (or --labels hard, or labels = "hard" in '
+        "[[tool.gradverify.implementations]]), and the search then generates only those"
     ], "\n".join(result.diagnosis)
 
     # and what the hint says to do works: declared for hard labels only, it passes
@@ -221,6 +222,9 @@ def test_an_implementation_for_hard_labels_is_told_it_fails_only_with_soft_ones(
 
     declared.__gradverify_capabilities__ = dataclasses.replace(capabilities_of(impl), labels="hard")
     assert search(declared, **FAST).verdict is Verdict.PASS
+    assert search(impl, labels="hard", **FAST).verdict is Verdict.PASS  # the same, as an option
+    with pytest.raises(ValueError, match="labels must be 'any' or 'hard'; got 'soft'"):
+        search(impl, labels="soft", **FAST)
 
 
 @pytest.mark.parametrize("impl", [times_two, h_one_minus_h, negated])

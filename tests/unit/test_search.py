@@ -408,7 +408,8 @@ def test_condition_hints_name_soft_labels_only_when_hard_ones_pass():
     assert [h for h in hints if "soft labels" in h] == [
         "incorrect only with soft labels: with every label made hard (0 or 1) it passes; an "
         "implementation written for hard labels only can say so with "
-        '@gradverify.supports(labels="hard"), and the search then generates only those'
+        '@gradverify.supports(labels="hard") (or --labels hard, or labels = "hard" in '
+        "[[tool.gradverify.implementations]]), and the search then generates only those"
     ]
     always = condition_hints(soft, lambda p: "incorrect", "incorrect", ("tanh",))
     assert not any("soft labels" in h for h in always)

@@ -2,7 +2,8 @@
 
 :func:`load_target` imports the callable a name points at (in a worker process when the run
 isolates implementations); :func:`prepare_targets` adds what the command line, the config
-entry and the config say about it (activations, losses, dtypes, layout, architecture).
+entry and the config say about it (activations, losses, dtypes, layout, labels,
+architecture).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _changes(
     replaced by their registered names (:func:`gradverify.edges.options.resolve_function_names`).
     """
     changes: dict[str, Any] = {}
-    for field in ("activations", "losses", "dtypes", "layout", *ARCHITECTURE):
+    for field in ("activations", "losses", "dtypes", "layout", "labels", *ARCHITECTURE):
         value = cli.get(field)
         if value is None and entry is not None:
             value = getattr(entry, field)
@@ -227,11 +228,12 @@ def prepare(spec: str, cli: dict[str, Any], config: GradverifyConfig, *, declare
         caps = _checked_capabilities(impl, changes)
     except ValueError as exc:
         raise UsageError(f"{spec}: {exc}{where}") from None
-    wrap_for = {"layout"} if not declare else {"layout", *NAME_LISTS, *ARCHITECTURE}
+    declared = {"layout", "labels"}  # read from the declaration, by the search too
+    wrap_for = declared if not declare else {*declared, *NAME_LISTS, *ARCHITECTURE}
     if set(changes) & wrap_for:
         impl = _declared(impl, caps)
     name = entry.name if entry is not None and entry.name else implementation_name(impl)
-    overrides = {k: v for k, v in changes.items() if k != "layout" and v is not None}
+    overrides = {k: v for k, v in changes.items() if k not in declared and v is not None}
     return Target(spec=spec, impl=impl, name=name, overrides=overrides)
 
 

@@ -47,6 +47,7 @@ from gradverify.edges.options.surfaces import (
 from gradverify.edges.options.surfaces import negative_flag as negative_flag
 from gradverify.edges.options.table import (
     FAIL_ON_CHOICES,
+    LABEL_CHOICES,
     LAYOUT_CHOICES,
     MAX_EXAMPLES_LIMIT,
     OPTIONS,
@@ -59,6 +60,7 @@ from gradverify.edges.options.table import SUBCOMMANDS as SUBCOMMANDS
 __all__ = [
     "FAIL_ON_CHOICES",
     "FUNCTION_DESTS",
+    "LABEL_CHOICES",
     "LAYOUT_CHOICES",
     "MAX_EXAMPLES_LIMIT",
     "OPTIONS",

@@ -20,6 +20,7 @@ from gradverify.edges.options.parsing import (
 
 __all__ = [
     "FAIL_ON_CHOICES",
+    "LABEL_CHOICES",
     "LAYOUT_CHOICES",
     "MAX_EXAMPLES_LIMIT",
     "OPTIONS",
@@ -32,6 +33,7 @@ __all__ = [
 FAIL_ON_CHOICES: tuple[str, ...] = ("incorrect", "unstable")
 POLICY_CHOICES: tuple[str, ...] = ("autograd", "strict")  # gradverify.engine.compare.POLICIES
 LAYOUT_CHOICES: tuple[str, ...] = ("columns", "rows")
+LABEL_CHOICES: tuple[str, ...] = ("any", "hard")  # gradverify.engine.capabilities.LABEL_KINDS
 SUBCOMMANDS: tuple[str, ...] = ("check", "scan", "report")
 MAX_EXAMPLES_LIMIT = 1_000_000
 """The most search examples an option may ask for, per implementation and dtype. At
@@ -191,6 +193,17 @@ OPTIONS: tuple[Option, ...] = (
         "rows: x and y are passed as (batch, n) instead of (n, batch); overrides the declaration",
         choices=LAYOUT_CHOICES,
         cli_flag="--layout",
+    ),
+    Option(
+        "labels",
+        "choice",
+        None,
+        "hard: the implementation takes only labels in {0, 1} (class indices, as one-hot "
+        "columns, for softmax_ce), and the search generates only those; any: hard and soft "
+        "labels; overrides the declaration",
+        choices=LABEL_CHOICES,
+        cli_flag="--labels",
+        subcommands=("check", "report"),
     ),
     Option(
         "max_examples",

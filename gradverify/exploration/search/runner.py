@@ -55,6 +55,7 @@ def search(
     depth: int | tuple[int, int] | None = None,
     widths: Sequence[int | None] | None = None,
     batch: int | tuple[int, int] | None = None,
+    labels: str | None = None,
     max_depth: int = 3,
     max_width: int = 4,
     max_batch: int = 4,
@@ -89,6 +90,9 @@ def search(
             (see :func:`gradverify.supports`): depth an int or ``(min, max)``, widths input
             first with None for a free one, batch an int or ``(min, max)``. The search
             generates, shrinks and diagnoses only inside it.
+        labels: ``"hard"``: ``impl`` takes only labels in {0, 1} (class indices, as one-hot
+            columns, for softmax_ce), and only those are generated; ``"any"``: hard and soft
+            labels; None: as declared (see :func:`gradverify.supports`).
         max_depth, max_width, max_batch: size limits of what is not declared.
         isolate: run ``impl`` in a supervised worker process for the whole search (see
             :mod:`gradverify.engine.isolation`): a call that exits or crashes the process is an
@@ -105,7 +109,7 @@ def search(
     start = time.perf_counter()
     draws = resolve_draws(seed, derandomize, database)
     caps = capabilities_of(impl).restricted(
-        activations, losses, dtypes, depth=depth, widths=widths, batch=batch
+        activations, losses, dtypes, depth=depth, widths=widths, batch=batch, labels=labels
     )
     names, skipped = usable_dtypes(caps.dtypes if dtypes is None else dtypes)
     name = name or implementation_name(impl)
