@@ -118,8 +118,9 @@ class Dyadic:
         return cls(np.left_shift(ints.astype(object), shifts), base)
 
     @classmethod
-    def from_mpf(cls, a: np.ndarray) -> Dyadic:
-        """Exact conversion of an object array of mpf values."""
+    def from_mpf(cls, a: np.ndarray, what: str = "these values") -> Dyadic:
+        """Exact conversion of an object array of mpf values (``what`` they are, for the
+        ExactReferenceError above :data:`MAX_EXACT_BITS`)."""
         raw = [v._mpf_ for v in a.flat]
         exps = [e for _, m, e, _ in raw if m]
         base = min(exps) if exps else 0
@@ -127,10 +128,10 @@ class Dyadic:
         if needed > MAX_EXACT_BITS:
             top = max(e + bc for _, m, e, bc in raw if m)
             raise ExactReferenceError(
-                f"exact arithmetic on these activations would take {needed:,} bits of "
-                f"integers (their magnitudes span 2**{base} to 2**{top}), more than the "
-                f"limit of {MAX_EXACT_BITS:,}: some hidden pre-activation is too far into "
-                "its activation's tail for the exact reference"
+                f"exact arithmetic on {what} would take {needed:,} bits of integers (their "
+                f"magnitudes span 2**{base} to 2**{top}), more than the limit of "
+                f"{MAX_EXACT_BITS:,}: some value lies too far into a tail (a pre-activation "
+                "deep in its activation's tail) for the exact reference"
             )
         ints = np.array(
             [(-m if s else m) << (e - base) if m else 0 for s, m, e, _ in raw], dtype=object
@@ -214,7 +215,8 @@ def _reverse_mode(net: _Network, ctx: Any) -> tuple[list[np.ndarray], list[np.nd
         z = _apply(ctx, act.mp_forward, h)
         hs.append(h)
         zs.append(z)
-        layer_inputs.append(Dyadic.from_mpf(z))
+        if i < depth - 1:  # the outputs feed no layer
+            layer_inputs.append(Dyadic.from_mpf(z, f"the activations of layer {i + 1}"))
     J = ctx.fsum(loss.mp_value(ctx, hs[-1], zs[-1], y).flat) / n
 
     # delta_L = dJ/dh_L
@@ -227,7 +229,7 @@ def _reverse_mode(net: _Network, ctx: Any) -> tuple[list[np.ndarray], list[np.nd
     dweights: list[np.ndarray] = [None] * depth  # type: ignore[list-item]
     dbiases: list[np.ndarray] = [None] * depth  # type: ignore[list-item]
     for i in reversed(range(depth)):
-        d = Dyadic.from_mpf(delta)
+        d = Dyadic.from_mpf(delta, f"dJ/dh of layer {i + 1}")
         dweights[i] = (d @ layer_inputs[i].T).to_mpf(ctx)
         dbiases[i] = d.sum_columns().to_mpf(ctx)
         if i > 0:
