@@ -44,3 +44,16 @@ def random_problem(
     else:
         y = rng.integers(0, 2, (widths[-1], batch)).astype(float)
     return Problem.from_arrays(spec, weights, biases, x, y, dtype)
+
+
+def called_directly(impl, problem: Problem):
+    """The implementation's own answer ``(dweights, dbiases)``, called on copies of the
+    problem's arrays without the harness."""
+    return impl(
+        [w.copy() for w in problem.weights],
+        [b.copy() for b in problem.biases],
+        problem.x.copy(),
+        problem.y.copy(),
+        activations=problem.spec.activations,
+        loss=problem.spec.loss,
+    )

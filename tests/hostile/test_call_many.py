@@ -21,6 +21,7 @@ from gradverify.exploration.scan import ScanAborted, scan
 from gradverify.model.network import NetworkSpec, Problem
 from tests.hostile import backprops
 from tests.hostile.test_isolation import assert_gone
+from tests.strategies import called_directly
 
 
 def problems(count: int, marked: int | None = None) -> list[Problem]:
@@ -44,14 +45,7 @@ def problems(count: int, marked: int | None = None) -> list[Problem]:
 def assert_right(outcome, problem: Problem) -> None:
     """The outcome holds the right gradients, from calling backprops.right directly."""
     assert outcome.ok, outcome.error
-    dw, db = backprops.right(
-        [w.copy() for w in problem.weights],
-        [b.copy() for b in problem.biases],
-        problem.x.copy(),
-        problem.y.copy(),
-        activations=problem.spec.activations,
-        loss=problem.spec.loss,
-    )
+    dw, db = called_directly(backprops.right, problem)
     for got, expected in zip((*outcome.dweights, *outcome.dbiases), (*dw, *db), strict=True):
         assert np.array_equal(got, expected)
 

@@ -625,12 +625,17 @@ def three_in_two_out(weights, biases, x, y, *, activations, loss):
 """
 
 
+def _with_module(project, monkeypatch, name: str, source: str):
+    """``project`` with a module ``name`` of ``source`` in it, imported fresh by each test."""
+    (project / f"{name}.py").write_text(source, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    yield project
+    sys.modules.pop(name, None)
+
+
 @pytest.fixture
 def two_layer_project(project, monkeypatch):
-    (project / "twolayer.py").write_text(TWO_LAYERS, encoding="utf-8")
-    monkeypatch.delitem(sys.modules, "twolayer", raising=False)
-    yield project
-    sys.modules.pop("twolayer", None)
+    yield from _with_module(project, monkeypatch, "twolayer", TWO_LAYERS)
 
 
 def test_depth_flag_declares_a_two_layer_implementation(two_layer_project, capsys):
@@ -715,10 +720,7 @@ HARD_ARGS = ["check", "hardlabels:thresholded", "--losses", "bce", "--dtypes", "
 
 @pytest.fixture
 def hard_label_project(project, monkeypatch):
-    (project / "hardlabels.py").write_text(HARD_LABELS, encoding="utf-8")
-    monkeypatch.delitem(sys.modules, "hardlabels", raising=False)
-    yield project
-    sys.modules.pop("hardlabels", None)
+    yield from _with_module(project, monkeypatch, "hardlabels", HARD_LABELS)
 
 
 def test_labels_hard_declares_an_implementation_for_hard_labels(hard_label_project, capsys):

@@ -22,7 +22,7 @@ from gradverify.engine.harness import call_backprop  # noqa: E402
 from gradverify.engine.results import Verdict  # noqa: E402
 from gradverify.exact.reference import reference_gradients  # noqa: E402
 from gradverify.model.network import NetworkSpec, Problem  # noqa: E402
-from tests.strategies import random_problem  # noqa: E402
+from tests.strategies import called_directly, random_problem  # noqa: E402
 
 NETWORKS = [
     ((3, 4, 1), ("tanh", "sigmoid")),
@@ -294,15 +294,7 @@ def test_calls_from_several_threads_never_share_a_module():
     expected = [call_backprop(from_module(nn.BCEWithLogitsLoss()), p) for p in problems]
 
     def one_call(i: int) -> bool:
-        p = problems[i % 2]
-        dw, db = impl(
-            [w.copy() for w in p.weights],
-            [b.copy() for b in p.biases],
-            p.x.copy(),
-            p.y.copy(),
-            activations=p.spec.activations,
-            loss=p.spec.loss,
-        )
+        dw, db = called_directly(impl, problems[i % 2])
         want = expected[i % 2]
         return all(
             np.array_equal(a, b)

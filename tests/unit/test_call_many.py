@@ -25,6 +25,7 @@ from gradverify.engine.harness import (
 )
 from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop
 from gradverify.model.network import NetworkSpec, Problem
+from tests.strategies import called_directly
 
 MARK = 3.0
 """The bias of the problem an implementation below misbehaves on."""
@@ -48,25 +49,13 @@ def problems(count: int, marked: int | None = None, dtype: str = "float64") -> l
     ]
 
 
-def direct(impl, problem: Problem):
-    """The implementation's own answer, called directly on copies."""
-    return impl(
-        [w.copy() for w in problem.weights],
-        [b.copy() for b in problem.biases],
-        problem.x.copy(),
-        problem.y.copy(),
-        activations=problem.spec.activations,
-        loss=problem.spec.loss,
-    )
-
-
 def is_marked(biases) -> bool:
     return float(biases[0][0]) == MARK
 
 
 def assert_answers(outcome, impl, problem) -> None:
     assert outcome.ok, outcome.error
-    dw, db = direct(impl, problem)
+    dw, db = called_directly(impl, problem)
     for got, expected in zip((*outcome.dweights, *outcome.dbiases), (*dw, *db), strict=True):
         assert got.dtype == expected.dtype
         assert np.array_equal(got, expected, equal_nan=True)
