@@ -24,9 +24,15 @@ name                     function                                    kink, act' 
   ``cdf + x pdf`` with ``cdf = (1 + erf(x/sqrt 2))/2`` (which cancels for negative ``x``),
   the tanh-GELU's ``(1 + t)/2 + x/2 (1 - t^2) k (1 + 3 0.044715 x^2)``, SiLU's
   ``s (1 + x (1 - s))`` with ``s = 1/(1 + exp(-x))`` (0 once ``exp(-x)`` overflows). torch's
-  out-of-place ELU and leaky ReLU differentiate from the input in a form as accurate as the
-  stable one (``a exp(x)``, the slope), so their conventional form is the stable one. Each
-  cancelling form has an error bound from the magnitudes of its terms
+  leaky ReLU differentiates from the input in a form as accurate as the stable one (the
+  slope), so its conventional form is the stable one. For ELU the frameworks differ:
+  torch's out-of-place backward is ``a exp(x)``, as accurate as the stable form, but jax
+  differentiates its forward ``a expm1(x)`` into ``a (expm1(x) + 1)``, which cancels for
+  negative ``x`` (about ``u e^-x`` relative error, and 0 once ``expm1(x)`` rounds to -1,
+  below -17.3 in float32). The conventional form is jax's, computed in the dtype as jax
+  does: code as accurate as either framework passes under the autograd policy, and the
+  precision it loses is reported. Each cancelling form has an error bound from the
+  magnitudes of its terms
   (:attr:`~gradverify.model.activations.Activation.conventional_error`).
 * **Exact forms** use the mathematical constants (``sqrt(2/pi)``, the decimal 0.044715) and
   the parameters' float values. Near the root of ``gelu'`` and ``silu'`` (about -0.75 and
@@ -358,8 +364,36 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
     )
 
 
+def _elu_backward_jax(a: float) -> Callable[[Array], Array]:
+    """jax's ELU derivative, ``a (expm1(x) + 1)`` for ``x <= 0`` and 1 above, in the dtype."""
+
+    def backward(h: Array) -> Array:
+        h = np.asarray(h)
+        t = h.dtype.type
+        with np.errstate(all="ignore"):
+            negative = t(a) * (np.expm1(np.minimum(h, t(0))) + t(1))
+            return np.where(h > 0, t(1), negative).astype(h.dtype)
+
+    return backward
+
+
+def _elu_backward_jax_error(a: float) -> Callable[[Array, np.dtype], Array]:
+    """A bound on the error of :func:`_elu_backward_jax`: expm1 errs by a few ``u |expm1(x)|``,
+    adding 1 and multiplying by ``a`` by ``u`` of their results (``e^x`` and ``a e^x``)."""
+
+    def bound(h: Array, dtype: np.dtype) -> Array:
+        x = np.minimum(h, 0.0)
+        terms = a * (np.abs(np.expm1(x)) + 2 * np.exp(x))
+        return np.where(h > 0, 0.0, ROUNDINGS * unit_roundoff(dtype) * terms)
+
+    return bound
+
+
 def elu(alpha: float = 1.0) -> Activation:
-    """``x`` for ``x > 0`` else ``alpha (e^x - 1)``; the derivative at 0 is alpha (torch)."""
+    """``x`` for ``x > 0`` else ``alpha (e^x - 1)``; the derivative at 0 is alpha (torch).
+
+    The conventional derivative is jax's ``alpha (expm1(x) + 1)`` (see the module's notes).
+    """
     a = float(alpha)
     return Activation(
         name=_name("elu", a, 1.0),
@@ -369,4 +403,6 @@ def elu(alpha: float = 1.0) -> Activation:
         mp_derivative=lambda ctx, x: ctx.one if x > 0 else ctx.mpf(a) * ctx.exp(x),
         kinks=() if a == 1.0 else (0.0,),
         parameter=a,
+        conventional_from_input=_elu_backward_jax(a),
+        conventional_error=_elu_backward_jax_error(a),
     )

@@ -81,6 +81,47 @@ def test_a_wrong_name_is_incorrect(told, true, dtype):
     assert result.verdict is Verdict.INCORRECT, str(result)
 
 
+# --- jax's ELU derivative cancels: the autograd bar is jax's own form ---------------------
+
+
+def elu_counterexample(dtype):
+    """[1, 1, 1]: the hidden ELU at h = -6, where a (expm1(h) + 1) keeps 7 fewer bits in
+    float32 than a exp(h) (the search's shrunk counterexample before the bar knew it)."""
+    spec = NetworkSpec((1, 1, 1), ("elu(0.5)", "sigmoid"), "bce")
+    weights, biases = [np.array([[3.0]]), np.array([[1.0]])], [np.array([-9.0]), np.array([1.0])]
+    return Problem.from_arrays(spec, weights, biases, np.ones((1, 1)), np.zeros((1, 1)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jax_elu_passes_under_autograd_and_its_lost_bits_fail_only_strict(dtype):
+    impl = named("elu(0.5)")
+    assert check_problem(impl, elu_counterexample(dtype)).verdict is Verdict.PASS
+    strict = check_problem(impl, elu_counterexample(dtype), policy="strict")
+    if dtype == "float32":
+        assert strict.verdict is Verdict.UNSTABLE, str(strict)
+        assert "at saturation" in strict.message
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_conventional_elu_derivative_is_what_jax_computes(dtype):
+    from gradverify.model.functions import activation
+
+    jax.config.update("jax_enable_x64", True)
+    act = activation("elu(0.5)")
+    h = -np.geomspace(1e-4, 60.0, 4001).astype(dtype)
+    got = np.asarray(jax.vmap(jax.grad(JAX_HIDDEN["elu(0.5)"]))(jnp.asarray(h)))
+    model = act.conventional_derivative(h, None)
+    assert got.dtype == model.dtype == dtype
+    # where expm1(h) rounds to -1 both are 0 (exp(h) is not: float32 below -17.3); elsewhere
+    # they differ by no more than jax's expm1 from numpy's (most are equal)
+    assert np.array_equal(got == 0, model == 0)
+    assert (dtype == np.float64) or (model == 0).any()
+    bound = act.conventional_error(h.astype(np.float64), np.dtype(dtype))
+    assert np.all(np.abs(got.astype(np.float64) - model.astype(np.float64)) <= 2 * bound)
+    stable = act.derivative(h)
+    assert np.mean(got == stable) < 0.9  # jax's form is not the stable one
+
+
 @pytest.mark.parametrize("name", [*NAMES, "leaky_relu"])
 def test_activation_function_is_the_jax_nn_function(name):
     h = jnp.linspace(-4.0, 4.0, 33)

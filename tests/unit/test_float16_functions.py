@@ -5,7 +5,9 @@ output gradients on a grid, with stated error bounds.
   (measured: 0.500, i.e. correctly rounded);
 * torch's backward forms (float32 compute, rounded to float16): within their term-magnitude
   bound ``conventional_error`` everywhere (measured: gelu 0.71 ulp, gelu_tanh 19.5 ulps, silu
-  0.5 ulp), and the same bound holds in float32 and float64 on a dense sample;
+  0.5 ulp), and the same bound holds in float32 and float64 on a dense sample; jax's ELU
+  backward ``a (expm1(x) + 1)`` (computed in float16) within its bound too (measured: 2,043
+  ulps at -8.32, and 0 from about -8.3 down to -9.7, where ``a e^x`` is still normal);
 * the losses' d loss/dz (l1, huber) and fused deltas (softmax_ce with label smoothing, bce with
   soft labels) in float16 on a grid: see each test.
 
@@ -68,10 +70,10 @@ def test_every_float16(name):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu"])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu", "elu", "elu(0.5)"])
 def test_error_bounds_from_term_magnitudes_hold_in_float32_and_float64(name, dtype):
     # near the roots of gelu' and silu' (-0.75, -1.28) the terms cancel; at -88.8 float32's
-    # exp(-x) overflows in torch's SiLU backward
+    # exp(-x) overflows in torch's SiLU backward; jax's ELU backward is 0 below -17.3
     rng = np.random.default_rng(0)
     mags = np.exp(rng.uniform(np.log(1e-6), np.log(120.0), 1500))
     roots = np.concatenate([r + rng.uniform(-1e-3, 1e-3, 200) for r in (-0.7518, -1.2785)])
@@ -84,7 +86,8 @@ def test_error_bounds_from_term_magnitudes_hold_in_float32_and_float64(name, dty
         conventional = act.conventional_derivative(h, None).astype(np.float64)
         stable = act.derivative(h).astype(np.float64)
     assert np.all(np.abs(conventional - slope) <= act.conventional_error(h64, h.dtype) + eta)
-    assert np.all(np.abs(stable - slope) <= act.derivative_error(h64, h.dtype) + eta)
+    if act.derivative_error is not None:  # else the default 4 u |value| (tested on float16)
+        assert np.all(np.abs(stable - slope) <= act.derivative_error(h64, h.dtype) + eta)
 
 
 # --- losses on a float16 grid -------------------------------------------------
