@@ -1,5 +1,10 @@
 """The :class:`Activation` record and the five original activations.
 
+Their conventional (framework autograd) forms: sigmoid and tanh differentiate from the output
+(``z (1 - z)``, ``1 - z**2``), as torch and jax do; softplus is torch's ``nn.Softplus()``,
+which returns ``x`` and the slope 1 above :data:`SOFTPLUS_THRESHOLD` (jax's ``logaddexp``
+form is as accurate as the stable one); relu and identity compute what the stable forms do.
+
 Float forms take and return numpy arrays and keep their dtype; the mpmath forms take a private
 ``mpmath`` context and one ``mpf`` and never cancel catastrophically. The GELU family, SiLU,
 leaky ReLU and ELU are in :mod:`gradverify.model.extra_activations`; the lookup by name (any
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from gradverify.model.dtypes import unit_roundoff
 
 __all__ = ["Activation", "ORIGINAL_ACTIVATIONS", "sigmoid_float", "mp_sigmoid"]
 
@@ -131,6 +138,58 @@ def _softplus(h: Array) -> Array:
     return np.maximum(h, np.zeros_like(h)) + np.log1p(np.exp(-np.abs(h)))
 
 
+ROUNDINGS = 4.0
+"""Units of roundoff one elementwise library function may be off (as in the bounds)."""
+
+
+def opmath(dtype: np.dtype) -> np.dtype:
+    """torch's compute type: float32 for the 16-bit formats, else the dtype itself."""
+    return np.dtype(np.float32) if dtype.itemsize == 2 else dtype
+
+
+def in_opmath(fn: Callable[[Array, type], Array]) -> Callable[[Array], Array]:
+    """``fn(x, T)`` evaluated in torch's compute type ``T`` and rounded to the dtype of ``h``."""
+
+    def conventional(h: Array) -> Array:
+        h = np.asarray(h)
+        ct = opmath(h.dtype)
+        with np.errstate(all="ignore"):
+            return fn(h.astype(ct), ct.type).astype(h.dtype)
+
+    return conventional
+
+
+SOFTPLUS_THRESHOLD = 20.0
+"""torch's ``nn.Softplus()`` (beta 1, threshold 20) returns ``x`` above it, and 1 as the slope."""
+
+
+def _softplus_torch(x: Array, t: type) -> Array:
+    return np.where(x > t(SOFTPLUS_THRESHOLD), x, np.log1p(np.exp(np.minimum(x, t(20)))))
+
+
+def _softplus_backward_torch(x: Array, t: type) -> Array:
+    z = np.exp(np.minimum(x, t(SOFTPLUS_THRESHOLD)))
+    return np.where(x > t(SOFTPLUS_THRESHOLD), t(1), z / (z + t(1)))
+
+
+def _softplus_torch_error(h: Array, dtype: np.dtype) -> Array:
+    # log1p(exp(x)) errs by a few u of its value and of sigmoid(x); above the threshold x
+    # leaves out log1p(exp(-x)) < exp(-x)
+    h = np.asarray(h, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        terms = np.abs(_softplus(h)) + sigmoid_float(h)
+        cut = np.where(h > SOFTPLUS_THRESHOLD, np.exp(-np.abs(h)), 0.0)
+    return ROUNDINGS * unit_roundoff(dtype) * terms + cut
+
+
+def _softplus_backward_torch_error(h: Array, dtype: np.dtype) -> Array:
+    # z / (z + 1) errs by a few u of its value; above the threshold 1 leaves out sigmoid(-x)
+    h = np.asarray(h, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        cut = np.where(h > SOFTPLUS_THRESHOLD, sigmoid_float(-h), 0.0)
+    return ROUNDINGS * unit_roundoff(dtype) * sigmoid_float(h) + cut
+
+
 def mp_sigmoid(ctx: MPContext, h: MPF) -> MPF:
     """sigmoid(h) in mpmath; both branches keep full relative precision (no 1 - s)."""
     if h >= 0:
@@ -175,12 +234,16 @@ ORIGINAL_ACTIVATIONS: tuple[Activation, ...] = (
         mp_derivative=lambda ctx, h: ctx.one if h > 0 else ctx.zero,
         kinks=(0.0,),
     ),
-    Activation(
+    Activation(  # its conventional forms are torch's, cut off at SOFTPLUS_THRESHOLD
         name="softplus",
         forward=_softplus,
         derivative=sigmoid_float,
         mp_forward=_mp_softplus,
         mp_derivative=mp_sigmoid,
+        conventional_from_input=in_opmath(_softplus_backward_torch),
+        conventional_error=_softplus_backward_torch_error,
+        conventional_forward=in_opmath(_softplus_torch),
+        conventional_forward_error=_softplus_torch_error,
     ),
     Activation(
         name="identity",

@@ -47,15 +47,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradverify.model.activations import MPF, Activation, Array, MPContext, mp_sigmoid
+from gradverify.model.activations import (
+    MPF,
+    ROUNDINGS,
+    Activation,
+    Array,
+    MPContext,
+    in_opmath,
+    mp_sigmoid,
+    opmath,
+)
 from gradverify.model.activations import sigmoid_float as _sigmoid
 from gradverify.model.dtypes import unit_roundoff
 
 __all__ = ["elu", "gelu", "gelu_tanh", "leaky_relu", "silu"]
 
 U64 = 2.0**-53
-ROUNDINGS = 4.0
-"""Units of roundoff one elementwise library function may be off (as in the bounds)."""
 
 M_2_SQRTPI = 1.12837916709551257390
 M_SQRT1_2 = 0.707106781186547524401
@@ -78,23 +85,6 @@ def _in_float64(fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
             return np.broadcast_to(out, h.shape).astype(h.dtype)
 
     return rounded
-
-
-def _opmath(dtype: np.dtype) -> np.dtype:
-    """torch's compute type: float32 for the 16-bit formats, else the dtype itself."""
-    return np.dtype(np.float32) if dtype.itemsize == 2 else dtype
-
-
-def _in_opmath(fn: Callable[[Array, type], Array]) -> Callable[[Array], Array]:
-    """``fn(x, T)`` evaluated in torch's compute type ``T`` and rounded to the dtype of ``h``."""
-
-    def conventional(h: Array) -> Array:
-        h = np.asarray(h)
-        ct = _opmath(h.dtype)
-        with np.errstate(all="ignore"):
-            return fn(h.astype(ct), ct.type).astype(h.dtype)
-
-    return conventional
 
 
 def _sigmoid_slope(t: Array) -> Array:
@@ -168,11 +158,11 @@ def gelu() -> Activation:
         derivative=_in_float64(_gelu_derivative64),
         mp_forward=lambda ctx, x: x * _mp_cdf(ctx, x),
         mp_derivative=_mp_gelu_derivative,
-        conventional_from_input=_in_opmath(_gelu_backward_torch),
+        conventional_from_input=in_opmath(_gelu_backward_torch),
         forward_error=_gelu_forward_error,
         derivative_error=_gelu_derivative_error,
         conventional_error=_gelu_conventional_error,
-        conventional_forward=_in_opmath(_gelu_torch),
+        conventional_forward=in_opmath(_gelu_torch),
         conventional_forward_error=_gelu_torch_error,
     )
 
@@ -268,11 +258,11 @@ def gelu_tanh() -> Activation:
         derivative=_in_float64(_gelu_tanh_derivative64),
         mp_forward=lambda ctx, x: x * mp_sigmoid(ctx, 2 * _mp_inner(ctx, x)),
         mp_derivative=_mp_gelu_tanh_derivative,
-        conventional_from_input=_in_opmath(_gelu_tanh_backward_torch),
+        conventional_from_input=in_opmath(_gelu_tanh_backward_torch),
         forward_error=_gelu_tanh_forward_error,
         derivative_error=_gelu_tanh_derivative_error,
         conventional_error=_gelu_tanh_conventional_error,
-        conventional_forward=_in_opmath(_gelu_tanh_torch),
+        conventional_forward=in_opmath(_gelu_tanh_torch),
         conventional_forward_error=_gelu_tanh_torch_error,
     )
 
@@ -296,7 +286,7 @@ def _silu_torch(x: Array, t: type) -> Array:
 def _silu_torch_error(h: Array, dtype: np.dtype) -> Array:
     # x / (1 + exp(-x)) is accurate, but 0 once exp(-x) overflows in the compute type
     z = np.abs(h * _sigmoid(h))
-    overflow = -h > np.log(float(np.finfo(_opmath(np.dtype(dtype))).max))
+    overflow = -h > np.log(float(np.finfo(opmath(np.dtype(dtype))).max))
     return ROUNDINGS * unit_roundoff(dtype) * z + np.where(overflow, z, 0.0)
 
 
@@ -317,7 +307,7 @@ def _silu_conventional_error(h: Array, dtype: np.dtype) -> Array:
     s = _sigmoid(h)
     slope = np.abs(_silu_derivative64(h))
     terms = s * (3 * np.abs(h) + np.abs(1 + h * _sigmoid(-h))) + slope
-    overflow = -h > np.log(float(np.finfo(_opmath(np.dtype(dtype))).max))
+    overflow = -h > np.log(float(np.finfo(opmath(np.dtype(dtype))).max))
     return ROUNDINGS * unit_roundoff(dtype) * terms + np.where(overflow, slope, 0.0)
 
 
@@ -334,11 +324,11 @@ def silu() -> Activation:
         derivative=_in_float64(_silu_derivative64),
         mp_forward=lambda ctx, x: x * mp_sigmoid(ctx, x),
         mp_derivative=_mp_silu_derivative,
-        conventional_from_input=_in_opmath(_silu_backward_torch),
+        conventional_from_input=in_opmath(_silu_backward_torch),
         forward_error=_silu_forward_error,
         derivative_error=_silu_derivative_error,
         conventional_error=_silu_conventional_error,
-        conventional_forward=_in_opmath(_silu_torch),
+        conventional_forward=in_opmath(_silu_torch),
         conventional_forward_error=_silu_torch_error,
     )
 

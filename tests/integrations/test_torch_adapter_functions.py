@@ -182,6 +182,49 @@ def test_hidden_activation_passes_longer_searches(module, name, seed):
 # --- a wrong name is a logic bug ---------------------------------------------------------
 
 
+# --- nn.Softplus: x and slope 1 above its threshold, 20 -----------------------------------
+
+
+def softplus_counterexample(dtype):
+    """[1, 1, 1]: the hidden softplus at h = 32, where torch returns the slope 1 and the
+    exact slope is 1 - 1.3e-14 (114 ulps in float64): the search's shrunk counterexample
+    before the bar knew torch's threshold."""
+    spec = NetworkSpec((1, 1, 1), ("softplus", "sigmoid"), "bce")
+    weights, biases = [np.array([[16.0]]), np.array([[1.0]])], [np.array([16.0]), np.array([1.0])]
+    return Problem.from_arrays(spec, weights, biases, np.ones((1, 1)), np.zeros((1, 1)), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", *DTYPES])
+def test_nn_softplus_passes_under_autograd_and_its_lost_bits_fail_only_strict(dtype):
+    impl = from_module(nn.BCEWithLogitsLoss(), activations=("softplus", "sigmoid"))
+    assert check_problem(impl, softplus_counterexample(dtype)).verdict is Verdict.PASS
+    strict = check_problem(impl, softplus_counterexample(dtype), policy="strict")
+    if dtype == "float64":  # in float32, 1 is sigmoid(32) correctly rounded
+        assert strict.verdict is Verdict.UNSTABLE, str(strict)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_the_conventional_softplus_forms_are_what_torch_computes(dtype):
+    from gradverify.model.functions import activation
+
+    act = activation("softplus")
+    x = torch.linspace(-60.0, 60.0, 4801, dtype=torch.float64).to(dtype).requires_grad_(True)
+    value = torch.nn.functional.softplus(x)
+    (slope,) = torch.autograd.grad(value.sum(), x)
+    h = x.detach().numpy()
+    model_value, model_slope = act.conventional_forward(h), act.conventional_derivative(h, None)
+    h64 = h.astype(np.float64)
+    for got, model, bound in [
+        (value.detach().numpy(), model_value, act.conventional_forward_error(h64, h.dtype)),
+        (slope.numpy(), model_slope, act.conventional_error(h64, h.dtype)),
+    ]:
+        assert got.dtype == model.dtype == h.dtype
+        above = h64 > 20  # x and 1 there, exactly
+        assert np.array_equal(got[above], model[above])
+        assert np.all(np.abs(got.astype(np.float64) - model.astype(np.float64)) <= 2 * bound)
+    assert not np.array_equal(slope.numpy(), act.derivative(h))  # not the stable form
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "module, told, true",

@@ -70,10 +70,11 @@ def test_every_float16(name):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu", "elu", "elu(0.5)"])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu", "elu", "elu(0.5)", "softplus"])
 def test_error_bounds_from_term_magnitudes_hold_in_float32_and_float64(name, dtype):
     # near the roots of gelu' and silu' (-0.75, -1.28) the terms cancel; at -88.8 float32's
-    # exp(-x) overflows in torch's SiLU backward; jax's ELU backward is 0 below -17.3
+    # exp(-x) overflows in torch's SiLU backward; jax's ELU backward is 0 below -17.3;
+    # torch's softplus is x, with slope 1, above 20
     rng = np.random.default_rng(0)
     mags = np.exp(rng.uniform(np.log(1e-6), np.log(120.0), 1500))
     roots = np.concatenate([r + rng.uniform(-1e-3, 1e-3, 200) for r in (-0.7518, -1.2785)])
@@ -86,6 +87,13 @@ def test_error_bounds_from_term_magnitudes_hold_in_float32_and_float64(name, dty
         conventional = act.conventional_derivative(h, None).astype(np.float64)
         stable = act.derivative(h).astype(np.float64)
     assert np.all(np.abs(conventional - slope) <= act.conventional_error(h64, h.dtype) + eta)
+    if act.conventional_forward is not None:
+        value = _exact(act.mp_forward, h64)
+        with np.errstate(all="ignore"):
+            forward = act.conventional_forward(h).astype(np.float64)
+        finite = np.isfinite(value) & (np.abs(value) < float(np.finfo(dtype).max))
+        bound = act.conventional_forward_error(h64, h.dtype) + eta
+        assert np.all((np.abs(forward - value) <= bound)[finite])
     if act.derivative_error is not None:  # else the default 4 u |value| (tested on float16)
         assert np.all(np.abs(stable - slope) <= act.derivative_error(h64, h.dtype) + eta)
 
