@@ -57,3 +57,26 @@ def called_directly(impl, problem: Problem):
         activations=problem.spec.activations,
         loss=problem.spec.loss,
     )
+
+
+MARK = 3.0
+"""The first bias of the one problem of :func:`marked_problems` that is marked."""
+
+
+def marked_problems(count: int, marked: int | None = None, dtype: str = "float64") -> list[Problem]:
+    """``count`` small [2, 1] problems, first biases 0, 1/4, 1/2, ...; ``marked`` gets MARK
+    (for implementations that misbehave on one problem of many)."""
+    spec = NetworkSpec((2, 1), ("sigmoid",), "bce")
+    x = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]])
+    y = np.array([[1.0, 0.0, 1.0]])
+    return [
+        Problem.from_arrays(
+            spec,
+            [np.array([[0.5, -0.25]])],
+            [np.array([MARK if k == marked else k / 4])],
+            x,
+            y,
+            dtype,
+        )
+        for k in range(count)
+    ]

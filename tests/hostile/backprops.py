@@ -19,6 +19,7 @@ import numpy as np
 
 from gradverify import supports
 from gradverify.engine.implementations import fused_bce_backprop
+from tests.strategies import MARK
 
 DECLARED = {"activations": ("sigmoid",), "losses": ("bce",), "dtypes": ("float64",)}
 
@@ -137,8 +138,7 @@ def calls_breakpoint(weights, biases, x, y, *, activations, loss):
 
 # -- misbehaving on one problem of many --------------------------------------------------
 
-MARK = 3.0
-"""The first bias of the problem the implementations below misbehave on."""
+# the problem marked by tests.strategies.marked_problems (first bias MARK)
 
 
 def _marked(biases) -> bool:

@@ -1,6 +1,6 @@
 """Hostile implementations against many calls in a row (call_backprop_many, the scan's groups).
 
-An implementation misbehaves on one marked problem of a list (``backprops.MARK``): what it
+An implementation misbehaves on one marked problem of a list (``tests.strategies.MARK``): what it
 does there is that call's outcome alone, a crash or a hang ends the list at that call, and
 the calls after it work again (in a new worker). Time limits are a second or less.
 """
@@ -18,28 +18,11 @@ import pytest
 from gradverify.engine.harness import CallFailure, call_backprop_many
 from gradverify.engine.isolation import isolated
 from gradverify.exploration.scan import ScanAborted, scan
-from gradverify.model.network import NetworkSpec, Problem
+from gradverify.model.network import Problem
 from tests.hostile import backprops
 from tests.hostile.test_isolation import assert_gone
 from tests.strategies import called_directly
-
-
-def problems(count: int, marked: int | None = None) -> list[Problem]:
-    """``count`` small float64 problems; ``marked`` gets the first bias backprops.MARK."""
-    spec = NetworkSpec((2, 1), ("sigmoid",), "bce")
-    x = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]])
-    y = np.array([[1.0, 0.0, 1.0]])
-    return [
-        Problem.from_arrays(
-            spec,
-            [np.array([[0.5, -0.25]])],
-            [np.array([backprops.MARK if k == marked else k / 4])],
-            x,
-            y,
-            "float64",
-        )
-        for k in range(count)
-    ]
+from tests.strategies import marked_problems as problems
 
 
 def assert_right(outcome, problem: Problem) -> None:

@@ -24,29 +24,8 @@ from gradverify.engine.harness import (
     call_backprop_many,
 )
 from gradverify.engine.implementations import fused_bce_backprop, naive_bce_backprop
-from gradverify.model.network import NetworkSpec, Problem
-from tests.strategies import called_directly
-
-MARK = 3.0
-"""The bias of the problem an implementation below misbehaves on."""
-
-
-def problems(count: int, marked: int | None = None, dtype: str = "float64") -> list[Problem]:
-    """``count`` small problems (biases 0, 1/4, 1/2, ...); ``marked`` gets the bias MARK."""
-    spec = NetworkSpec((2, 1), ("sigmoid",), "bce")
-    x = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]])
-    y = np.array([[1.0, 0.0, 1.0]])
-    return [
-        Problem.from_arrays(
-            spec,
-            [np.array([[0.5, -0.25]])],
-            [np.array([MARK if k == marked else k / 4])],
-            x,
-            y,
-            dtype,
-        )
-        for k in range(count)
-    ]
+from tests.strategies import MARK, called_directly
+from tests.strategies import marked_problems as problems
 
 
 def is_marked(biases) -> bool:
