@@ -164,7 +164,8 @@ SOFTPLUS_THRESHOLD = 20.0
 
 
 def _softplus_torch(x: Array, t: type) -> Array:
-    return np.where(x > t(SOFTPLUS_THRESHOLD), x, np.log1p(np.exp(np.minimum(x, t(20)))))
+    cut = t(SOFTPLUS_THRESHOLD)
+    return np.where(x > cut, x, np.log1p(np.exp(np.minimum(x, cut))))
 
 
 def _softplus_backward_torch(x: Array, t: type) -> Array:
